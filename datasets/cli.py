@@ -1,0 +1,132 @@
+"""`embbert data ...` and `embbert tokenizer ...` sub-commands (no TensorFlow at import)."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from embbert.errors import EmbBertError
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def register(subparsers) -> None:
+    data = subparsers.add_parser("data", help="benchmark tasks and local datasets",
+                                 description="Benchmark tasks (TinyNLP, GLUE) and their local data.")
+    data_sub = data.add_subparsers(dest="data_command", metavar="<data command>")
+    data_sub.required = True
+    lst = data_sub.add_parser(
+        "list", help="list every task, whether it is available locally, its split sizes and labels",
+        description="List every task with local availability, rows per split and number of labels.",
+    )
+    lst.add_argument("--data-dir", help="local data folder (hub layout; default: $EMBBERT_DATA_DIR)")
+    lst.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    lst.set_defaults(func=cmd_data_list)
+
+    tok = subparsers.add_parser("tokenizer", help="train or use the byte-level BPE tokenizer",
+                                description="Byte-level BPE tokenizer (see docs/tokenizer.md).")
+    tok_sub = tok.add_subparsers(dest="tokenizer_command", metavar="<tokenizer command>")
+    tok_sub.required = True
+    train = tok_sub.add_parser(
+        "train", help="train a tokenizer on text files or a task's training split",
+        description="Train the BPE tokenizer; writes tokenizer.json, vocab.json, merges.txt, tokenizer_config.json.",
+    )
+    src = train.add_mutually_exclusive_group(required=True)
+    src.add_argument("--corpus", nargs="+", metavar="FILE", help="UTF-8 text files, one text a line")
+    src.add_argument("--task", help="a task name or task directory: train on its training texts")
+    train.add_argument("--data-dir", help="local data folder for --task (default: $EMBBERT_DATA_DIR)")
+    train.add_argument("--vocab-size", type=_positive_int, default=8192, help="vocabulary size (default 8192)")
+    train.add_argument("--out", required=True, help="output directory (replaced atomically)")
+    train.set_defaults(func=cmd_tokenizer_train)
+
+    enc = tok_sub.add_parser("encode", help="print the token ids of a text (or a packed text pair)",
+                             description="Encode text with a trained tokenizer.")
+    enc.add_argument("--tokenizer", required=True, help="tokenizer directory")
+    enc.add_argument("--text", required=True, help="the text to encode")
+    enc.add_argument("--pair-text", help="second text: pack as [CLS] A [SEP] B [SEP]")
+    enc.add_argument("--max-length", type=_positive_int,
+                     help="pack to this length ([CLS] A ... padded), with segment ids")
+    enc.add_argument("--json", action="store_true", help="print JSON")
+    enc.set_defaults(func=cmd_tokenizer_encode)
+
+
+def cmd_data_list(args) -> int:
+    from .loading import count_lines, local_files, resolve_data_dir, task_available_locally
+    from .tasks import TASKS
+
+    data_dir = resolve_data_dir(args.data_dir)
+    if data_dir is not None and not data_dir.is_dir():
+        raise EmbBertError(f"{data_dir}: data directory not found (expected a folder with hub/ and local/)")
+    rows = []
+    for name, spec in TASKS.items():
+        files = local_files(spec, data_dir)
+        sizes = {split: count_lines(p) for split, p in files.items() if p.is_file()}
+        rows.append({
+            "task": name, "family": spec.family, "hub_id": spec.hub_id, "config": spec.hub_config,
+            "available": task_available_locally(spec, data_dir) if data_dir else False,
+            "sizes": sizes, "num_labels": spec.num_labels, "metric": spec.metric,
+        })
+    if args.json:
+        print(json.dumps({"data_dir": str(data_dir) if data_dir else None, "tasks": rows}, indent=2))
+        return 0
+    print(f"data dir: {data_dir if data_dir else '(none: hub only)'}")
+    print(f"{'task':<14} {'family':<8} {'local':<8} {'labels':>6}  {'metric':<12} sizes")
+    for r in rows:
+        local = "yes" if r["available"] else ("partial" if r["sizes"] else "no")
+        sizes = ", ".join(f"{k} {v}" for k, v in r["sizes"].items()) or "-"
+        print(f"{r['task']:<14} {r['family']:<8} {local:<8} {r['num_labels']:>6}  {r['metric']:<12} {sizes}")
+    return 0
+
+
+def cmd_tokenizer_train(args) -> int:
+    from .tokenizer import train_tokenizer
+
+    if args.corpus:
+        sources: list = [Path(p) for p in args.corpus]
+        for p in sources:
+            if not p.is_file():
+                raise EmbBertError(f"{p}: corpus file not found (expected a UTF-8 text file)")
+    else:
+        from .loading import load_task
+
+        data = load_task(args.task, args.data_dir)
+        sources = list(data.train.texts_a) + list(data.train.texts_b or [])
+    out = train_tokenizer(sources, vocab_size=args.vocab_size, out_dir=args.out)
+    config = json.loads((out / "tokenizer_config.json").read_text(encoding="utf-8"))
+    print(f"tokenizer written to {out} (vocabulary {config['vocab_size']}, {config['num_merges']} merges)")
+    return 0
+
+
+def cmd_tokenizer_encode(args) -> int:
+    from .tokenizer import load_tokenizer
+
+    tok = load_tokenizer(args.tokenizer)
+    ids_a = tok.encode(args.text)
+    ids_b = tok.encode(args.pair_text) if args.pair_text is not None else None
+    result: dict = {"ids": ids_a}
+    if ids_b is not None:
+        result["pair_ids"] = ids_b
+    if args.max_length or ids_b is not None:
+        from .pipeline import pack
+
+        length = args.max_length or (len(ids_a) + (len(ids_b) + 3 if ids_b is not None else 1))
+        token_ids, segment_ids = pack(ids_a, ids_b, length)
+        result["token_ids"] = token_ids.tolist()
+        result["segment_ids"] = segment_ids.tolist()
+    if args.json:
+        result["tokens"] = [tok.id_to_token(i) for i in ids_a]
+        print(json.dumps(result, ensure_ascii=False))
+    elif "token_ids" in result:
+        print(" ".join(map(str, result["token_ids"])))
+        print(" ".join(map(str, result["segment_ids"])))
+    else:
+        print(" ".join(map(str, ids_a)))
+    return 0
