@@ -119,6 +119,27 @@ def tf_pack(ids_a, ids_b, max_length: int):
     return tokens.to_tensor(PAD_ID, shape=shape), segments.to_tensor(0, shape=shape)
 
 
+_LAYERS: dict = {}
+
+
+def _cached_layer(tokenizer_dir):
+    """One keras-nlp layer per tokenizer (its BPE cache then serves every dataset built from it)."""
+    from .tokenizer import MERGES_FILE, VOCAB_FILE, keras_nlp_tokenizer
+
+    path = os.path.realpath(tokenizer_dir)
+    try:
+        stamp = tuple(os.stat(os.path.join(path, f)).st_mtime_ns for f in (VOCAB_FILE, MERGES_FILE))
+    except OSError:
+        stamp = None
+    key = (path, stamp)
+    if stamp is None or key not in _LAYERS:
+        layer = keras_nlp_tokenizer(tokenizer_dir)
+        if stamp is not None:
+            _LAYERS[key] = layer
+        return layer
+    return _LAYERS[key]
+
+
 def make_dataset(
     split: Split,
     tokenizer_dir: str | os.PathLike,
@@ -138,7 +159,7 @@ def make_dataset(
     """
     import tensorflow as tf
 
-    from .tokenizer import keras_nlp_tokenizer, tf_tokenize
+    from .tokenizer import tf_tokenize
 
     pair = split.texts_b is not None
     _check_length(max_length, pair)
@@ -146,7 +167,7 @@ def make_dataset(
         raise EmbBertError(f"batch size must be >= 1, got {batch_size}")
     if len(split) == 0:
         raise EmbBertError("cannot build a dataset from an empty split")
-    layer = keras_nlp_tokenizer(tokenizer_dir)
+    layer = _cached_layer(tokenizer_dir)
     labels = np.asarray(split.labels)
     if pair:
         ds = tf.data.Dataset.from_tensor_slices((list(split.texts_a), list(split.texts_b), labels))  # type: ignore[arg-type]
