@@ -1,0 +1,122 @@
+"""The `embbert` console command.
+
+Each stage's package adds its own sub-commands through a `register(subparsers)`
+function (module list below), so the command tree follows the folder path:
+datasets -> keras_model -> tflite -> micro_app. Heavy imports (TensorFlow) happen
+only inside the command functions, so `embbert --help` is instant.
+
+Errors: every `EmbBertError` becomes one line on stderr and a non-zero exit;
+argument errors exit with 2; nothing prints a traceback unless EMBBERT_DEBUG=1.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from typing import Sequence
+
+from . import __version__
+from .errors import EmbBertError, UsageError
+
+#: Modules that contribute sub-commands, in the order of the data path.
+COMMAND_MODULES = (
+    "embbert.datasets.cli",  # data list, tokenizer train/encode
+    "embbert.keras_model.cli",  # model summary, pretrain, train
+    "embbert.tflite.cli",  # convert, check, export
+    "embbert.bench",  # bench ...
+    "embbert.run",  # run (the whole path)
+)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage dump) and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(
+        prog="embbert",
+        description=(
+            "EmbBERT-Micro: train a tiny BERT-style text classifier with quantisation-aware "
+            "training, convert it to a full-int8 .tflite, check it with TFLite and TFLM, and "
+            "export a TensorFlow Lite Micro application."
+        ),
+        epilog="Stages: data/tokenizer -> pretrain -> train -> convert -> check -> export; "
+        "`embbert run` does the whole path. `embbert <command> --help` for details.",
+    )
+    parser.add_argument("--version", action="version", version=f"embbert {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="<command>", parser_class=OneLineParser)
+    sub.required = True
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:  # a stage not installed in this build
+            if exc.name == name:
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    debug = os.environ.get("EMBBERT_DEBUG") == "1"
+    try:
+        result = args.func(args)
+    except EmbBertError as exc:
+        print(f"embbert: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("embbert: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the CLI promises no traceback
+        if debug:
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(
+            f"embbert: error: unexpected {type(exc).__name__}: {first} (EMBBERT_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+    return int(result or 0)
+
+
+def run_main() -> None:  # pragma: no cover - console entry point wrapper
+    sys.exit(main())
+
+
+__all__ = ["main", "build_parser", "OneLineParser", "UsageError", "positive_int", "positive_float", "non_negative_int"]

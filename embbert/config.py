@@ -1,0 +1,194 @@
+"""The one configuration object that travels through every stage.
+
+`EmbBertConfig` = size preset (model sizes) + task + max length + training settings
+(+ the tokenizer and data locations). It is saved as `config.json` next to every
+artefact (run directory, pretrained backbone, converted model, exported C files),
+so any stage can rebuild the model and its data pipeline from it alone.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import EmbBertError
+
+CONFIG_FILE = "config.json"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Sizes of an EmbBERT model (notation of the reference: V, L, d, r, e, k)."""
+
+    vocab_size: int  # V
+    max_positions: int  # L of the preset: rows of the position table
+    hidden: int  # d
+    reduced: int  # r, the embedding size before the r -> d maps
+    expansion: int  # e, channel multiplier of the depthwise convolution
+    kernel: int  # k, convolution kernel (causal)
+    layers: int  # number of encoder layers
+    dropout: float = 0.1  # attention-weight dropout in training
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "max_positions", "hidden", "reduced", "expansion", "kernel", "layers"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise EmbBertError(f"model config: {name} must be a positive integer, got {value!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise EmbBertError(f"model config: dropout must be in [0, 1), got {self.dropout!r}")
+
+
+#: The five sizes of the reference (`shared/reference/embbert.md`, table "Sizes").
+PRESETS: dict[str, ModelConfig] = {
+    "nano": ModelConfig(vocab_size=2048, max_positions=256, hidden=64, reduced=16, expansion=1, kernel=8, layers=2),
+    "tiny": ModelConfig(vocab_size=2048, max_positions=256, hidden=128, reduced=16, expansion=1, kernel=16, layers=2),
+    "embbert": ModelConfig(vocab_size=8192, max_positions=256, hidden=128, reduced=16, expansion=1, kernel=32, layers=4),
+    "med": ModelConfig(vocab_size=8192, max_positions=512, hidden=256, reduced=16, expansion=2, kernel=32, layers=6),
+    "big": ModelConfig(vocab_size=16384, max_positions=1024, hidden=512, reduced=32, expansion=2, kernel=64, layers=6),
+}
+
+
+def preset(name: str) -> ModelConfig:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise EmbBertError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training settings (defaults: the reference fine-tuning recipe)."""
+
+    batch_size: int = 32
+    learning_rate: float = 5e-5
+    weight_decay: float = 0.05
+    epochs: int = 10
+    qat_epochs: int = 2
+    qat_learning_rate: float = 2e-5
+    validation_fraction: float = 0.1
+    seed: int = 0
+    strategy: str = "default"
+    steps_per_epoch: int | None = None  # None: one pass over the training split
+    max_train_examples: int | None = None  # None: the whole training split
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise EmbBertError(f"batch size must be >= 1, got {self.batch_size}")
+        if self.epochs < 0 or self.qat_epochs < 0:
+            raise EmbBertError("epochs and qat epochs must be >= 0")
+        if self.learning_rate <= 0 or self.qat_learning_rate <= 0:
+            raise EmbBertError("learning rates must be > 0")
+        if not 0.0 < self.validation_fraction < 1.0:
+            raise EmbBertError(f"validation fraction must be in (0, 1), got {self.validation_fraction}")
+        if self.strategy not in ("default", "mirrored"):
+            raise EmbBertError(f"unknown strategy {self.strategy!r}; choose default or mirrored")
+
+
+@dataclass(frozen=True)
+class EmbBertConfig:
+    """Everything needed to rebuild a model, its data pipeline and its deployment."""
+
+    preset: str
+    model: ModelConfig
+    max_length: int
+    task: str | None = None
+    num_labels: int = 2  # 1 means regression (one output, mean squared error)
+    label_names: tuple[str, ...] = ()
+    tokenizer: str | None = None  # directory of the tokenizer files
+    data_dir: str | None = None
+    train: TrainConfig = field(default_factory=TrainConfig)
+    format_version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_length, int) or self.max_length < 2:
+            raise EmbBertError(f"max length must be an integer >= 2, got {self.max_length!r}")
+        if self.max_length > self.model.max_positions:
+            raise EmbBertError(
+                f"max length {self.max_length} exceeds the preset's {self.model.max_positions} positions"
+            )
+        if self.num_labels < 1:
+            raise EmbBertError(f"number of labels must be >= 1, got {self.num_labels}")
+
+    @property
+    def regression(self) -> bool:
+        return self.num_labels == 1
+
+    @classmethod
+    def create(cls, preset_name: str, max_length: int | None = None, **kwargs: Any) -> "EmbBertConfig":
+        model = preset(preset_name)
+        if kwargs.get("label_names") is not None:
+            kwargs["label_names"] = tuple(kwargs["label_names"])
+        return cls(preset=preset_name, model=model, max_length=max_length or model.max_positions, **kwargs)
+
+    def replace(self, **changes: Any) -> "EmbBertConfig":
+        if "train" in changes and isinstance(changes["train"], dict):
+            changes["train"] = dataclasses.replace(self.train, **changes["train"])
+        return dataclasses.replace(self, **changes)
+
+    # -- JSON round trip -------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["label_names"] = list(self.label_names)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "EmbBertConfig":
+        try:
+            d = dict(d)
+            version = d.pop("format_version", FORMAT_VERSION)
+            if version != FORMAT_VERSION:
+                raise EmbBertError(f"config format version {version} is not supported (expected {FORMAT_VERSION})")
+            d["model"] = ModelConfig(**d["model"])
+            d["train"] = TrainConfig(**d.get("train", {}))
+            d["label_names"] = tuple(d.get("label_names", ()))
+            return cls(**d)
+        except (KeyError, TypeError) as exc:
+            raise EmbBertError(f"config is not a valid EmbBERT config: {exc}") from None
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "EmbBertConfig":
+        try:
+            return cls.from_dict(json.loads(text))
+        except json.JSONDecodeError as exc:
+            raise EmbBertError(f"config is not valid JSON: {exc}") from None
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        path = Path(directory) / CONFIG_FILE
+        atomic_write_text(path, self.to_json() + "\n")
+        return path
+
+    @classmethod
+    def load(cls, directory_or_file: str | os.PathLike) -> "EmbBertConfig":
+        path = Path(directory_or_file)
+        if path.is_dir():
+            path = path / CONFIG_FILE
+        if not path.is_file():
+            raise EmbBertError(f"{path}: no {CONFIG_FILE} (is this a run directory?)")
+        return cls.from_json(path.read_text(encoding="utf-8"))
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write to a temporary file in the same folder, then rename: never half-written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))

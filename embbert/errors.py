@@ -1,0 +1,13 @@
+"""The one exception type the CLI turns into a one-line error."""
+
+
+class EmbBertError(Exception):
+    """A user-facing error: the CLI prints `embbert: error: <message>` and exits non-zero."""
+
+    exit_code = 1
+
+
+class UsageError(EmbBertError):
+    """Bad arguments or values (exit code 2, like argparse)."""
+
+    exit_code = 2

@@ -1,0 +1,168 @@
+"""Building, saving and loading EmbBERT models.
+
+* `build_classifier(config)`: the trainable model, inputs `token_ids` and
+  `segment_ids` (int32, (batch, L)), output logits (batch, num_labels);
+  num_labels == 1 is a regression head.
+* `build_pretrainer(config)`: backbone + masked-LM head (inputs add `mask_positions`).
+* `build_deploy_model(model, length)`: the deployable graph — batch size 1, static
+  length — calling the *same layer objects*, so it shares the trained weights
+  (float or QAT).
+* `save_model` / `load_model`: weights + `config.json`; a QAT model is rebuilt
+  through tfmot before its weights are loaded.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from embbert.config import EmbBertConfig
+from embbert.errors import EmbBertError
+
+from ._tf import keras, tf
+from .layers import ClassificationHead, EncoderLayer, MaskedLMHead, NanoEmbedder
+
+TOKEN_IDS = "token_ids"
+SEGMENT_IDS = "segment_ids"
+MASK_POSITIONS = "mask_positions"
+BACKBONE_LAYERS = ("embedder",)  # plus encoder_0 .. encoder_{n-1}
+
+
+def _inputs(length: int | None, batch_size: int | None):
+    tok = keras.Input(shape=(length,), batch_size=batch_size, dtype=tf.int32, name=TOKEN_IDS)
+    seg = keras.Input(shape=(length,), batch_size=batch_size, dtype=tf.int32, name=SEGMENT_IDS)
+    return tok, seg
+
+
+def _backbone_layers(config: EmbBertConfig, quantize: bool = False):
+    m = config.model
+    embedder = NanoEmbedder(m.vocab_size, m.max_positions, m.hidden, m.reduced, quantize=quantize, name="embedder")
+    encoders = [
+        EncoderLayer(m.kernel, m.expansion, m.dropout, quantize=quantize, name=f"encoder_{i}") for i in range(m.layers)
+    ]
+    return embedder, encoders
+
+
+def build_classifier(
+    config: EmbBertConfig, *, length: int | None = None, batch_size: int | None = None, quantize: bool = False
+) -> keras.Model:
+    """The classification (or regression, num_labels == 1) model."""
+    tok, seg = _inputs(length if length is not None else config.max_length, batch_size)
+    embedder, encoders = _backbone_layers(config, quantize)
+    x, seg_ids = embedder([tok, seg])
+    for layer in encoders:
+        x = layer([x, seg_ids])
+    logits = ClassificationHead(config.num_labels, quantize=quantize, name="head")(x)
+    return keras.Model({TOKEN_IDS: tok, SEGMENT_IDS: seg}, logits, name="embbert_classifier")
+
+
+def build_pretrainer(config: EmbBertConfig, max_predictions: int) -> keras.Model:
+    """Backbone + masked-LM head over `max_predictions` masked positions per sequence."""
+    tok, seg = _inputs(config.max_length, None)
+    pos = keras.Input(shape=(max_predictions,), dtype=tf.int32, name=MASK_POSITIONS)
+    embedder, encoders = _backbone_layers(config)
+    x, seg_ids = embedder([tok, seg])
+    for layer in encoders:
+        x = layer([x, seg_ids])
+    logits = MaskedLMHead(config.model.vocab_size, name="mlm_head")([x, pos])
+    return keras.Model({TOKEN_IDS: tok, SEGMENT_IDS: seg, MASK_POSITIONS: pos}, logits, name="embbert_pretrainer")
+
+
+def _layer_by_role(model: keras.Model, role: str):
+    """Find a layer by its name, also inside tfmot's QuantizeWrapper ('quant_<name>')."""
+    for layer in model.layers:
+        inner = getattr(layer, "layer", None)
+        if layer.name == role or (inner is not None and inner.name == role):
+            return layer
+    raise EmbBertError(f"model {model.name!r} has no layer {role!r}")
+
+
+def backbone_layer_names(config: EmbBertConfig) -> list[str]:
+    return ["embedder"] + [f"encoder_{i}" for i in range(config.model.layers)]
+
+
+def build_deploy_model(model: keras.Model, config: EmbBertConfig, length: int | None = None) -> keras.Model:
+    """Batch 1, static length, same layer objects (so the trained weights are shared)."""
+    length = length or config.max_length
+    if length > config.model.max_positions:
+        raise EmbBertError(f"length {length} exceeds the model's {config.model.max_positions} positions")
+    tok, seg = _inputs(length, 1)
+    x, seg_ids = _layer_by_role(model, "embedder")([tok, seg], training=False)
+    for i in range(config.model.layers):
+        x = _layer_by_role(model, f"encoder_{i}")([x, seg_ids], training=False)
+    logits = _layer_by_role(model, "head")(x, training=False)
+    return keras.Model({TOKEN_IDS: tok, SEGMENT_IDS: seg}, logits, name="embbert_deploy")
+
+
+def count_params(weights) -> int:
+    return int(sum(int(tf.size(w)) for w in weights))
+
+
+def parameter_counts(config: EmbBertConfig) -> dict[str, int]:
+    """Backbone / head / total trainable parameters of the float classifier."""
+    model = build_classifier(config)
+    backbone = sum(count_params(_layer_by_role(model, n).trainable_weights) for n in backbone_layer_names(config))
+    head = count_params(_layer_by_role(model, "head").trainable_weights)
+    return {"backbone_params": backbone, "head_params": head, "total_params": backbone + head}
+
+
+# -- saving and loading --------------------------------------------------------
+FLOAT_WEIGHTS = "float.weights.h5"
+QAT_WEIGHTS = "qat.weights.h5"
+BACKBONE_WEIGHTS = "pretrainer.weights.h5"
+
+
+def save_weights(model: keras.Model, path: str | os.PathLike) -> Path:
+    """Save weights atomically (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.h5")
+    try:
+        model.save_weights(str(tmp))
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def save_model(model: keras.Model, config: EmbBertConfig, directory: str | os.PathLike, *, qat: bool = False) -> Path:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    config.save(directory)
+    return save_weights(model, directory / (QAT_WEIGHTS if qat else FLOAT_WEIGHTS))
+
+
+def load_model(directory: str | os.PathLike, *, qat: bool = False, config: EmbBertConfig | None = None) -> keras.Model:
+    """Rebuild the float (or QAT) classifier of a run directory and load its weights."""
+    directory = Path(directory)
+    config = config or EmbBertConfig.load(directory)
+    path = directory / (QAT_WEIGHTS if qat else FLOAT_WEIGHTS)
+    if not path.is_file():
+        raise EmbBertError(f"{path}: no {'QAT' if qat else 'float'} model weights (train the model first)")
+    model = build_classifier(config)
+    if qat:
+        from .quantize import quantize_model
+
+        model = quantize_model(model)
+    try:
+        model.load_weights(str(path))
+    except (OSError, ValueError) as exc:
+        raise EmbBertError(f"{path}: cannot load weights: {str(exc).splitlines()[0]}") from None
+    return model
+
+
+def load_backbone_into(model: keras.Model, backbone_dir: str | os.PathLike, config: EmbBertConfig) -> None:
+    """Copy pretrained embedder/encoder weights (from `embbert pretrain`) into a classifier."""
+    backbone_dir = Path(backbone_dir)
+    path = backbone_dir / BACKBONE_WEIGHTS
+    if not path.is_file():
+        raise EmbBertError(f"{backbone_dir}: no {BACKBONE_WEIGHTS} (is it an `embbert pretrain` output?)")
+    pre_config = EmbBertConfig.load(backbone_dir)
+    if pre_config.model != config.model:
+        raise EmbBertError(
+            f"{backbone_dir}: pretrained preset {pre_config.preset!r} does not match the model ({config.preset!r})"
+        )
+    pretrainer = build_pretrainer(pre_config, max_predictions=1)
+    pretrainer.load_weights(str(path))
+    for name in backbone_layer_names(config):
+        _layer_by_role(model, name).set_weights(_layer_by_role(pretrainer, name).get_weights())

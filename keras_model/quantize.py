@@ -1,0 +1,118 @@
+"""Quantisation-aware training with tensorflow-model-optimization.
+
+`quantize_model(float_model)` returns the QAT model:
+
+1. every EmbBERT layer is rebuilt with `quantize=True` (its internal fake-quant
+   points: folded weights, projections, scores, softmax, convolution, SiLU, ...),
+   with the float weights copied in;
+2. the encoder layers and the head are annotated with
+   `tfmot.quantization.keras.quantize_annotate_layer` and an
+   `EmbBertLayerQuantizeConfig`, whose output quantizer fake-quantises the tensor
+   each layer hands to the next; the embedder, which consumes the int32 token
+   ids, is not annotated (it quantises its own output);
+3. `tfmot.quantization.keras.quantize_apply` (inside `quantize_scope`) wraps the
+   annotated layers in `QuantizeWrapperV2`.
+"""
+from __future__ import annotations
+
+import tensorflow_model_optimization as tfmot
+
+from ._tf import keras
+from .layers import CUSTOM_OBJECTS, QuantizableLayer
+from .quantizers import ActivationQuantizer, WeightQuantizer
+
+_qk = tfmot.quantization.keras
+
+
+@keras.utils.register_keras_serializable(package="embbert")
+class EmbBertLayerQuantizeConfig(_qk.QuantizeConfig):
+    """QuantizeConfig of the EmbBERT layers.
+
+    The weights are quantised inside the layer (after folding the attention scale
+    and the weighted-difference scalars into them, which a weight quantizer of the
+    wrapper could not see), so no weight or activation attribute is handed to the
+    wrapper; the wrapper quantises the layer's output with an `ActivationQuantizer`.
+    """
+
+    def get_weights_and_quantizers(self, layer):
+        return []
+
+    def get_activations_and_quantizers(self, layer):
+        return []
+
+    def set_quantize_weights(self, layer, quantize_weights):
+        if quantize_weights:
+            raise ValueError("EmbBERT layers quantise their own weights")
+
+    def set_quantize_activations(self, layer, quantize_activations):
+        if quantize_activations:
+            raise ValueError("EmbBERT layers quantise their own activations")
+
+    def get_output_quantizers(self, layer):
+        return [ActivationQuantizer()]
+
+    def get_config(self):
+        return {}
+
+
+def quantize_scope():
+    """tfmot's quantize_scope with every EmbBERT custom object registered."""
+    objects = dict(CUSTOM_OBJECTS)
+    objects.update(
+        EmbBertLayerQuantizeConfig=EmbBertLayerQuantizeConfig,
+        ActivationQuantizer=ActivationQuantizer,
+        WeightQuantizer=WeightQuantizer,
+    )
+    return _qk.quantize_scope(objects)
+
+
+def quantize_model(float_model: keras.Model) -> keras.Model:
+    """The QAT version of an EmbBERT classifier, initialised with its float weights."""
+
+    def clone(layer):
+        if isinstance(layer, QuantizableLayer):
+            config = layer.get_config()
+            config["quantize"] = True
+            new = layer.__class__.from_config(config)
+            if layer.name == "embedder":
+                return new
+            return _qk.quantize_annotate_layer(new, quantize_config=EmbBertLayerQuantizeConfig())
+        return layer.__class__.from_config(layer.get_config())
+
+    with quantize_scope():
+        annotated = keras.models.clone_model(float_model, clone_function=clone)
+        qat = _qk.quantize_apply(annotated)
+    copy_float_weights(float_model, qat)
+    return qat
+
+
+def _inner(layer):
+    return getattr(layer, "layer", layer)
+
+
+def copy_float_weights(float_model: keras.Model, qat_model: keras.Model) -> None:
+    """Copy every trainable weight of the float model into the QAT model, by layer and weight name."""
+    float_layers = {layer.name: layer for layer in float_model.layers}
+    for layer in qat_model.layers:
+        inner = _inner(layer)
+        source = float_layers.get(inner.name)
+        if source is None or not source.weights:
+            continue
+        by_name = {w.name.split("/", 1)[1]: w for w in source.trainable_weights}
+        for w in inner.trainable_weights:
+            key = w.name.split("/", 1)[1]
+            if key not in by_name:
+                raise ValueError(f"QAT weight {w.name} has no float counterpart")
+            w.assign(by_name[key])
+
+
+def float_weights_from_qat(qat_model: keras.Model, float_model: keras.Model) -> None:
+    """The inverse of `copy_float_weights` (the QAT model's trained float shadow weights)."""
+    qat_layers = {_inner(layer).name: _inner(layer) for layer in qat_model.layers}
+    for layer in float_model.layers:
+        source = qat_layers.get(layer.name)
+        if source is None or not layer.weights:
+            continue
+        by_name = {w.name.split("/", 1)[1]: w for w in source.trainable_weights}
+        for w in layer.trainable_weights:
+            w.assign(by_name[w.name.split("/", 1)[1]])
