@@ -115,7 +115,7 @@ def save_weights(model: keras.Model, path: str | os.PathLike) -> Path:
     """Save weights atomically (temporary file, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.h5")
+    tmp = path.with_name(f".tmp-{path.name}")  # same suffix: tf_keras picks the format from it
     try:
         model.save_weights(str(tmp))
         os.replace(tmp, path)

@@ -1,0 +1,61 @@
+"""`embbert model summary`: parameter counts, weight bytes and the largest activation."""
+from __future__ import annotations
+
+from embbert.config import EmbBertConfig
+
+from .model import parameter_counts
+
+
+def int8_weight_bytes(config: EmbBertConfig, length: int | None = None) -> int:
+    """Bytes of the constant tensors of the converted int8 graph (weights int8, biases int32).
+
+    As converted: the position path (table rows 0..L-1 times its map) folds into one
+    L x d constant, the weighted-difference scalars fold into the output maps, and the
+    causal convolution kernel carries k-1 zero taps (2k-1 taps, see CausalDepthwiseConv).
+    """
+    m, n = config.model, config.num_labels
+    length = length or config.max_length
+    d, de = m.hidden, m.hidden * m.expansion
+    embedder = m.vocab_size * m.reduced + m.reduced * d + length * d + 3 * d
+    per_layer = d  # RMSNorm gain
+    per_layer += d * d + 4 * d  # query map + int32 bias
+    per_layer += d * d + 4 * d  # attention output map + bias
+    per_layer += de * d + 4 * d  # convolution output map + bias
+    per_layer += (2 * m.kernel - 1) * de + 4 * de  # depthwise kernel + bias
+    head = d * n + 4 * n
+    return embedder + m.layers * per_layer + head
+
+
+def activations(config: EmbBertConfig, length: int | None = None) -> dict[str, int]:
+    """int8 bytes of the main activation tensors at batch 1."""
+    m = config.model
+    L = length or config.max_length
+    return {
+        "attention scores (L x L)": L * L,
+        "convolution output (L x d*e)": L * m.hidden * m.expansion,
+        "hidden state (L x d)": L * m.hidden,
+        "token embedding (L x r)": L * m.reduced,
+    }
+
+
+def model_summary(config: EmbBertConfig) -> dict:
+    counts = parameter_counts(config)
+    acts = activations(config)
+    name, size = max(acts.items(), key=lambda kv: kv[1])
+    m = config.model
+    return {
+        "preset": config.preset,
+        "vocab_size": m.vocab_size,
+        "max_length": config.max_length,
+        "hidden": m.hidden,
+        "reduced": m.reduced,
+        "expansion": m.expansion,
+        "kernel": m.kernel,
+        "layers": m.layers,
+        "num_labels": config.num_labels,
+        **counts,
+        "float32_weight_bytes": 4 * counts["total_params"],
+        "int8_weight_bytes": int8_weight_bytes(config),
+        "largest_activation": name,
+        "largest_activation_bytes": size,
+    }
