@@ -1,0 +1,273 @@
+"""`embbert convert`: the QAT model of a run directory -> full-int8 `.tflite` for TFLM.
+
+* `convert_run(run_dir)`: the QAT model's deployable graph (batch 1, static L) is
+  converted with a representative dataset from the task's train split (it covers
+  any tensor QAT did not) to `model_int8.tflite` (int32 `token_ids`/`segment_ids`
+  inputs, int8 logits, int8 activations and weights, int32 biases); the float
+  model's deployable graph is converted without optimisation to
+  `model_float32.tflite` for comparison.
+* `validate_for_tflm(data)`: what a microcontroller needs — every operator in
+  `TFLM_INT8_OPS`, no custom op, no float tensor, no dynamic shape, every
+  activation int8 (integer tensors only when derived from the int32 inputs).
+  A violation raises `EmbBertError` naming the operator or tensor and its layer.
+
+Files are written to a temporary name and renamed (never half-written); the int8
+model is validated before anything is written.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+from embbert.config import EmbBertConfig, atomic_write_bytes
+from embbert.errors import EmbBertError
+
+from .ops import FLOAT_TYPES, Graph, layer_of, op_layer, read_graph
+
+INT8_MODEL = "model_int8.tflite"
+FLOAT32_MODEL = "model_float32.tflite"
+
+#: Operators with an int8 kernel in TensorFlow Lite Micro (../shared/reference/deployment.md).
+TFLM_INT8_OPS = frozenset({
+    "FULLY_CONNECTED", "BATCH_MATMUL", "GATHER", "EMBEDDING_LOOKUP", "SOFTMAX", "MEAN", "RSQRT", "ADD",
+    "SUB", "MUL", "SQUARED_DIFFERENCE", "TANH", "LOGISTIC", "HARD_SWISH", "CONV_2D", "DEPTHWISE_CONV_2D",
+    "RESHAPE", "TRANSPOSE", "STRIDED_SLICE", "CONCATENATION", "DIV", "RELU", "PACK", "UNPACK",
+    "EXPAND_DIMS", "PAD",
+})
+#: Operators that may produce integer (int32/bool) tensors from integer inputs (index / mask arithmetic).
+_INT_OPS = frozenset({"GATHER", "RESHAPE", "STRIDED_SLICE", "EXPAND_DIMS", "PACK", "UNPACK", "CONCATENATION",
+                      "TRANSPOSE", "ADD", "SUB", "MUL", "PAD"})
+_NOTES = {
+    "GELU": "no TFLM kernel; use an activation TFLM has (SiLU = x*LOGISTIC(x), RELU, TANH, HARD_SWISH)",
+    "SELECT": "no TFLM kernel (Keras 3 Embedding produces it); gather the table directly",
+    "SELECT_V2": "no TFLM kernel; gather the table directly",
+    "REDUCE_PROD": "no TFLM kernel (a dynamic batch dimension produces it); build the model with batch 1",
+    "SHAPE": "dynamic shapes are not supported by TFLM; build the model with batch 1 and a static length",
+    "FILL": "dynamic shapes are not supported by TFLM; build the model with batch 1 and a static length",
+    "SQRT": "float-only in TFLM; use RSQRT",
+    "EXP": "float-only in TFLM",
+    "NEG": "float-only in TFLM",
+    "DEQUANTIZE": "a float island in the graph (e.g. Keras 3 LayerNormalization)",
+    "QUANTIZE": "a float island in the graph",
+}
+
+
+def _where(graph: Graph, tensor_index: int) -> str:
+    t = graph.tensors[tensor_index]
+    return f"tensor {t.name.split(';')[0]!r} (layer {t.layer})"
+
+
+def validate_for_tflm(tflite_bytes: bytes) -> list[str]:
+    """Operators of the model (first-use order) if TFLM can run it as a full-int8 model, else EmbBertError."""
+    graph = read_graph(tflite_bytes)
+    # 1. operators: builtin, with a TFLM int8 kernel
+    for op in graph.ops:
+        if op.custom:
+            raise EmbBertError(f"operator {op.name} (layer {op_layer(graph, op)}) is a custom op; "
+                               "TFLM runs builtin operators only")
+        if op.name not in TFLM_INT8_OPS:
+            note = _NOTES.get(op.name, "not in the list of TFLM int8 kernels")
+            raise EmbBertError(f"operator {op.name} (layer {op_layer(graph, op)}) is not supported by TFLM: {note}")
+    # 2. tensors: static shapes, no float
+    for t in graph.tensors:
+        if any(d < 0 for d in t.shape_signature):
+            raise EmbBertError(f"{_where(graph, t.index)} has a dynamic shape {t.shape_signature}; "
+                               "TFLM needs static shapes (batch 1, fixed length)")
+        if t.dtype in FLOAT_TYPES:
+            raise EmbBertError(f"{_where(graph, t.index)} is {t.dtype}; a full-int8 model has no float tensor")
+    # 3. dtypes of the inputs, output and activations
+    for pos, idx in enumerate(graph.inputs):
+        t = graph.tensors[idx]
+        if t.dtype != "int32":
+            raise EmbBertError(f"input {t.name!r} is {t.dtype}; expected int32 token/segment ids")
+    for idx in graph.outputs:
+        t = graph.tensors[idx]
+        if t.dtype != "int8":
+            raise EmbBertError(f"output {_where(graph, idx)} is {t.dtype}; expected int8 logits")
+    integer_ok = set(graph.inputs)  # non-constant integer tensors derived from the inputs
+    for op in graph.ops:
+        for idx in op.outputs:
+            t = graph.tensors[idx]
+            if t.dtype == "int8":
+                if not t.scale:
+                    raise EmbBertError(f"{_where(graph, idx)} is int8 without quantisation parameters")
+                continue
+            if t.dtype in ("int32", "bool"):
+                sources = [i for i in op.inputs if i >= 0 and not graph.tensors[i].constant]
+                if op.name in _INT_OPS and sources and all(i in integer_ok for i in sources):
+                    integer_ok.add(idx)
+                    continue
+                raise EmbBertError(f"{_where(graph, idx)} (output of {op.name}) is {t.dtype}: only index or mask "
+                                   "tensors derived from the int32 inputs may be integer; activations must be int8")
+            raise EmbBertError(f"{_where(graph, idx)} (output of {op.name}) is {t.dtype}; activations must be int8")
+    # 4. weights int8, biases int32
+    for op in graph.ops:
+        for pos, idx in enumerate(op.inputs):
+            if idx < 0:
+                continue
+            t = graph.tensors[idx]
+            if not t.constant:
+                continue
+            if op.name in ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D") and pos == 1 and t.dtype != "int8":
+                raise EmbBertError(f"weights {_where(graph, idx)} of {op.name} are {t.dtype}; expected int8")
+            if op.name in ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D") and pos == 2 and t.dtype != "int32":
+                raise EmbBertError(f"bias {_where(graph, idx)} of {op.name} is {t.dtype}; expected int32")
+    return graph.op_names
+
+
+# --------------------------------------------------------------------------
+# conversion
+# --------------------------------------------------------------------------
+@contextlib.contextmanager
+def captured_stderr() -> Iterator[list[str]]:
+    """Redirect the C-level stderr (fd 2) into a list of lines (the converter's log noise)."""
+    import sys
+
+    lines: list[str] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            lines.extend(tmp.read().decode("utf-8", "replace").splitlines())
+
+
+def _converter_error(exc: Exception, log: list[str]) -> str:
+    text = "\n".join([str(exc)] + log)
+    errors = [m.group(1).strip() for m in re.finditer(r"error: (.*)", text)]
+    first = errors[0] if errors else (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return first[:400]
+
+
+def _convert(converter, what: str) -> bytes:
+    import logging
+
+    absl = logging.getLogger("absl")
+    tf_log = logging.getLogger("tensorflow")
+    levels = (absl.level, tf_log.level)
+    absl.setLevel(logging.ERROR)
+    tf_log.setLevel(logging.ERROR)
+    try:
+        with captured_stderr() as log:
+            try:
+                data = converter.convert()
+            except Exception as exc:  # noqa: BLE001 - converter raises assorted errors
+                err = exc
+            else:
+                err = None
+    finally:
+        absl.setLevel(levels[0])
+        tf_log.setLevel(levels[1])
+    if err is not None:
+        raise EmbBertError(f"conversion of the {what} failed: {_converter_error(err, log)}")
+    return bytes(data)
+
+
+def _tokenizer_dir(config: EmbBertConfig, run_dir: Path) -> Path:
+    if not config.tokenizer:
+        raise EmbBertError(f"{run_dir}: config.json names no tokenizer")
+    path = Path(config.tokenizer)
+    return path if path.is_absolute() else run_dir / path
+
+
+def encoded_split(run_dir: Path, config: EmbBertConfig, split: str, limit: int | None = None):
+    """token_ids, segment_ids (int32 [N, L]) and labels of a split of the run's task."""
+    from embbert.datasets.loading import load_task
+    from embbert.datasets.pipeline import encode_texts
+
+    if not config.task:
+        raise EmbBertError(f"{run_dir}: config.json names no task")
+    data = load_task(config.task, config.data_dir, seed=config.train.seed)
+    part = getattr(data, split)
+    if limit is not None and len(part) > limit:
+        part = part.subset(range(limit))
+    if len(part) == 0:
+        raise EmbBertError(f"task {data.spec.name}: the {split} split is empty")
+    tok, seg = encode_texts(_tokenizer_dir(config, run_dir), part.texts_a, part.texts_b, config.max_length)
+    return tok, seg, part.labels, data.spec
+
+
+def convert_keras(deploy_model, representative=None) -> bytes:
+    """TFLite conversion of a deployable Keras model: full int8 with `representative`, else float32."""
+    from embbert.keras_model._tf import tf
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(deploy_model)
+    if representative is not None:
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = representative
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_output_type = tf.int8  # the inputs are int32 ids already
+        return _convert(conv, "int8 model")
+    return _convert(conv, "float32 model")
+
+
+def convert_run(run_dir, *, max_calibration: int = 200, float32: bool = True) -> dict[str, Any]:
+    """Write RUN_DIR/model_int8.tflite (validated for TFLM) and RUN_DIR/model_float32.tflite."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise EmbBertError(f"{run_dir}: not a directory (expected a run directory from `embbert train`)")
+    config = EmbBertConfig.load(run_dir)
+    from embbert.keras_model.model import QAT_WEIGHTS, build_deploy_model, load_model
+
+    if not (run_dir / QAT_WEIGHTS).is_file():
+        raise EmbBertError(f"{run_dir}: no QAT model ({QAT_WEIGHTS}); run `embbert train` first")
+    if max_calibration < 1:
+        raise EmbBertError(f"max calibration examples must be >= 1, got {max_calibration}")
+    tok, seg, _, _ = encoded_split(run_dir, config, "train", max_calibration)
+
+    def representative():
+        for i in range(tok.shape[0]):
+            yield {"token_ids": tok[i:i + 1], "segment_ids": seg[i:i + 1]}
+
+    qat = load_model(run_dir, qat=True, config=config)
+    int8 = convert_keras(build_deploy_model(qat, config), representative)
+    ops = validate_for_tflm(int8)
+    float_bytes = None
+    if float32:
+        flt = load_model(run_dir, qat=False, config=config)
+        float_bytes = convert_keras(build_deploy_model(flt, config))
+    atomic_write_bytes(run_dir / INT8_MODEL, int8)
+    if float_bytes is not None:
+        atomic_write_bytes(run_dir / FLOAT32_MODEL, float_bytes)
+    graph = read_graph(int8)
+    out = graph.tensors[graph.outputs[0]]
+    return {
+        "int8_model": str(run_dir / INT8_MODEL),
+        "float32_model": str(run_dir / FLOAT32_MODEL) if float_bytes is not None else None,
+        "int8_bytes": len(int8),
+        "float32_bytes": len(float_bytes) if float_bytes is not None else None,
+        "ops": ops,
+        "calibration_examples": int(tok.shape[0]),
+        "inputs": {graph.tensors[i].name: {"dtype": graph.tensors[i].dtype, "shape": graph.tensors[i].shape}
+                   for i in graph.inputs},
+        "output": {"name": out.name, "dtype": out.dtype, "shape": out.shape,
+                   "scale": out.scale[0] if out.scale else None,
+                   "zero_point": out.zero_point[0] if out.zero_point else None},
+    }
+
+
+def load_tflite(path) -> bytes:
+    """Bytes of a .tflite file, checked to be a TFLite FlatBuffer."""
+    path = Path(path)
+    if not path.is_file():
+        raise EmbBertError(f"{path}: not found; run `embbert convert RUN_DIR` first")
+    data = path.read_bytes()
+    try:
+        read_graph(data)
+    except EmbBertError as exc:
+        raise EmbBertError(f"{path}: {exc}") from None
+    return data
+
+
+__all__ = ["TFLM_INT8_OPS", "INT8_MODEL", "FLOAT32_MODEL", "convert_run", "validate_for_tflm", "load_tflite",
+           "convert_keras", "encoded_split", "layer_of", "captured_stderr"]
