@@ -1,0 +1,265 @@
+"""`embbert bench`: benchmarks. `accuracy` runs the TinyNLP and GLUE tasks end to end.
+
+Other benchmarks register themselves here: `train-speed` (keras_model),
+`footprint` and `fuzz` (tflite / micro_app).
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+from .cli import non_negative_int, positive_int
+from .config import PRESETS, EmbBertConfig, TrainConfig, atomic_write_bytes, atomic_write_text
+from .errors import EmbBertError
+
+#: Sequence length per task: short single texts 64, pairs 128, long reviews/news 256/128.
+TASK_LENGTHS = {
+    "imdb": 256, "ag_news": 128, "cyberbullying": 64, "limit": 64, "emotion": 64, "nlu": 64, "snips": 64,
+    "cola": 64, "sst2": 64, "mrpc": 128, "stsb": 128, "qqp": 128, "mnli-m": 128, "mnli-mm": 128,
+    "qnli": 128, "rte": 128, "wnli": 128,
+}
+BENCH_MODULES = ("embbert.keras_model.bench_speed", "embbert.tflite.footprint")
+
+
+def published() -> dict:
+    return json.loads((Path(__file__).parent / "data" / "published.json").read_text())
+
+
+def register(sub) -> None:
+    b = sub.add_parser("bench", help="benchmarks (accuracy, train-speed, footprint, fuzz)",
+                       description="Benchmarks; results are written under docs/.")
+    bsub = b.add_subparsers(dest="bench_command", metavar="<benchmark>", parser_class=type(b))
+    bsub.required = True
+    a = bsub.add_parser(
+        "accuracy",
+        help="train, quantise, convert and check every available TinyNLP and GLUE task",
+        description="For each task: float, QAT and int8-TFLM metric, model bytes, arena bytes, total footprint. "
+        "Writes docs/results.md, docs/results.json and docs/results.png, next to the published EmbBERT and "
+        "EmbBERT-Q figures. Tasks whose data is absent are listed as skipped, with the reason.",
+    )
+    a.add_argument("--tasks", nargs="+", default=None, help="task names or task directories (default: all TinyNLP + GLUE)")
+    a.add_argument("--preset", choices=sorted(PRESETS), default="embbert", help="model preset (default embbert)")
+    a.add_argument("--max-length", type=positive_int, default=None, help="L for every task (default: per task, see docs)")
+    a.add_argument("--epochs", type=non_negative_int, default=10, help="float epochs (default 10, the paper's)")
+    a.add_argument("--qat-epochs", type=non_negative_int, default=2, help="QAT epochs (default 2)")
+    a.add_argument("--learning-rate", type=float, default=5e-5, help="float learning rate (default 5e-5, the paper's)")
+    a.add_argument("--qat-learning-rate", type=float, default=2e-5, help="QAT learning rate (default 2e-5)")
+    a.add_argument("--batch-size", type=positive_int, default=32, help="batch size (default 32)")
+    a.add_argument("--max-train-examples", type=positive_int, default=None, help="seeded subset of each train split")
+    a.add_argument("--max-test-examples", type=positive_int, default=None, help="limit each check to N test examples")
+    a.add_argument("--init", default=None, help="pretrained backbone directory (`embbert pretrain`) for every task")
+    a.add_argument("--data-dir", default=None, help="data directory (default $EMBBERT_DATA_DIR, else the hub)")
+    a.add_argument("--runs-dir", default="runs/bench", help="where the run directories go (default runs/bench)")
+    a.add_argument("--docs-dir", default="docs", help="where results.md/.json/.png go (default docs)")
+    a.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    a.set_defaults(func=cmd_accuracy)
+    for name in BENCH_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:  # a stage not installed in this build
+            if exc.name == name:
+                continue
+            raise
+        module.register_bench(bsub)
+
+
+def _task_name(task: str) -> str:
+    return Path(task).name if Path(task).is_dir() else task
+
+
+def _skip_reason(task: str, data_dir) -> str | None:
+    from embbert.datasets.loading import local_files, resolve_data_dir, task_available_locally
+    from embbert.datasets.tasks import get_task
+
+    try:
+        spec = get_task(task)
+    except EmbBertError as exc:
+        return str(exc)
+    if spec.family == "custom":
+        return None
+    data_dir = resolve_data_dir(data_dir)
+    if data_dir is not None and task_available_locally(spec, data_dir):
+        return None
+    missing = [str(p) for p in local_files(spec, data_dir).values() if not p.is_file()] if data_dir else []
+    where = f"not under {data_dir} (missing {missing[0]})" if missing else "no data directory given"
+    return f"data absent: {where}; the hub is not reachable from here"
+
+
+def run_accuracy(args) -> dict:
+    from embbert.datasets.tasks import GLUE, TINYNLP
+    from embbert.run import run_pipeline
+
+    tasks = args.tasks or list(TINYNLP) + list(GLUE)
+    runs_dir, docs_dir = Path(args.runs_dir), Path(args.docs_dir)
+    started = time.time()
+    rows, skipped = [], []
+    for task in tasks:
+        name = _task_name(task)
+        reason = _skip_reason(task, args.data_dir)
+        if reason:
+            print(f"skip {name}: {reason}", flush=True)
+            skipped.append({"task": name, "reason": reason})
+            continue
+        L = args.max_length or TASK_LENGTHS.get(name, 128)
+        train = TrainConfig(batch_size=args.batch_size, learning_rate=args.learning_rate, epochs=args.epochs,
+                            qat_epochs=args.qat_epochs, qat_learning_rate=args.qat_learning_rate, seed=args.seed,
+                            max_train_examples=args.max_train_examples)
+        config = EmbBertConfig.create(args.preset, L, task=task, data_dir=args.data_dir, train=train)
+        out = runs_dir / f"{name}-{args.preset}-L{L}"
+        t0 = time.time()
+        try:
+            result = run_pipeline(config, out, init=args.init, max_examples=args.max_test_examples,
+                                  export_dir=out / "micro_app", verbose=2)
+        except EmbBertError as exc:
+            print(f"skip {name}: {exc}", flush=True)
+            skipped.append({"task": name, "reason": str(exc)})
+            continue
+        check, arena = result["check"], result["arena"]
+        rows.append({
+            "task": name, "metric": result["metrics"]["metric"], "max_length": L,
+            "float": _pct(check, "float"), "qat": _pct(check, "qat"), "tflite": _pct(check, "tflite"),
+            "tflm": _pct(check, "tflm"), "agreement": check.get("agreement"),
+            "model_bytes": arena["model_bytes"], "arena_bytes": arena["recommended_arena_bytes"],
+            "min_arena_bytes": arena["min_arena_bytes"], "total_bytes": arena["total_footprint_bytes"],
+            "train_examples": result["metrics"].get("train_examples"), "test_examples": check.get("examples"),
+            "seconds": round(time.time() - t0, 1), "run_dir": str(out),
+        })
+    results = {
+        "command": "embbert " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("embbert") else None,
+        "preset": args.preset, "seed": args.seed, "epochs": args.epochs, "qat_epochs": args.qat_epochs,
+        "learning_rate": args.learning_rate, "batch_size": args.batch_size,
+        "max_train_examples": args.max_train_examples, "max_test_examples": args.max_test_examples,
+        "init": args.init, "duration_s": round(time.time() - started, 1), "versions": _versions(),
+        "rows": rows, "skipped": skipped, "published": published(),
+    }
+    write_results(results, docs_dir)
+    return results
+
+
+def _pct(check: dict, key: str):
+    value = check.get(key)
+    if isinstance(value, dict):
+        value = value.get("metric", value.get("value"))
+    return None if value is None else round(100.0 * float(value), 2)
+
+
+def _versions() -> dict:
+    out = {"python": platform.python_version(), "machine": f"{platform.machine()} {platform.system()}"}
+    for mod in ("tensorflow", "tf_keras", "tensorflow_model_optimization", "keras_nlp", "tokenizers",
+                "ai_edge_litert", "numpy"):
+        try:
+            m = importlib.import_module(mod)
+            out[mod] = getattr(m, "__version__", "?")
+        except Exception:  # noqa: BLE001 - versions are informative only
+            out[mod] = "not importable"
+    try:
+        from importlib.metadata import version
+
+        out["tflite_micro"] = version("tflite-micro")
+    except Exception:  # noqa: BLE001
+        pass
+    return out
+
+
+def _mean(values):
+    values = [v for v in values if v is not None]
+    return round(sum(values) / len(values), 2) if values else None
+
+
+def write_results(results: dict, docs_dir: Path) -> None:
+    from embbert.datasets.tasks import GLUE, TINYNLP
+
+    pub = results["published"]
+    docs_dir.mkdir(parents=True, exist_ok=True)
+    rows = results["rows"]
+    ours_tiny = _mean([r["tflm"] for r in rows if r["task"] in TINYNLP])
+    ours_glue = _mean([r["tflm"] for r in rows if r["task"] in GLUE])
+    results["tinynlp_mean_tflm"], results["glue_mean_tflm"] = ours_tiny, ours_glue
+    lines = ["# Accuracy benchmark: EmbBERT-Micro against the published EmbBERT / EmbBERT-Q", ""]
+    lines.append(f"Command: `{results['command']}`  ")
+    lines.append(f"Preset `{results['preset']}`, seed {results['seed']}, {results['epochs']} float + "
+                 f"{results['qat_epochs']} QAT epochs, lr {results['learning_rate']}, batch {results['batch_size']}, "
+                 f"train subset {results['max_train_examples'] or 'all'}, test subset {results['max_test_examples'] or 'all'}, "
+                 f"init {results['init'] or 'none (from scratch)'}; duration {results['duration_s'] / 60:.1f} min.  ")
+    lines.append("Versions: " + ", ".join(f"{k} {v}" for k, v in results["versions"].items()))
+    lines.append("")
+    lines.append("Metrics in percent (CoLA Matthews, MRPC F1 weighted, STS-B Spearman, others accuracy), on the "
+                 "test split (GLUE: validation). Memory: int8 model bytes + recommended TFLM arena.")
+    lines.append("")
+    lines.append("| task | L | float | QAT | int8 TFLM | TFLM=TFLite | EmbBERT (fp32) | EmbBERT-Q (8-bit) | TFLM − EmbBERT-Q | model kB | arena kB | total kB |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        ref = pub["embbert_float32"]["tasks"].get(r["task"])
+        ref_q = pub["embbert_q_8bit"]["tasks"].get(r["task"])
+        diff = None if (ref_q is None or r["tflm"] is None) else round(r["tflm"] - ref_q, 2)
+        agree = "" if r["agreement"] is None else f"{100 * r['agreement']:.1f}%"
+        lines.append(
+            f"| {r['task']} | {r['max_length']} | {_f(r['float'])} | {_f(r['qat'])} | {_f(r['tflm'])} | {agree} | "
+            f"{_f(ref)} | {_f(ref_q)} | {_f(diff)} | {r['model_bytes'] / 1000:.1f} | {r['arena_bytes'] / 1000:.1f} | "
+            f"{r['total_bytes'] / 1000:.1f} |"
+        )
+    lines.append("")
+    lines.append(f"TinyNLP mean of the tasks run (int8 TFLM): {_f(ours_tiny)} (published EmbBERT {pub['embbert_float32']['tinynlp_mean']} over all 7).  ")
+    lines.append(f"GLUE mean of the tasks run (int8 TFLM): {_f(ours_glue)} (published EmbBERT {pub['embbert_float32']['glue_mean']}, EmbBERT-Q {pub['embbert_q_8bit']['glue_mean']}).")
+    if results["skipped"]:
+        lines += ["", "Skipped:", ""]
+        lines += [f"- {s['task']}: {s['reason']}" for s in results["skipped"]]
+    lines += ["", f"Published figures: {pub['source']}", "", "![accuracy against memory](results.png)", ""]
+    atomic_write_text(docs_dir / "results.md", "\n".join(lines))
+    atomic_write_text(docs_dir / "results.json", json.dumps(results, indent=2) + "\n")
+    atomic_write_bytes(docs_dir / "results.png", _plot(results))
+
+
+def _f(v):
+    return "–" if v is None else f"{v:.2f}"
+
+
+def _plot(results: dict) -> bytes:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pub = results["published"]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    sizes = pub["glue_mean_by_size"]
+    for kind, marker, label in (("float32", "o", "published float32"), ("8bit", "s", "published 8-bit")):
+        xs = [v[kind][1] for v in sizes.values() if kind in v]
+        ys = [v[kind][0] for v in sizes.values() if kind in v]
+        names = [k for k, v in sizes.items() if kind in v]
+        ax.scatter(xs, ys, marker=marker, label=f"{label} (GLUE mean)", alpha=0.7)
+        for x, y, n in zip(xs, ys, names):
+            ax.annotate(n, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    rows = results["rows"]
+    if rows:
+        mem = max(r["total_bytes"] for r in rows) / 1e6
+        for key, marker, label in (("glue_mean_tflm", "*", "ours int8 TFLM, GLUE tasks run"),
+                                   ("tinynlp_mean_tflm", "P", "ours int8 TFLM, TinyNLP tasks run")):
+            if results.get(key) is not None:
+                ax.scatter([mem], [results[key]], marker=marker, s=160, label=f"{label} ({results['preset']})")
+        ax.scatter([pub["embbert_float32"]["memory_mb"]], [pub["embbert_float32"]["tinynlp_mean"]], marker="P",
+                   s=100, alpha=0.6, label="published EmbBERT, TinyNLP mean")
+    ax.set_xscale("log")
+    ax.set_xlabel("total memory, MB (weights + activations; log scale)")
+    ax.set_ylabel("score (%)")
+    ax.set_title("Accuracy against memory")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def cmd_accuracy(args) -> int:
+    results = run_accuracy(args)
+    print(f"\nwrote {Path(args.docs_dir) / 'results.md'} ({len(results['rows'])} tasks run, "
+          f"{len(results['skipped'])} skipped)")
+    return 0
