@@ -1,0 +1,91 @@
+"""Sub-commands `convert`, `check` (and `export`, from tflite/export.py)."""
+from __future__ import annotations
+
+import json
+
+from embbert.cli import positive_int
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "convert",
+        help="QAT model -> full-int8 model_int8.tflite (+ model_float32.tflite), TFLM checks, arena report",
+        description=(
+            "Convert the QAT model of RUN_DIR (deployable graph: batch 1, static length) to a full-int8 "
+            "RUN_DIR/model_int8.tflite, calibrated on the task's train split; refuse it unless every operator "
+            "has a TFLM int8 kernel and no tensor is float or dynamic. Also writes RUN_DIR/model_float32.tflite "
+            "and, unless --no-arena, the arena report (RUN_DIR/arena_report.json/.md/.png: exact minimal TFLM "
+            "arena, recommended arena, board fit) that `embbert export` needs."
+        ),
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by `embbert train`")
+    p.add_argument("--max-calibration", type=positive_int, default=200, metavar="N",
+                   help="representative examples from the train split (default 200)")
+    p.add_argument("--no-arena", action="store_true", help="skip the arena report")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_convert)
+
+    c = subparsers.add_parser(
+        "check",
+        help="accuracy of float / QAT / int8 TFLite / int8 TFLM on the test split -> check.json",
+        description=(
+            "Evaluate on the task's test split the float Keras model, the QAT Keras model, the int8 model in the "
+            "TFLite interpreter (reference kernels) and in the TFLM interpreter; report the agreement of TFLM "
+            "with TFLite and the largest logit difference in LSB. Writes RUN_DIR/check.json. "
+            "The arena report is written by `embbert convert` (or here with --arena)."
+        ),
+    )
+    c.add_argument("run_dir", metavar="RUN_DIR", help="run directory with model_int8.tflite")
+    c.add_argument("--max-examples", type=positive_int, default=None, metavar="N",
+                   help="use at most N test examples")
+    c.add_argument("--arena", action="store_true", help="also (re)write the arena report")
+    c.add_argument("--json", action="store_true", help="print the report as JSON")
+    c.set_defaults(func=cmd_check)
+
+    from embbert.tflite.export import register_export
+
+    register_export(subparsers)
+
+
+def cmd_convert(args) -> int:
+    from embbert.tflite.convert import convert_run
+
+    summary = convert_run(args.run_dir, max_calibration=args.max_calibration)
+    if not args.no_arena:
+        from embbert.tflite.arena import arena_report
+
+        arena = arena_report(args.run_dir)
+        summary["arena"] = {k: arena[k] for k in ("min_arena_bytes", "recommended_arena_bytes", "margin_bytes",
+                                                  "total_footprint_bytes", "macs", "host_latency_ms")}
+        summary["arena"]["boards"] = {b["name"]: b["fits"] for b in arena["boards"]}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(f"wrote {summary['int8_model']} ({summary['int8_bytes']} bytes)")
+    if summary["float32_model"]:
+        print(f"wrote {summary['float32_model']} ({summary['float32_bytes']} bytes)")
+    print(f"ops ({len(summary['ops'])}): {', '.join(summary['ops'])}; TFLM checks passed")
+    if "arena" in summary:
+        a = summary["arena"]
+        fits = ", ".join(f"{k} {'fits' if v else 'does NOT fit'}" for k, v in a["boards"].items())
+        print(f"arena: minimum {a['min_arena_bytes']} bytes, recommended {a['recommended_arena_bytes']} "
+              f"(margin {a['margin_bytes']}); footprint {a['total_footprint_bytes']} bytes; {fits}")
+        print(f"wrote {args.run_dir}/arena_report.json, .md, .png")
+    return 0
+
+
+def cmd_check(args) -> int:
+    from embbert.tflite.check import check_run, format_table
+
+    report = check_run(args.run_dir, max_examples=args.max_examples)
+    if args.arena:
+        from embbert.tflite.arena import arena_report
+
+        report["arena"] = {k: v for k, v in arena_report(args.run_dir).items()
+                           if k in ("min_arena_bytes", "recommended_arena_bytes", "total_footprint_bytes")}
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(format_table(report))
+        print(f"wrote {args.run_dir}/check.json")
+    return 0
