@@ -1,9 +1,32 @@
 """Sub-commands `convert`, `check` (and `export`, from tflite/export.py)."""
 from __future__ import annotations
 
+import contextlib
 import json
+import re
+import sys
 
 from embbert.cli import positive_int
+
+#: TensorFlow start-up lines on stderr that say nothing about this run (no GPU, oneDNN, absl init).
+_NOISE = re.compile(r"absl::InitializeLog|oneDNN custom operations|cudart_stub|cuda_platform|cuInit|"
+                    r"cuda_(blas|dnn|fft)|computation placer|TF-TRT|rebuild TensorFlow with|"
+                    r"AVX|tensorflow/core/util/port|Statistics for quantized inputs|"
+                    r"^\s*$")
+
+
+@contextlib.contextmanager
+def _quiet_tensorflow():
+    """Drop TensorFlow's start-up log noise from the C-level stderr; every other line is passed on."""
+    from embbert.tflite.convert import captured_stderr
+
+    try:
+        with captured_stderr() as log:
+            yield
+    finally:
+        kept = [line for line in log if not _NOISE.search(line)]
+        if kept:
+            print("\n".join(kept), file=sys.stderr)
 
 
 def register(subparsers) -> None:
@@ -50,7 +73,8 @@ def register(subparsers) -> None:
 def cmd_convert(args) -> int:
     from embbert.tflite.convert import convert_run
 
-    summary = convert_run(args.run_dir, max_calibration=args.max_calibration)
+    with _quiet_tensorflow():
+        summary = convert_run(args.run_dir, max_calibration=args.max_calibration)
     if not args.no_arena:
         from embbert.tflite.arena import arena_report
 
@@ -77,7 +101,8 @@ def cmd_convert(args) -> int:
 def cmd_check(args) -> int:
     from embbert.tflite.check import check_run, format_table
 
-    report = check_run(args.run_dir, max_examples=args.max_examples)
+    with _quiet_tensorflow():
+        report = check_run(args.run_dir, max_examples=args.max_examples)
     if args.arena:
         from embbert.tflite.arena import arena_report
 
