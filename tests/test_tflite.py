@@ -1,0 +1,195 @@
+"""`embbert convert` / `check` / arena report on the tiny preset trained a few steps on synthetic data."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from embbert.errors import EmbBertError
+
+
+@pytest.fixture(scope="module")
+def converted(tiny_run_dir):
+    from embbert.tflite.convert import convert_run
+
+    summary = convert_run(tiny_run_dir, max_calibration=100)
+    return tiny_run_dir, summary
+
+
+def test_convert_writes_int8_and_float32(converted):
+    run, summary = converted
+    assert (run / "model_int8.tflite").stat().st_size == summary["int8_bytes"] > 0
+    assert (run / "model_float32.tflite").stat().st_size == summary["float32_bytes"] > summary["int8_bytes"]
+    assert not [p for p in run.iterdir() if p.name.startswith(".")], "temporary files left"
+
+
+def test_ops_and_dtypes(converted):
+    from embbert.tflite.convert import TFLM_INT8_OPS, validate_for_tflm
+    from embbert.tflite.ops import read_graph
+
+    run, summary = converted
+    data = (run / "model_int8.tflite").read_bytes()
+    ops = validate_for_tflm(data)
+    assert ops == summary["ops"] and set(ops) <= TFLM_INT8_OPS
+    assert {"FULLY_CONNECTED", "BATCH_MATMUL", "SOFTMAX", "GATHER"} <= set(ops)
+    g = read_graph(data)
+    assert sorted(g.tensors[i].dtype for i in g.inputs) == ["int32", "int32"]
+    assert g.input_index("token_ids") != g.input_index("segment_ids")
+    assert g.tensors[g.outputs[0]].dtype == "int8" and g.tensors[g.outputs[0]].shape == [1, 3]
+    for t in g.tensors:
+        assert t.dtype in ("int8", "int32"), (t.name, t.dtype)
+        assert all(d > 0 for d in t.shape_signature), t.name
+        if t.dtype == "int32":
+            assert t.constant or t.index in g.inputs, t.name  # only inputs, index constants and biases
+    for op in g.ops:
+        if op.name == "FULLY_CONNECTED":
+            assert g.tensors[op.inputs[1]].dtype == "int8"
+            if len(op.inputs) > 2 and op.inputs[2] >= 0:
+                assert g.tensors[op.inputs[2]].dtype == "int32"
+
+
+def test_float_model_is_refused_naming_tensor_and_layer(converted):
+    from embbert.tflite.convert import validate_for_tflm
+
+    run, _ = converted
+    with pytest.raises(EmbBertError, match=r"float32.*|.*float32") as exc:
+        validate_for_tflm((run / "model_float32.tflite").read_bytes())
+    assert "layer" in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_tflm_agrees_with_tflite(converted):
+    from embbert.config import EmbBertConfig
+    from embbert.tflite.check import tflite_predict, tflm_predict
+    from embbert.tflite.convert import encoded_split
+
+    run, _ = converted
+    tok, seg, _, _ = encoded_split(run, EmbBertConfig.load(run), "test", 300)
+    assert tok.shape[0] == 300
+    data = (run / "model_int8.tflite").read_bytes()
+    a, b = tflite_predict(data, tok, seg), tflm_predict(data, tok, seg)
+    assert a.dtype == b.dtype == np.int8 and a.shape == b.shape == (300, 3)
+    assert np.mean(a.argmax(-1) == b.argmax(-1)) >= 0.99
+    # inputs found by name: swapping the arrays changes the result
+    assert not np.array_equal(tflm_predict(data, seg[:5], tok[:5]), b[:5])
+
+
+def test_check_run_writes_table(converted):
+    from embbert.tflite.check import check_run
+
+    run, _ = converted
+    report = check_run(run, max_examples=40)
+    assert report["examples"] == 40
+    assert set(report["models"]) == {"float_keras", "qat_keras", "int8_tflite", "int8_tflm"}
+    assert report["tflm_vs_tflite"]["agreement"] >= 0.95
+    assert json.loads((run / "check.json").read_text())["examples"] == 40
+
+
+def test_arena_is_exact_and_reported(converted):
+    from embbert.tflite.arena import arena_report, arena_works
+    from embbert.tflite.check import tflm_predict
+
+    run, _ = converted
+    r = arena_report(run)
+    data = (run / "model_int8.tflite").read_bytes()
+    n = r["min_arena_bytes"]
+    assert n % 16 == 0
+    assert arena_works(data, n) and not arena_works(data, n - 16)
+    assert r["breakdown"]["total_bytes"] <= n
+    assert r["breakdown"]["persistent_bytes"] + r["breakdown"]["non_persistent_bytes"] == r["breakdown"]["total_bytes"]
+    assert r["recommended_arena_bytes"] == n + r["margin_bytes"] and r["margin_bytes"] > 0
+    assert r["total_footprint_bytes"] == r["model_bytes"] + r["recommended_arena_bytes"]
+    assert r["macs"] > 0 and r["host_latency_ms"] > 0
+    assert [b["name"] for b in r["boards"]] == ["Arduino Nano 33 BLE", "ESP32", "ESP32-S3"]
+    saved = json.loads((run / "arena_report.json").read_text())
+    for key in ("model_bytes", "min_arena_bytes", "recommended_arena_bytes", "margin_bytes",
+                "total_footprint_bytes", "boards", "macs", "host_latency_ms"):
+        assert key in saved
+    assert (run / "arena_report.png").read_bytes()[:4] == b"\x89PNG"
+    assert "Board fit" in (run / "arena_report.md").read_text()
+    # the interpreter runs at the minimum and refuses 16 bytes less with a one-line error
+    from embbert.config import EmbBertConfig
+    from embbert.tflite.convert import encoded_split
+
+    tok, seg, _, _ = encoded_split(run, EmbBertConfig.load(run), "test", 3)
+    assert tflm_predict(data, tok, seg, arena_size=n).shape == (3, 3)
+    with pytest.raises(EmbBertError, match="too small"):
+        tflm_predict(data, tok, seg, arena_size=n - 16)
+
+
+def _gelu_model_bytes():
+    from embbert.keras_model._tf import keras, tf
+    from embbert.tflite.convert import convert_keras
+
+    class Table(keras.layers.Layer):
+        def build(self, shape):
+            self.table = self.add_weight(name="table", shape=(50, 16), initializer="random_normal")
+
+        def call(self, ids):
+            return tf.gather(self.table, ids)
+
+    tok = keras.Input(shape=(8,), batch_size=1, dtype="int32", name="token_ids")
+    seg = keras.Input(shape=(8,), batch_size=1, dtype="int32", name="segment_ids")
+    x = Table(name="tokens")(tok) + Table(name="segments")(seg)
+    x = keras.layers.Dense(16, activation="gelu", name="ffn_gelu")(x)
+    x = keras.layers.GlobalAveragePooling1D()(x)
+    out = keras.layers.Dense(2, name="logits")(x)
+    model = keras.Model({"token_ids": tok, "segment_ids": seg}, out, name="embbert_deploy")
+    rng = np.random.default_rng(0)
+
+    def rep():
+        for _ in range(10):
+            yield {"token_ids": rng.integers(0, 50, (1, 8), dtype=np.int32),
+                   "segment_ids": rng.integers(0, 3, (1, 8), dtype=np.int32)}
+
+    return convert_keras(model, rep)
+
+
+def test_gelu_is_refused_with_operator_named():
+    from embbert.tflite.convert import validate_for_tflm
+
+    data = _gelu_model_bytes()
+    with pytest.raises(EmbBertError, match=r"operator GELU \(layer ffn_gelu") as exc:
+        validate_for_tflm(data)
+    assert "\n" not in str(exc.value)
+
+
+def test_corrupt_and_missing_tflite(tmp_path, converted):
+    from embbert.tflite.check import check_run, tflm_predict
+    from embbert.tflite.convert import validate_for_tflm
+
+    with pytest.raises(EmbBertError, match="TFLite FlatBuffer|truncated"):
+        validate_for_tflm(b"not a model at all")
+    run, _ = converted
+    data = (run / "model_int8.tflite").read_bytes()
+    with pytest.raises(EmbBertError):
+        validate_for_tflm(data[: len(data) // 3])
+    with pytest.raises(EmbBertError, match="no config.json"):
+        check_run(tmp_path)
+    (tmp_path / "config.json").write_text((run / "config.json").read_text())
+    with pytest.raises(EmbBertError, match="model_int8.tflite: not found"):
+        check_run(tmp_path)
+    with pytest.raises(EmbBertError, match="too small"):
+        tflm_predict(data, np.zeros((1, 32), np.int32), np.zeros((1, 32), np.int32), arena_size=1024)
+
+
+def test_run_dir_without_model(tmp_path, converted):
+    from embbert.tflite.convert import convert_run
+
+    run, _ = converted
+    (tmp_path / "config.json").write_text((run / "config.json").read_text())
+    with pytest.raises(EmbBertError, match="no QAT model"):
+        convert_run(tmp_path)
+    assert not list(tmp_path.glob("*.tflite"))
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    from embbert.cli import main
+
+    (tmp_path / "model_int8.tflite").write_bytes(b"\x00" * 64)
+    assert main(["check", str(tmp_path)]) != 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("embbert: error:") and "\n" not in err
+    assert main(["convert", str(tmp_path / "missing")]) != 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("embbert: error:") and "\n" not in err
