@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 
-def make_tiny_run_dir(root, *, num_labels: int = 3, steps: int = 6, qat_steps: int = 4, seed: int = 0):
+def make_tiny_run_dir(root, *, num_labels: int = 3, steps: int = 40, qat_steps: int = 20, seed: int = 0):
     """A run directory as `embbert train` leaves it: the tiny preset, a few steps on synthetic data."""
     from embbert.config import EmbBertConfig
     from embbert.datasets.loading import load_task
