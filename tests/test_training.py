@@ -326,3 +326,12 @@ def test_bench_train_speed_cli_registration():
     assert (args.preset, args.max_length, args.batch_size, args.steps, args.json) == ("tiny", 32, 32, 3, True)
     with pytest.raises(SystemExit):
         parser.parse_args(["train-speed", "--preset", "huge", "--max-length", "32"])
+
+
+def test_bench_train_speed_in_embbert_cli():
+    from embbert.cli import build_parser
+    from embbert.keras_model.bench_speed import _cmd_train_speed
+
+    args = build_parser().parse_args(["bench", "train-speed", "--preset", "nano", "--max-length", "16",
+                                      "--batch-size", "4", "--steps", "2", "--json"])
+    assert args.func is _cmd_train_speed and args.steps == 2 and args.batch_size == 4
