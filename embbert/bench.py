@@ -121,14 +121,23 @@ def run_accuracy(args) -> dict:
         check, arena = result["check"], result["arena"]
         rows.append({
             "task": name, "metric": result["metrics"]["metric"], "max_length": L,
-            "float": _pct(check, "float"), "qat": _pct(check, "qat"), "tflite": _pct(check, "tflite"),
-            "tflm": _pct(check, "tflm"), "agreement": check.get("agreement"),
+            "float": _pct(check, "float_keras"), "qat": _pct(check, "qat_keras"),
+            "tflite": _pct(check, "int8_tflite"), "tflm": _pct(check, "int8_tflm"),
+            "agreement": check["tflm_vs_tflite"]["agreement"],
+            "max_lsb_diff": check["tflm_vs_tflite"]["max_logit_diff_lsb"],
             "model_bytes": arena["model_bytes"], "arena_bytes": arena["recommended_arena_bytes"],
             "min_arena_bytes": arena["min_arena_bytes"], "total_bytes": arena["total_footprint_bytes"],
             "train_examples": result["metrics"].get("train_examples"), "test_examples": check.get("examples"),
             "seconds": round(time.time() - t0, 1), "run_dir": str(out),
         })
-    results = {
+        write_results(_results(args, rows, skipped, started), docs_dir)  # partial results survive a stop
+    results = _results(args, rows, skipped, started)
+    write_results(results, docs_dir)
+    return results
+
+
+def _results(args, rows, skipped, started) -> dict:
+    return {
         "command": "embbert " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("embbert") else None,
         "preset": args.preset, "seed": args.seed, "epochs": args.epochs, "qat_epochs": args.qat_epochs,
         "learning_rate": args.learning_rate, "batch_size": args.batch_size,
@@ -136,15 +145,10 @@ def run_accuracy(args) -> dict:
         "init": args.init, "duration_s": round(time.time() - started, 1), "versions": _versions(),
         "rows": rows, "skipped": skipped, "published": published(),
     }
-    write_results(results, docs_dir)
-    return results
 
 
 def _pct(check: dict, key: str):
-    value = check.get(key)
-    if isinstance(value, dict):
-        value = value.get("metric", value.get("value"))
-    return None if value is None else round(100.0 * float(value), 2)
+    return round(100.0 * float(check["models"][key]["metric"]), 2)
 
 
 def _versions() -> dict:

@@ -11,9 +11,12 @@ argument errors exit with 2; nothing prints a traceback unless EMBBERT_DEBUG=1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
+import re
 import sys
+import threading
 from typing import Sequence
 
 from . import __version__
@@ -27,6 +30,48 @@ COMMAND_MODULES = (
     "embbert.bench",  # bench ...
     "embbert.run",  # run (the whole path)
 )
+
+
+#: TensorFlow start-up lines on stderr that say nothing about the run (no GPU, oneDNN, absl init).
+TF_NOISE = re.compile(
+    r"absl::InitializeLog|oneDNN custom operations|cudart_stub|cuda_platform|cuInit|"
+    r"cuda_(blas|dnn|fft)|computation placer|TF-TRT|rebuild TensorFlow with|"
+    r"AVX|tensorflow/core/util/port|Statistics for quantized inputs|oneDNN supports DT_INT64|"
+    r"^\s*$"
+)
+
+
+@contextlib.contextmanager
+def filtered_stderr(pattern: re.Pattern = TF_NOISE):
+    """Pass the C-level stderr (fd 2) through a filter that drops TensorFlow's start-up noise.
+
+    Live: every other line goes straight on to the real stderr.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        read_end, write_end = os.pipe()
+    except OSError:  # no fd 2 to filter
+        yield
+        return
+    os.dup2(write_end, 2)
+    os.close(write_end)
+
+    def pump() -> None:
+        with os.fdopen(read_end, "rb") as src, os.fdopen(os.dup(saved), "wb", buffering=0) as dst:
+            for line in src:
+                if not pattern.search(line.decode("utf-8", "replace")):
+                    dst.write(line)
+
+    thread = threading.Thread(target=pump, name="stderr-filter", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)  # closes the pipe's last write end: the pump sees EOF
+        os.close(saved)
+        thread.join(timeout=10)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -96,7 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     debug = os.environ.get("EMBBERT_DEBUG") == "1"
     try:
-        result = args.func(args)
+        with filtered_stderr():
+            result = args.func(args)
     except EmbBertError as exc:
         print(f"embbert: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -77,29 +77,26 @@ def run_pipeline(config: EmbBertConfig, out: Path, *, init=None, max_examples=No
             "exported": [str(f) for f in files], "timings": timings}
 
 
-def _metric_row(check: dict, key: str):
-    value = check.get(key)
-    if isinstance(value, dict):
-        value = value.get("metric", value.get("value"))
-    return value
+MODEL_KEYS = (("float Keras", "float_keras"), ("QAT Keras", "qat_keras"), ("int8 TFLite", "int8_tflite"),
+              ("int8 TFLM", "int8_tflm"))
 
 
 def summarise(config: EmbBertConfig, out: Path, result: dict) -> str:
     check, arena = result["check"], result["arena"]
-    metric = result["metrics"]["metric"]
+    metric = check["metric"]
     lines = [f"\nEmbBERT run: task {config.task}, preset {config.preset}, L={config.max_length} -> {out}"]
-    lines.append(f"  test {metric} (n={check.get('examples', '?')}):")
-    for label, key in (("float Keras", "float"), ("QAT Keras", "qat"), ("int8 TFLite", "tflite"), ("int8 TFLM", "tflm")):
-        value = _metric_row(check, key)
-        lines.append(f"    {label:<12} {value:.4f}" if isinstance(value, (int, float)) else f"    {label:<12} {value}")
-    if "agreement" in check:
-        lines.append(f"  TFLM vs TFLite: {100 * check['agreement']:.2f}% same prediction, "
-                     f"max logit difference {check.get('max_lsb_diff', '?')} LSB")
+    lines.append(f"  test {metric} on {check['examples']} examples:")
+    for label, key in MODEL_KEYS:
+        lines.append(f"    {label:<12} {check['models'][key]['metric']:.4f}")
+    a = check["tflm_vs_tflite"]
+    lines.append(f"  TFLM vs TFLite: {100 * a['agreement']:.2f}% agree ({a['agreement_rule']}), "
+                 f"largest logit difference {a['max_logit_diff_lsb']} LSB")
     lines.append(f"  model {arena['model_bytes']:,} B + arena {arena['recommended_arena_bytes']:,} B "
-                 f"(minimum {arena['min_arena_bytes']:,} B) = total {arena['total_footprint_bytes']:,} B")
-    for board in arena.get("boards", []):
-        fits = "fits" if board.get("fits") else "does NOT fit"
-        lines.append(f"    {board.get('name')}: {fits}" + (f" ({board.get('headroom')})" if board.get("headroom") else ""))
+                 f"(minimum {arena['min_arena_bytes']:,} B + margin) = total {arena['total_footprint_bytes']:,} B")
+    for b in arena["boards"]:
+        lines.append(f"    {b['name']}: {'fits' if b['fits'] else 'does NOT fit'} "
+                     f"(RAM headroom {b['ram_headroom_bytes'] / 1024:.0f} KiB, "
+                     f"flash headroom {b['flash_headroom_bytes'] / 1024:.0f} KiB)")
     lines.append("  files:")
     for name in ("config.json", "float.weights.h5", "qat.weights.h5", "metrics.json", "history.csv",
                  "model_int8.tflite", "model_float32.tflite", "check.json", "arena_report.md", "arena_report.png"):

@@ -161,6 +161,14 @@ def _prepare_tokenizer(config: EmbBertConfig, run_dir: Path, train_texts: Sequen
     return config.replace(tokenizer=TOKENIZER_DIR)
 
 
+def pretrained_tokenizer_dir(init: str | os.PathLike) -> Path:
+    init = Path(init)
+    try:
+        return resolve_tokenizer_dir(EmbBertConfig.load(init), init)
+    except EmbBertError:
+        raise EmbBertError(f"{init}: not a pretrained backbone directory (no config.json naming a tokenizer)") from None
+
+
 def resolve_tokenizer_dir(config: EmbBertConfig, run_dir: str | os.PathLike) -> Path:
     """The tokenizer directory of a config saved in `run_dir` (relative paths are relative to it)."""
     if not config.tokenizer:
@@ -209,8 +217,13 @@ def train(
     config = config.replace(
         num_labels=spec.num_labels, label_names=tuple(spec.label_names or ()), task=str(config.task)
     )
+    if init and not config.tokenizer and not resume:
+        # The pretrained embeddings belong to the pretraining tokenizer: fine-tune with it.
+        config = config.replace(tokenizer=str(pretrained_tokenizer_dir(init)))
     config = _prepare_tokenizer(config, run_dir, train_split.texts_a + (train_split.texts_b or []))
     config.save(run_dir)
+    if not state_file.is_file():  # from here on the run can be resumed (config.json exists)
+        atomic_write_text(state_file, json.dumps(state))
     tok_dir = run_dir / TOKENIZER_DIR
 
     bs, L = config.train.batch_size, config.max_length

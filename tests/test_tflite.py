@@ -58,6 +58,10 @@ def test_float_model_is_refused_naming_tensor_and_layer(converted):
     assert "layer" in str(exc.value) and "\n" not in str(exc.value)
 
 
+def test_fixture_model_is_trained(tiny_run_accuracy):
+    assert tiny_run_accuracy >= 0.8  # otherwise near-tied logits make the agreement tests meaningless
+
+
 def test_tflm_agrees_with_tflite(converted):
     from embbert.config import EmbBertConfig
     from embbert.tflite.check import tflite_predict, tflm_predict

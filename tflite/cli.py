@@ -8,11 +8,7 @@ import sys
 
 from embbert.cli import positive_int
 
-#: TensorFlow start-up lines on stderr that say nothing about this run (no GPU, oneDNN, absl init).
-_NOISE = re.compile(r"absl::InitializeLog|oneDNN custom operations|cudart_stub|cuda_platform|cuInit|"
-                    r"cuda_(blas|dnn|fft)|computation placer|TF-TRT|rebuild TensorFlow with|"
-                    r"AVX|tensorflow/core/util/port|Statistics for quantized inputs|"
-                    r"^\s*$")
+from embbert.cli import TF_NOISE as _NOISE  # noqa: E402 - one pattern for the whole command
 
 
 @contextlib.contextmanager

@@ -560,8 +560,9 @@ def export_micro_app(run_dir: str | os.PathLike, out_dir: str | os.PathLike | No
     data = model_path.read_bytes()
     info = read_model_info(data)
     tables = build_tokenizer_tables(tok_dir)
-    if tables.vocab_size != config.model.vocab_size:
-        raise EmbBertError(f"tokenizer has {tables.vocab_size} ids, the model config {config.model.vocab_size}")
+    if tables.vocab_size > config.model.vocab_size:
+        # A smaller tokenizer is fine (a small corpus may not fill the preset's table: those rows are unused).
+        raise EmbBertError(f"tokenizer has {tables.vocab_size} ids, more than the model's {config.model.vocab_size}")
     source = f"{run_dir.name}/{MODEL_FILE}"
     files: dict[str, str] = {}
     files["model_data.h"], files["model_data.cc"] = model_data_sources(data, source)

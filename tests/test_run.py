@@ -1,0 +1,74 @@
+"""`embbert run` end to end and the `embbert bench accuracy` harness, on tiny generated tasks."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from embbert.cli import main
+from embbert.datasets.synthetic import write_synthetic_task
+
+
+def test_run_end_to_end(tmp_path, capsys):
+    task = write_synthetic_task(tmp_path / "task", num_labels=2, n_train=160, n_test=40, seed=3)
+    out, export = tmp_path / "run", tmp_path / "generated"
+    rc = main(["run", "--task", str(task), "--preset", "nano", "--max-length", "24", "--epochs", "2",
+               "--qat-epochs", "1", "--batch-size", "16", "--out", str(out), "--export-dir", str(export)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    # Every stage ran and left its artefacts.
+    for name in ("config.json", "float.weights.h5", "qat.weights.h5", "metrics.json", "history.csv",
+                 "model_int8.tflite", "model_float32.tflite", "check.json", "arena_report.json",
+                 "arena_report.md", "arena_report.png", "summary.txt", "run.json"):
+        assert (out / name).is_file(), name
+    for name in ("model_data.cc", "model_data.h", "model_settings.h", "op_resolver.h"):
+        assert (export / name).is_file(), name
+    assert (export / "model_data.cc").read_text().count("0x") > (out / "model_int8.tflite").stat().st_size * 0.99
+    # The summary reports the four metrics, the footprint and the board fit, with real numbers.
+    check = json.loads((out / "check.json").read_text())
+    arena = json.loads((out / "arena_report.json").read_text())
+    assert set(check["models"]) == {"float_keras", "qat_keras", "int8_tflite", "int8_tflm"}
+    assert check["examples"] == 40
+    for label in ("float Keras", "QAT Keras", "int8 TFLite", "int8 TFLM", "Arduino Nano 33 BLE", "ESP32"):
+        assert label in text
+    assert f"total {arena['total_footprint_bytes']:,} B" in text
+    assert arena["total_footprint_bytes"] == arena["model_bytes"] + arena["recommended_arena_bytes"]
+    assert str(out / "model_int8.tflite") in text
+    assert (out / "summary.txt").read_text().strip() in text
+
+
+def test_run_bad_task_is_one_line_error(tmp_path, capsys):
+    rc = main(["run", "--task", "no_such_task", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip()
+    assert rc != 0
+    assert len(err.splitlines()) == 1 and err.startswith("embbert: error:") and "no_such_task" in err
+    assert "Traceback" not in err
+
+
+def test_bench_accuracy_harness(tmp_path, capsys):
+    a = write_synthetic_task(tmp_path / "syn_a", num_labels=2, n_train=120, n_test=30, seed=1, name="syn_a")
+    b = write_synthetic_task(tmp_path / "syn_b", num_labels=3, n_train=120, n_test=30, pair=True, seed=2,
+                             name="syn_b")
+    docs = tmp_path / "docs"
+    empty = tmp_path / "empty_data"
+    empty.mkdir()
+    rc = main(["bench", "accuracy", "--tasks", str(a), str(b), "rte", "--preset", "nano", "--max-length", "24",
+               "--epochs", "1", "--qat-epochs", "1", "--learning-rate", "1e-3", "--data-dir", str(empty),
+               "--runs-dir", str(tmp_path / "runs"), "--docs-dir", str(docs)])
+    assert rc == 0
+    results = json.loads((docs / "results.json").read_text())
+    assert [r["task"] for r in results["rows"]] == ["syn_a", "syn_b"]
+    for row in results["rows"]:
+        for key in ("float", "qat", "tflm", "model_bytes", "arena_bytes", "total_bytes"):
+            assert row[key] is not None
+        assert row["total_bytes"] == row["model_bytes"] + row["arena_bytes"]
+        assert 0.0 <= row["tflm"] <= 100.0
+    assert [s["task"] for s in results["skipped"]] == ["rte"]
+    assert "data absent" in results["skipped"][0]["reason"]
+    md = (docs / "results.md").read_text()
+    assert "| syn_a |" in md and "| syn_b |" in md and "- rte: data absent" in md
+    assert results["published"]["embbert_q_8bit"]["tasks"]["imdb"] == 84.01
+    assert results["versions"]["tensorflow"].startswith("2.21")
+    assert results["duration_s"] > 0
+    png = (docs / "results.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
