@@ -1,21 +1,11 @@
 """`embbert data ...` and `embbert tokenizer ...` sub-commands (no TensorFlow at import)."""
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
+from embbert.cli import positive_int as _positive_int
 from embbert.errors import EmbBertError
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def register(subparsers) -> None:

@@ -11,7 +11,7 @@ def make_tiny_run_dir(root, *, num_labels: int = 3, steps: int = 200, qat_steps:
     from embbert.datasets.pipeline import encode_texts
     from embbert.datasets.synthetic import write_synthetic_task
     from embbert.datasets.tokenizer import train_tokenizer
-    from embbert.keras_model._tf import keras, tf
+    from embbert.keras_model._tf import keras
     from embbert.keras_model.model import build_classifier, save_model
     from embbert.keras_model.quantize import quantize_model
 

@@ -102,7 +102,7 @@ def test_op_resolver_lists_exactly_the_flatbuffer_ops(exported):
     assert len(listed) == len(set(listed))
     n = int(re.search(r"kEmbBertNumOps = (\d+);", text).group(1))
     assert n == len(used)
-    assert f"MicroMutableOpResolver<kEmbBertNumOps>" in text
+    assert "MicroMutableOpResolver<kEmbBertNumOps>" in text
     from embbert.tflite.export import resolver_method
     assert resolver_method("BATCH_MATMUL") == "AddBatchMatMul"
     assert resolver_method("DEPTHWISE_CONV_2D") == "AddDepthwiseConv2D"

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from embbert.cli import main
 from embbert.datasets.synthetic import write_synthetic_task
 

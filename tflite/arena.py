@@ -20,7 +20,6 @@ to 256 bytes.
 from __future__ import annotations
 
 import json
-import os
 import re
 import statistics
 import time

@@ -26,6 +26,7 @@ from typing import Any
 
 from embbert.config import EmbBertConfig
 from embbert.errors import EmbBertError
+from embbert.tflite.ops import read_graph
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODEL_FILE = "model_int8.tflite"
@@ -57,83 +58,25 @@ class ModelInfo:
     output: dict[str, Any]
 
 
-def _schema():
-    try:
-        from ai_edge_litert import schema_py_generated as schema  # light: no TensorFlow
-    except ImportError:  # pragma: no cover - fallback for other installs
-        from tensorflow.lite.python import schema_py_generated as schema
-    return schema
-
-
-def _builtin_names() -> dict[int, str]:
-    schema = _schema()
-    return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_") and isinstance(v, int)}
-
-
-def _tensor_type_name(code: int) -> str:
-    names = {v: k for k, v in vars(_schema().TensorType).items() if not k.startswith("_") and isinstance(v, int)}
-    return names.get(code, str(code)).lower()
-
-
-def _lst(x) -> list:
-    return [] if x is None else list(x)
-
-
 def read_model_info(data: bytes) -> ModelInfo:
-    """Operators, named inputs and output of a .tflite FlatBuffer."""
-    schema = _schema()
-    try:
-        model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
-    except Exception as exc:  # flatbuffers raises assorted errors on junk
-        raise EmbBertError(f"the .tflite file is not a valid TFLite FlatBuffer ({exc})") from None
-    if not model.subgraphs:
-        raise EmbBertError("the .tflite file has no subgraph")
-    names = _builtin_names()
-    codes = []
-    for oc in _lst(model.operatorCodes):
-        code = max(int(oc.builtinCode or 0), int(oc.deprecatedBuiltinCode or 0))
-        if code == schema.BuiltinOperator.CUSTOM:
-            custom = (oc.customCode or b"").decode() if isinstance(oc.customCode, bytes) else oc.customCode
-            raise EmbBertError(f"the model uses a custom operator ({custom}); only builtin TFLM operators are supported")
-        codes.append(names.get(code, f"UNKNOWN_{code}"))
-    sub = model.subgraphs[0]
-    ops: list[str] = []
-    for op in _lst(sub.operators):
-        name = codes[op.opcodeIndex]
-        if name not in ops:
-            ops.append(name)
+    """Operators, named inputs (with their position) and output of a .tflite FlatBuffer."""
+    graph = read_graph(data)
+    custom = [op.name for op in graph.ops if op.custom]
+    if custom:
+        raise EmbBertError(f"the model uses a custom operator ({custom[0]}); only builtin TFLM operators are supported")
 
     def tensor(index: int) -> dict[str, Any]:
-        t = sub.tensors[index]
-        q = t.quantization
-        scale = float(q.scale[0]) if q is not None and q.scale is not None and len(q.scale) else 0.0
-        zp = int(q.zeroPoint[0]) if q is not None and q.zeroPoint is not None and len(q.zeroPoint) else 0
-        name = t.name.decode() if isinstance(t.name, bytes) else str(t.name)
-        shape = [int(s) for s in (t.shape if t.shape is not None else [])]
-        return {"index": index, "name": name, "shape": shape, "type": _tensor_type_name(t.type),
-                "scale": scale, "zero_point": zp}
+        t = graph.tensors[index]
+        return {"index": index, "name": t.name, "shape": list(t.shape), "type": t.dtype,
+                "scale": t.scale[0] if t.scale else 0.0, "zero_point": t.zero_point[0] if t.zero_point else 0}
 
     by_role: dict[str, dict[str, Any]] = {}
-    for sig in _lst(model.signatureDefs):
-        for tm in _lst(sig.inputs):
-            key = tm.name.decode() if isinstance(tm.name, bytes) else str(tm.name)
-            for role in ("token_ids", "segment_ids"):
-                if key == role or key.endswith(role):
-                    by_role[role] = tensor(tm.tensorIndex)
-    for index in _lst(sub.inputs):
-        info = tensor(int(index))
-        for role in ("token_ids", "segment_ids"):
-            if role not in by_role and role in info["name"]:
-                by_role[role] = info
     for role in ("token_ids", "segment_ids"):
-        if role not in by_role:
-            raise EmbBertError(f"the model has no input named {role!r} (inputs: "
-                               f"{[tensor(int(i))['name'] for i in _lst(sub.inputs)]})")
-        # the C side finds inputs by position: record it
-        by_role[role]["position"] = [int(i) for i in _lst(sub.inputs)].index(by_role[role]["index"])
-    if sub.outputs is None or len(sub.outputs) != 1:
+        position = graph.input_index(role)  # by name, never by order; the C side then uses the position
+        by_role[role] = {**tensor(graph.inputs[position]), "position": position}
+    if len(graph.outputs) != 1:
         raise EmbBertError("the model must have exactly one output (the logits)")
-    return ModelInfo(ops=ops, inputs=by_role, output=tensor(int(sub.outputs[0])))
+    return ModelInfo(ops=graph.op_names, inputs=by_role, output=tensor(graph.outputs[0]))
 
 
 _METHOD_OVERRIDES = {
