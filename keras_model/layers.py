@@ -114,21 +114,21 @@ class NanoEmbedder(QuantizableLayer):
         self.hidden, self.reduced = int(hidden), int(reduced)
 
     def build(self, input_shape):
-        # Initial scales (the architecture is the reference's; the init is ours): token rows N(0, 1),
-        # position and segment rows N(0, 0.1). With N(0, 1) everywhere the segment vector (d wide) has
-        # ~5x the per-dimension variance of the token path (r -> d), so after RMSNorm the keys carry
-        # mostly segment and position and a small model learns several times slower from scratch
-        # (a synthetic keyword task: 43 % vs 80 % test accuracy after one epoch).
-        def emb_init(stddev=1.0):
+        # Initial scales (the architecture is the reference's; the init is ours): every table N(0, 0.02),
+        # as BERT. RMSNorm follows the embedder, so the scale of the tables does not change the forward
+        # pass, but Adam moves a weight by about lr per step: from N(0, 1) a row needs thousands of steps
+        # to change, from N(0, 0.02) tens. Emotion, tiny preset, 6,000 examples, AdamW 1e-3: validation
+        # accuracy after 3 epochs 38.6 % with N(0, 1) tables, 83.3 % with N(0, 0.02) (docs/training.md).
+        def emb_init(stddev=0.02):
             return keras.initializers.RandomNormal(stddev=stddev)
 
         self.token_table = self.add_weight("token_table", (self.vocab_size, self.reduced), initializer=emb_init())
         self.token_map = self.add_weight("token_map", (self.reduced, self.hidden), initializer="glorot_uniform")
         self.position_table = self.add_weight(
-            "position_table", (self.max_positions, self.reduced), initializer=emb_init(0.1)
+            "position_table", (self.max_positions, self.reduced), initializer=emb_init()
         )
         self.position_map = self.add_weight("position_map", (self.reduced, self.hidden), initializer="glorot_uniform")
-        self.segment_table = self.add_weight("segment_table", (3, self.hidden), initializer=emb_init(0.1))
+        self.segment_table = self.add_weight("segment_table", (3, self.hidden), initializer=emb_init())
         self._add_activation_points("token", "position", "token_position", "output")
         super().build(input_shape)
 
