@@ -88,18 +88,30 @@ def mlm_dataset(lines: list[str], tokenizer_dir: Path, config: EmbBertConfig, ba
 
 
 class _History(keras.callbacks.Callback):
+    """MLM loss and accuracy per logging window.
+
+    Keras reports running means over the epoch; the mean of the window (s, t] is recovered
+    as (mean_t * t - mean_s * s) / (t - s), so each row is the loss of its own steps.
+    """
+
     def __init__(self, every: int):
         super().__init__()
         self.every, self.rows, self._t0 = every, [], time.time()
+        self._last = (0, 0.0, 0.0)  # step, running mean loss, running mean accuracy
 
     def on_train_batch_end(self, batch, logs=None):
         step = batch + 1
         if step % self.every == 0 or step == self.params.get("steps"):
             logs = logs or {}
-            self.rows.append(
-                {"step": step, "loss": float(logs.get("loss", np.nan)), "accuracy": float(logs.get("accuracy", np.nan)),
-                 "seconds": round(time.time() - self._t0, 1)}
-            )
+            loss, acc = float(logs.get("loss", np.nan)), float(logs.get("accuracy", np.nan))
+            s, s_loss, s_acc = self._last
+            self.rows.append({
+                "step": step,
+                "loss": (loss * step - s_loss * s) / (step - s),
+                "accuracy": (acc * step - s_acc * s) / (step - s),
+                "seconds": round(time.time() - self._t0, 1),
+            })
+            self._last = (step, loss, acc)
 
 
 def pretrain(
