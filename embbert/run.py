@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .cli import non_negative_int, positive_int
 from .config import PRESETS, EmbBertConfig, TrainConfig, atomic_write_text
+from .errors import EmbBertError
 
 DEFAULT_TASK = "emotion"
 
@@ -119,6 +120,8 @@ def cmd_run(args) -> int:
     config = EmbBertConfig.create(args.preset, args.max_length, task=args.task, data_dir=args.data_dir, train=train)
     task_name = Path(args.task).name if Path(args.task).is_dir() else args.task
     out = Path(args.out or f"runs/{task_name}-{args.preset}-L{args.max_length}")
+    if (out / "metrics.json").exists() or (out / ".train").exists():
+        raise EmbBertError(f"{out} already holds a run: choose another --out, or delete it to start again")
     result = run_pipeline(config, out, init=args.init, max_examples=args.max_examples, export_dir=args.export_dir)
     text = summarise(config, out, result)
     print(text)

@@ -70,3 +70,13 @@ def test_bench_accuracy_harness(tmp_path, capsys):
     assert results["duration_s"] > 0
     png = (docs / "results.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_run_refuses_to_overwrite_a_finished_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.json").write_text("{}")
+    rc = main(["run", "--task", "emotion", "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and err.startswith("embbert: error:") and "already holds a run" in err
+    assert (out / "metrics.json").read_text() == "{}"  # nothing touched
