@@ -112,8 +112,12 @@ def run_accuracy(args) -> dict:
         out = runs_dir / f"{name}-{args.preset}-L{L}"
         t0 = time.time()
         try:
-            result = run_pipeline(config, out, init=args.init, max_examples=args.max_test_examples,
-                                  export_dir=out / "micro_app", verbose=2)
+            if _finished(out):  # an interrupted benchmark goes on where it stopped
+                print(f"{name}: reusing the finished run in {out}", flush=True)
+                result = _load_finished(out)
+            else:
+                result = run_pipeline(config, out, init=args.init, max_examples=args.max_test_examples,
+                                      export_dir=out / "micro_app", verbose=2)
         except EmbBertError as exc:
             print(f"skip {name}: {exc}", flush=True)
             skipped.append({"task": name, "reason": str(exc)})
@@ -134,6 +138,18 @@ def run_accuracy(args) -> dict:
     results = _results(args, rows, skipped, started)
     write_results(results, docs_dir)
     return results
+
+
+FINISHED_FILES = ("metrics.json", "check.json", "arena_report.json")
+
+
+def _finished(run_dir: Path) -> bool:
+    return all((run_dir / name).is_file() for name in FINISHED_FILES)
+
+
+def _load_finished(run_dir: Path) -> dict:
+    metrics, check, arena = (json.loads((run_dir / name).read_text()) for name in FINISHED_FILES)
+    return {"metrics": metrics, "check": check, "arena": arena}
 
 
 def _results(args, rows, skipped, started) -> dict:

@@ -71,6 +71,17 @@ def test_bench_accuracy_harness(tmp_path, capsys):
     png = (docs / "results.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
 
+    # An interrupted or repeated benchmark reuses the finished task runs (no retraining).
+    capsys.readouterr()
+    rc = main(["bench", "accuracy", "--tasks", str(a), str(b), "--preset", "nano", "--max-length", "24",
+               "--epochs", "1", "--qat-epochs", "1", "--runs-dir", str(tmp_path / "runs"),
+               "--docs-dir", str(tmp_path / "docs2")])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert out.count("reusing the finished run") == 2 and "== 1/5 train" not in out
+    again = json.loads((tmp_path / "docs2" / "results.json").read_text())
+    assert [r["tflm"] for r in again["rows"]] == [r["tflm"] for r in results["rows"]]
+
 
 def test_run_refuses_to_overwrite_a_finished_run(tmp_path, capsys):
     out = tmp_path / "run"

@@ -198,3 +198,28 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["convert", str(tmp_path / "missing")]) != 0
     err = capsys.readouterr().err.strip()
     assert err.startswith("embbert: error:") and "\n" not in err
+
+
+def test_limited_split_is_a_seeded_sample_not_the_first_rows(tmp_path):
+    """Splits are often ordered by class (IMDb test: negatives, then positives)."""
+    import json as _json
+
+    from embbert.config import EmbBertConfig
+    from embbert.datasets.tokenizer import train_tokenizer
+    from embbert.tflite.convert import encoded_split
+
+    task = tmp_path / "ordered"
+    task.mkdir()
+    rows = [{"text": f"bad awful text {i}", "label": 0} for i in range(50)]
+    rows += [{"text": f"good great text {i}", "label": 1} for i in range(50)]
+    for split in ("train", "test"):
+        (task / f"{split}.jsonl").write_text("".join(_json.dumps(r) + "\n" for r in rows))
+    (task / "task.json").write_text(_json.dumps({
+        "name": "ordered", "text_columns": ["text"], "label_column": "label", "label_names": ["neg", "pos"],
+        "metric": "accuracy", "splits": {"train": "train.jsonl", "test": "test.jsonl"}}))
+    train_tokenizer([r["text"] for r in rows], 300, tmp_path / "run" / "tokenizer")
+    config = EmbBertConfig.create("nano", 16, num_labels=2, task=str(task), tokenizer="tokenizer")
+    tok, seg, labels, _ = encoded_split(tmp_path / "run", config, "test", 20)
+    assert tok.shape == (20, 16) and 5 <= int(labels.sum()) <= 15  # both classes, not the first 20 rows
+    again = encoded_split(tmp_path / "run", config, "test", 20)[2]
+    assert list(again) == list(labels)  # seeded: the same sample every time

@@ -23,6 +23,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
+
 from embbert.config import EmbBertConfig, atomic_write_bytes
 from embbert.errors import EmbBertError
 
@@ -190,7 +192,10 @@ def encoded_split(run_dir: Path, config: EmbBertConfig, split: str, limit: int |
     data = load_task(config.task, config.data_dir, seed=config.train.seed)
     part = getattr(data, split)
     if limit is not None and len(part) > limit:
-        part = part.subset(range(limit))
+        # A seeded random subset, not the first rows: splits are often ordered by class
+        # (IMDb's test split is all negatives, then all positives).
+        rng = np.random.default_rng(config.train.seed)
+        part = part.subset(sorted(rng.choice(len(part), size=limit, replace=False).tolist()))
     if len(part) == 0:
         raise EmbBertError(f"task {data.spec.name}: the {split} split is empty")
     tok, seg = encode_texts(_tokenizer_dir(config, run_dir), part.texts_a, part.texts_b, config.max_length)
