@@ -205,7 +205,7 @@ def train(
             raise EmbBertError(f"{run_dir}: nothing to resume (no unfinished run there)")
         config = EmbBertConfig.load(run_dir)  # the interrupted run's own settings
     state_dir.mkdir(parents=True, exist_ok=True)
-    state = json.loads(state_file.read_text()) if state_file.is_file() else {"float_done": False, "qat_done": False}
+    state = json.loads(state_file.read_text()) if state_file.is_file() else {"float_done": False}
 
     keras.utils.set_random_seed(config.train.seed)
     spec = get_task(config.task)
@@ -227,13 +227,11 @@ def train(
     tok_dir = run_dir / TOKENIZER_DIR
 
     bs, L = config.train.batch_size, config.max_length
-    train_ds = make_dataset(train_split, tok_dir, L, bs, shuffle=True, seed=config.train.seed)
+    steps = config.train.steps_per_epoch  # None: one pass over the train split per epoch
+    train_ds = make_dataset(train_split, tok_dir, L, bs, shuffle=True, seed=config.train.seed, repeat=bool(steps))
     val_ds = make_dataset(data.validation, tok_dir, L, bs)
     test_ds = make_dataset(data.test, tok_dir, L, bs)
     val_labels, test_labels = np.asarray(data.validation.labels), np.asarray(data.test.labels)
-    steps = config.train.steps_per_epoch
-    if steps:
-        train_ds = make_dataset(train_split, tok_dir, L, bs, shuffle=True, seed=config.train.seed, repeat=True)
     history_path = run_dir / HISTORY
 
     strategy = make_strategy(config.train.strategy)
