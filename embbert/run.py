@@ -10,7 +10,7 @@ import json
 import time
 from pathlib import Path
 
-from .cli import non_negative_int, positive_int
+from .cli import non_negative_int, positive_float, positive_int
 from .config import PRESETS, EmbBertConfig, TrainConfig, atomic_write_text
 from .errors import EmbBertError
 
@@ -31,10 +31,10 @@ def register(sub) -> None:
     p.add_argument("--epochs", type=non_negative_int, default=3, help="float epochs (default 3)")
     p.add_argument("--qat-epochs", type=non_negative_int, default=1, help="QAT epochs (default 1)")
     p.add_argument("--batch-size", type=positive_int, default=32, help="batch size (default 32)")
-    p.add_argument("--learning-rate", type=float, default=1e-3,
+    p.add_argument("--learning-rate", type=positive_float, default=1e-3,
                    help="float learning rate (default 1e-3: a short run from scratch; the paper's 5e-5 is for "
                    "fine-tuning a pretrained model)")
-    p.add_argument("--qat-learning-rate", type=float, default=1e-4, help="QAT learning rate (default 1e-4)")
+    p.add_argument("--qat-learning-rate", type=positive_float, default=1e-4, help="QAT learning rate (default 1e-4)")
     p.add_argument("--max-train-examples", type=positive_int, default=None, help="use a seeded subset of train")
     p.add_argument("--max-examples", type=positive_int, default=None, help="limit the check to N test examples")
     p.add_argument("--data-dir", default=None, help="data directory in hub layout (default $EMBBERT_DATA_DIR, else the hub)")
