@@ -130,6 +130,13 @@ class EmbBertConfig:
             changes["train"] = dataclasses.replace(self.train, **changes["train"])
         return dataclasses.replace(self, **changes)
 
+    def tokenizer_dir(self, base: str | os.PathLike) -> Path:
+        """The tokenizer directory of a config saved in `base` (a relative path is relative to it)."""
+        if not self.tokenizer:
+            raise EmbBertError(f"{base}: {CONFIG_FILE} names no tokenizer directory")
+        path = Path(self.tokenizer)
+        return path if path.is_absolute() else Path(base) / path
+
     # -- JSON round trip -------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -164,17 +164,9 @@ def _prepare_tokenizer(config: EmbBertConfig, run_dir: Path, train_texts: Sequen
 def pretrained_tokenizer_dir(init: str | os.PathLike) -> Path:
     init = Path(init)
     try:
-        return resolve_tokenizer_dir(EmbBertConfig.load(init), init)
+        return EmbBertConfig.load(init).tokenizer_dir(init)
     except EmbBertError:
         raise EmbBertError(f"{init}: not a pretrained backbone directory (no config.json naming a tokenizer)") from None
-
-
-def resolve_tokenizer_dir(config: EmbBertConfig, run_dir: str | os.PathLike) -> Path:
-    """The tokenizer directory of a config saved in `run_dir` (relative paths are relative to it)."""
-    if not config.tokenizer:
-        raise EmbBertError(f"{run_dir}: the config names no tokenizer")
-    path = Path(config.tokenizer)
-    return path if path.is_absolute() else Path(run_dir) / path
 
 
 def train(

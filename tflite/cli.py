@@ -1,27 +1,9 @@
 """Sub-commands `convert`, `check` (and `export`, from tflite/export.py)."""
 from __future__ import annotations
 
-import contextlib
 import json
-import sys
 
 from embbert.cli import positive_int
-
-from embbert.cli import TF_NOISE as _NOISE  # noqa: E402 - one pattern for the whole command
-
-
-@contextlib.contextmanager
-def _quiet_tensorflow():
-    """Drop TensorFlow's start-up log noise from the C-level stderr; every other line is passed on."""
-    from embbert.tflite.convert import captured_stderr
-
-    try:
-        with captured_stderr() as log:
-            yield
-    finally:
-        kept = [line for line in log if not _NOISE.search(line)]
-        if kept:
-            print("\n".join(kept), file=sys.stderr)
 
 
 def register(subparsers) -> None:
@@ -68,8 +50,7 @@ def register(subparsers) -> None:
 def cmd_convert(args) -> int:
     from embbert.tflite.convert import convert_run
 
-    with _quiet_tensorflow():
-        summary = convert_run(args.run_dir, max_calibration=args.max_calibration)
+    summary = convert_run(args.run_dir, max_calibration=args.max_calibration)
     if not args.no_arena:
         from embbert.tflite.arena import arena_report
 
@@ -96,8 +77,7 @@ def cmd_convert(args) -> int:
 def cmd_check(args) -> int:
     from embbert.tflite.check import check_run, format_table
 
-    with _quiet_tensorflow():
-        report = check_run(args.run_dir, max_examples=args.max_examples)
+    report = check_run(args.run_dir, max_examples=args.max_examples)
     if args.arena:
         from embbert.tflite.arena import arena_report
 

@@ -175,13 +175,6 @@ def _convert(converter, what: str) -> bytes:
     return bytes(data)
 
 
-def _tokenizer_dir(config: EmbBertConfig, run_dir: Path) -> Path:
-    if not config.tokenizer:
-        raise EmbBertError(f"{run_dir}: config.json names no tokenizer")
-    path = Path(config.tokenizer)
-    return path if path.is_absolute() else run_dir / path
-
-
 def encoded_split(run_dir: Path, config: EmbBertConfig, split: str, limit: int | None = None):
     """token_ids, segment_ids (int32 [N, L]) and labels of a split of the run's task."""
     from embbert.datasets.loading import load_task
@@ -198,7 +191,7 @@ def encoded_split(run_dir: Path, config: EmbBertConfig, split: str, limit: int |
         part = part.subset(sorted(rng.choice(len(part), size=limit, replace=False).tolist()))
     if len(part) == 0:
         raise EmbBertError(f"task {data.spec.name}: the {split} split is empty")
-    tok, seg = encode_texts(_tokenizer_dir(config, run_dir), part.texts_a, part.texts_b, config.max_length)
+    tok, seg = encode_texts(config.tokenizer_dir(run_dir), part.texts_a, part.texts_b, config.max_length)
     return tok, seg, part.labels, data.spec
 
 

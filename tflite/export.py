@@ -495,11 +495,7 @@ def export_micro_app(run_dir: str | os.PathLike, out_dir: str | os.PathLike | No
         int(arena["recommended_arena_bytes"])
     except (json.JSONDecodeError, KeyError, TypeError, ValueError):
         raise EmbBertError(f"{arena_path}: no recommended_arena_bytes; re-run `embbert check`") from None
-    if not config.tokenizer:
-        raise EmbBertError(f"{run_dir}/config.json names no tokenizer directory")
-    tok_dir = Path(config.tokenizer)
-    if not tok_dir.is_absolute():
-        tok_dir = run_dir / tok_dir
+    tok_dir = config.tokenizer_dir(run_dir)
     data = model_path.read_bytes()
     info = read_model_info(data)
     tables = build_tokenizer_tables(tok_dir)
