@@ -17,6 +17,7 @@ model is validated before anything is written.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import tempfile
@@ -32,6 +33,7 @@ from .ops import FLOAT_TYPES, Graph, layer_of, op_layer, read_graph
 
 INT8_MODEL = "model_int8.tflite"
 FLOAT32_MODEL = "model_float32.tflite"
+INT8_SHA256 = INT8_MODEL + ".sha256"  # sha256sum format; `embbert export` refuses a model that differs
 
 #: Operators with an int8 kernel in TensorFlow Lite Micro (../shared/reference/deployment.md).
 TFLM_INT8_OPS = frozenset({
@@ -235,6 +237,7 @@ def convert_run(run_dir, *, max_calibration: int = 200, float32: bool = True) ->
         flt = load_model(run_dir, qat=False, config=config)
         float_bytes = convert_keras(build_deploy_model(flt, config))
     atomic_write_bytes(run_dir / INT8_MODEL, int8)
+    atomic_write_bytes(run_dir / INT8_SHA256, f"{hashlib.sha256(int8).hexdigest()}  {INT8_MODEL}\n".encode())
     if float_bytes is not None:
         atomic_write_bytes(run_dir / FLOAT32_MODEL, float_bytes)
     graph = read_graph(int8)
