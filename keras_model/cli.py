@@ -4,8 +4,10 @@ from __future__ import annotations
 import argparse
 import json
 
-from embbert.cli import non_negative_int, positive_float, positive_int
-from embbert.config import PRESETS, EmbBertConfig, TrainConfig
+from embbert import preflight
+from embbert.cli import non_negative_float, non_negative_int, positive_float, positive_int
+from embbert.config import PRESETS, STRATEGIES, EmbBertConfig, TrainConfig
+from embbert.errors import UsageError
 from embbert.errors import EmbBertError
 
 
@@ -13,9 +15,11 @@ def _add_train_settings(p: argparse.ArgumentParser, *, lr: float) -> None:
     d = TrainConfig()
     p.add_argument("--batch-size", type=positive_int, default=d.batch_size, help=f"batch size (default {d.batch_size})")
     p.add_argument("--learning-rate", type=positive_float, default=lr, help=f"AdamW learning rate (default {lr})")
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help=f"AdamW weight decay (default {d.weight_decay})")
-    p.add_argument("--strategy", choices=("default", "mirrored"), default="default",
-                   help="tf.distribute strategy: default, or mirrored (MirroredStrategy over all local devices)")
+    p.add_argument("--weight-decay", type=non_negative_float, default=d.weight_decay,
+                   help=f"AdamW weight decay, >= 0 (default {d.weight_decay})")
+    p.add_argument("--strategy", choices=STRATEGIES, default="default",
+                   help="tf.distribute strategy: default; mirrored (MirroredStrategy over all local devices); "
+                   "multi-worker (MultiWorkerMirroredStrategy over the workers of $TF_CONFIG, docs/training.md)")
     p.add_argument("--seed", type=int, default=d.seed, help="random seed (default 0)")
 
 
@@ -48,7 +52,7 @@ def register(sub) -> None:
     t.add_argument("--out", required=True, help="run directory to write")
     t.add_argument("--data-dir", default=None, help="data directory in hub layout (default $EMBBERT_DATA_DIR, else the hub)")
     t.add_argument("--tokenizer", default=None, help="tokenizer directory (default: train one on the task's train split)")
-    t.add_argument("--epochs", type=non_negative_int, default=10, help="float epochs (default 10)")
+    t.add_argument("--epochs", type=positive_int, default=10, help="float epochs, >= 1 (default 10)")
     t.add_argument("--qat-epochs", type=non_negative_int, default=2, help="quantisation-aware epochs (default 2)")
     t.add_argument("--qat-learning-rate", type=positive_float, default=2e-5, help="QAT learning rate (default 2e-5)")
     t.add_argument("--steps-per-epoch", type=positive_int, default=None, help="steps per epoch (default: one pass)")
@@ -62,16 +66,30 @@ def register(sub) -> None:
     p = sub.add_parser(
         "pretrain",
         help="masked-language-model pretraining of the backbone on text corpora",
-        description="MLM pretraining (15%% of tokens; 80%% [MASK], 10%% random, 10%% unchanged) with AdamW. "
-        "Trains the tokenizer first if none is given. `embbert train --init OUT` starts from the result.",
+        description="MLM pretraining (15%% of tokens; 80%% [MASK], 10%% random, 10%% unchanged) with AdamW, "
+        "warm-up + cosine decay, corpus lines packed into full L-token sequences; 1%% of the lines held out "
+        "and scored every --eval-every steps. Trains the tokenizer first if none is given. Resumable "
+        "(--resume); `embbert train --init OUT` starts from the result (docs/pretraining.md).",
     )
-    p.add_argument("--corpus", nargs="+", required=True, help="plain-text files, one paragraph per line")
+    p.add_argument("--corpus", nargs="+", default=None,
+                   help="plain-text files (one paragraph per line) or .jsonl files with a \"text\" field")
     p.add_argument("--preset", choices=sorted(PRESETS), default="tiny", help="model size preset (default tiny)")
     p.add_argument("--max-length", type=positive_int, default=128, help="sequence length L (default 128)")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--steps", type=positive_int, default=1000, help="training steps (default 1000)")
+    p.add_argument("--steps", type=positive_int, default=10000, help="training steps (default 10000)")
+    p.add_argument("--warmup-steps", type=non_negative_int, default=None,
+                   help="linear warm-up steps (default 5%% of --steps)")
+    p.add_argument("--schedule", choices=("cosine", "constant"), default="cosine",
+                   help="learning-rate schedule: warm-up + cosine decay to 0 (default), or constant")
+    p.add_argument("--packing", choices=("full", "lines"), default="full",
+                   help="full: lines joined into full L-token sequences (default); lines: one padded line per sequence")
+    p.add_argument("--eval-every", type=positive_int, default=250,
+                   help="steps between held-out evaluations and checkpoints (default 250)")
+    p.add_argument("--jit", action="store_true", help="compile the training step with XLA (jit_compile=True)")
     p.add_argument("--tokenizer", default=None, help="tokenizer directory (default: train one on the corpus)")
-    _add_train_settings(p, lr=2e-4)
+    p.add_argument("--init", default=None, help="continue from a pretrained directory or preset name (e.g. tiny_en)")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted pretraining in --out")
+    _add_train_settings(p, lr=1e-3)
     p.set_defaults(func=cmd_pretrain)
 
 
@@ -111,23 +129,62 @@ def cmd_summary(args) -> int:
     return 0
 
 
+def check_train_args(args) -> EmbBertConfig:
+    """Everything `embbert train` can check before TensorFlow is imported; the run's config."""
+    task = preflight.task(args.task)
+    data_dir = preflight.data_dir(args.data_dir)
+    args.tokenizer = preflight.tokenizer_dir(args.tokenizer)
+    args.init = preflight.init_dir(args.init)
+    out = preflight.output_dir(args.out)
+    state = out / ".train" / "state.json"
+    holds_run = (out / "metrics.json").is_file() or (out / ".train").exists()
+    if args.resume and not state.is_file():
+        what = "the run there is finished" if (out / "metrics.json").is_file() else "no unfinished run there"
+        raise UsageError(f"{out}: nothing to resume ({what})")
+    if holds_run and not args.resume:
+        raise UsageError(f"{out} already holds a run; use --resume to continue it or choose another --out")
+    if args.strategy == "multi-worker":
+        from embbert.cli import check_tf_config
+
+        check_tf_config()
+    return _config_from_args(args, task=task, data_dir=data_dir)
+
+
 def cmd_train(args) -> int:
+    config = check_train_args(args)
     from .train import train
 
-    config = _config_from_args(args, task=args.task, data_dir=args.data_dir)
     result = train(config, args.out, init=args.init, resume=args.resume, tensorboard=args.tensorboard)
     m = result["metric"]
     print(f"done: {args.out}  test {m}: float {result['float_test']:.4f}  QAT {result['qat_test']:.4f}")
     return 0
 
 
-def cmd_pretrain(args) -> int:
-    from .pretrain import pretrain
+def check_pretrain_args(args) -> None:
+    """What `embbert pretrain` can check before TensorFlow is imported."""
+    if args.corpus:
+        preflight.files(args.corpus, "--corpus", "corpus file")
+    args.tokenizer = preflight.tokenizer_dir(args.tokenizer)
+    preflight.output_dir(args.out)
+    if args.strategy == "multi-worker":
+        from embbert.cli import check_tf_config
 
+        check_tf_config()
+
+
+def cmd_pretrain(args) -> int:
+    check_pretrain_args(args)
+    from .pretrain import PretrainSettings, pretrain
+
+    if not args.resume and not args.corpus:
+        raise EmbBertError("give --corpus FILE... (or --resume to continue a run)")
+    settings = PretrainSettings(
+        steps=args.steps, learning_rate=args.learning_rate, schedule=args.schedule,
+        warmup_steps=args.warmup_steps if args.warmup_steps is not None else args.steps // 20,
+        packing=args.packing, eval_every=min(args.eval_every, args.steps), jit_compile=args.jit,
+    )
     config = _config_from_args(args)
-    if args.strategy not in ("default", "mirrored"):
-        raise EmbBertError(f"unknown strategy {args.strategy}")
-    result = pretrain(config, args.corpus, args.out, steps=args.steps, learning_rate=args.learning_rate)
-    print(f"done: {args.out}  MLM loss {result['first_loss']:.3f} -> {result['last_loss']:.3f}, "
-          f"accuracy {result['last_accuracy']:.3f}")
+    result = pretrain(config, args.corpus or [], args.out, settings, init=args.init, resume=args.resume)
+    print(f"done: {args.out}  {result['steps']} steps, {result['tokens_seen']:,} tokens; held-out masked accuracy "
+          f"{result['heldout_accuracy']:.4f} (most-frequent-token baseline {result['baseline_accuracy']:.4f})")
     return 0

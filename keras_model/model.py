@@ -80,15 +80,25 @@ def backbone_layer_names(config: EmbBertConfig) -> list[str]:
     return ["embedder"] + [f"encoder_{i}" for i in range(config.model.layers)]
 
 
-def build_deploy_model(model: keras.Model, config: EmbBertConfig, length: int | None = None) -> keras.Model:
-    """Batch 1, static length, same layer objects (so the trained weights are shared)."""
+def build_deploy_model(model: keras.Model, config: EmbBertConfig, length: int | None = None, *,
+                       transposed_keys: bool = True, first_token_only: bool = True) -> keras.Model:
+    """Batch 1, static length, same layer objects (so the trained weights are shared).
+
+    The deployed form of the same maths (the training graph is untouched; both options are
+    call arguments of `EncoderLayer`): `transposed_keys` computes the context matmul on a
+    pre-transposed y (no persistent transposed copy in TFLM's BATCH_MATMUL),
+    `first_token_only` makes the last encoder layer compute position 0 only (the head reads
+    nothing else). Both False: the graph as it was before issue 12 (for comparisons)."""
     length = length or config.max_length
     if length > config.model.max_positions:
         raise EmbBertError(f"length {length} exceeds the model's {config.model.max_positions} positions")
     tok, seg = _inputs(length, 1)
     x, seg_ids = _layer_by_role(model, "embedder")([tok, seg], training=False)
-    for i in range(config.model.layers):
-        x = _layer_by_role(model, f"encoder_{i}")([x, seg_ids], training=False)
+    n = config.model.layers
+    for i in range(n):
+        x = _layer_by_role(model, f"encoder_{i}")(
+            [x, seg_ids], training=False, deploy=transposed_keys,
+            first_token_only=first_token_only and transposed_keys and i == n - 1)
     logits = _layer_by_role(model, "head")(x, training=False)
     return keras.Model({TOKEN_IDS: tok, SEGMENT_IDS: seg}, logits, name="embbert_deploy")
 
@@ -108,7 +118,8 @@ def parameter_counts(config: EmbBertConfig) -> dict[str, int]:
 # -- saving and loading --------------------------------------------------------
 FLOAT_WEIGHTS = "float.weights.h5"
 QAT_WEIGHTS = "qat.weights.h5"
-BACKBONE_WEIGHTS = "pretrainer.weights.h5"
+BACKBONE_WEIGHTS = "backbone.weights.h5"  # embedder + encoders: what a fine-tuning run loads
+PRETRAINER_WEIGHTS = "pretrainer.weights.h5"  # backbone + MLM head: what continued pretraining loads
 
 
 def save_weights(model: keras.Model, path: str | os.PathLike) -> Path:
@@ -151,18 +162,39 @@ def load_model(directory: str | os.PathLike, *, qat: bool = False, config: EmbBe
     return model
 
 
-def load_backbone_into(model: keras.Model, backbone_dir: str | os.PathLike, config: EmbBertConfig) -> None:
-    """Copy pretrained embedder/encoder weights (from `embbert pretrain`) into a classifier."""
-    backbone_dir = Path(backbone_dir)
-    path = backbone_dir / BACKBONE_WEIGHTS
-    if not path.is_file():
-        raise EmbBertError(f"{backbone_dir}: no {BACKBONE_WEIGHTS} (is it an `embbert pretrain` output?)")
+def backbone_view(model: keras.Model, config: EmbBertConfig) -> keras.Model:
+    """The backbone (embedder + encoder layers) of a classifier or pretrainer as a model of its own,
+    built on the *same layer objects*: saving or loading its weights moves the backbone's weights
+    and nothing else, whatever head the model has."""
+    tok, seg = _inputs(None, None)
+    x, seg_ids = _layer_by_role(model, "embedder")([tok, seg])
+    for name in backbone_layer_names(config)[1:]:
+        x = _layer_by_role(model, name)([x, seg_ids])
+    return keras.Model({TOKEN_IDS: tok, SEGMENT_IDS: seg}, x, name="embbert_backbone")
+
+
+def resolve_pretrained(name_or_dir: str | os.PathLike) -> Path:
+    """A pretrained backbone: a directory (`embbert pretrain` output) or a shipped preset name."""
+    from .presets import preset_dir
+
+    path = Path(name_or_dir)
+    if path.is_dir():
+        if not (path / BACKBONE_WEIGHTS).is_file():
+            raise EmbBertError(f"{path}: no {BACKBONE_WEIGHTS} (is it an `embbert pretrain` output or a preset?)")
+        return path
+    return preset_dir(str(name_or_dir))
+
+
+def load_backbone_into(model: keras.Model, pretrained: str | os.PathLike, config: EmbBertConfig) -> None:
+    """Load a pretrained backbone (directory or preset name) into a classifier or pretrainer."""
+    backbone_dir = resolve_pretrained(pretrained)
     pre_config = EmbBertConfig.load(backbone_dir)
     if pre_config.model != config.model:
         raise EmbBertError(
-            f"{backbone_dir}: pretrained preset {pre_config.preset!r} does not match the model ({config.preset!r})"
+            f"{pretrained}: pretrained preset {pre_config.preset!r} does not match the model ({config.preset!r})"
         )
-    pretrainer = build_pretrainer(pre_config, max_predictions=1)
-    pretrainer.load_weights(str(path))
-    for name in backbone_layer_names(config):
-        _layer_by_role(model, name).set_weights(_layer_by_role(pretrainer, name).get_weights())
+    path = backbone_dir / BACKBONE_WEIGHTS
+    try:
+        backbone_view(model, config).load_weights(str(path))
+    except (OSError, ValueError) as exc:
+        raise EmbBertError(f"{path}: cannot load backbone weights: {str(exc).splitlines()[0]}") from None

@@ -1,26 +1,45 @@
 """Masked-language-model pretraining of the EmbBERT backbone (`embbert pretrain`).
 
-Data: plain-text corpus files (one paragraph or document per line), tokenised in
-tf.data by the project tokenizer (keras-nlp BPE), packed as `[CLS] text`
-(truncated to L), masked by keras-nlp's `MaskedLMMaskGenerator`: 15 % of the
-tokens are selected; of those 80 % become [MASK], 10 % a random token, 10 % stay.
+Data path (cheap, done once):
 
-No next-sentence prediction: the reference adds NSP, but RoBERTa (Liu et al. 2019)
-showed it does not help downstream, and our corpora here are paragraphs of mixed
-sources with no reliable sentence order; MLM alone keeps the pipeline simple and
-every step's compute on the objective that trains the token representations.
+1. corpus files are read line by line: plain text (one paragraph or document per line) or
+   JSON Lines with a "text" field (e.g. the IMDb `unsupervised` split); 1 % of the lines
+   (seeded) are held out and never trained on;
+2. every line is encoded once with the project tokenizer (`tokenizers`, multi-threaded) and
+   the ids are cached on disk (`cache/`), keyed by the corpus, the tokenizer and L;
+3. packing ("full", the default): the lines are joined into one token stream with [SEP]
+   after each line and cut into sequences `[CLS] t1 .. t_{L-1}`: no padding except in the
+   last sequence. Segment ids follow the fine-tuning rule (1 up to the first [SEP], 2 from
+   it on). "lines" packing (one line per sequence, truncated and padded) is kept for the
+   controlled comparison in docs/pretraining.md;
+4. masking is dynamic: keras-nlp's `MaskedLMMaskGenerator` draws new positions for every
+   batch: 15 % of the tokens ([PAD]/[CLS]/[SEP] never); of those 80 % [MASK], 10 % a random
+   token, 10 % unchanged.
 
-Output directory: config.json, tokenizer/, pretrainer.weights.h5 (backbone + MLM
-head), history.csv and history.json (MLM loss and accuracy per logging window).
-`embbert train --init DIR` loads the backbone from it.
+Training: AdamW with linear warm-up and cosine decay (or a constant rate), the loss over the
+masked positions only (sample weight 0 on empty prediction slots). Every `eval_every` steps
+(one Keras "epoch") the held-out masked-token accuracy is measured on fixed, seeded masks of
+the held-out lines, next to the most-frequent-token baseline on the same positions.
+
+Resumable: `BackupAndRestore` checkpoints in `.pretrain/` after every evaluation window;
+`--resume` continues at the saved step with the same settings. `--init` continues from an
+existing pretrained directory or preset (backbone, and the MLM head when it is there).
+
+No next-sentence prediction: RoBERTa (Liu et al. 2019) showed it does not help downstream,
+and the corpora here are paragraphs of mixed sources with no reliable sentence order.
+
+Output directory: config.json, tokenizer/, backbone.weights.h5 (what `embbert train --init`
+loads), pretrainer.weights.h5 (backbone + MLM head, to continue pretraining),
+history.csv (one row per window), history.png, pretrain.json (settings and summary).
 """
 from __future__ import annotations
 
-import csv
+import hashlib
 import json
 import os
 import shutil
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -30,21 +49,72 @@ from embbert.config import EmbBertConfig, atomic_write_text
 from embbert.errors import EmbBertError
 
 from ._tf import keras, tf
-from .model import BACKBONE_WEIGHTS, build_pretrainer, save_weights
-from .train import TOKENIZER_DIR, make_optimizer, make_strategy
+from .model import (BACKBONE_WEIGHTS, PRETRAINER_WEIGHTS, backbone_view, build_pretrainer, load_backbone_into,
+                    resolve_pretrained, save_weights)
+from .train import TOKENIZER_DIR, make_strategy
 
 MASK_RATE = 0.15
+STATE_DIR = ".pretrain"
+CACHE_DIR = "cache"
+HISTORY = "history.csv"
+SUMMARY = "pretrain.json"
+HELDOUT_FRACTION = 0.01
+HISTORY_FIELDS = ["step", "loss", "accuracy", "heldout_accuracy", "heldout_loss", "baseline_accuracy",
+                  "learning_rate", "seconds", "tokens_per_second"]
 
 
+@dataclass(frozen=True)
+class PretrainSettings:
+    """Everything that decides a pretraining run (saved in pretrain.json; a resume reuses it)."""
+
+    steps: int = 10000
+    learning_rate: float = 1e-3  # peak
+    schedule: str = "cosine"  # cosine (warm-up + cosine decay to 0) | constant
+    warmup_steps: int = 500
+    packing: str = "full"  # full | lines
+    eval_every: int = 250
+    heldout_sequences: int = 512
+    jit_compile: bool = False
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.eval_every < 1 or self.heldout_sequences < 1:
+            raise EmbBertError("steps, eval-every and held-out sequences must be >= 1")
+        if self.learning_rate <= 0:
+            raise EmbBertError(f"learning rate must be > 0, got {self.learning_rate}")
+        if self.warmup_steps < 0 or self.warmup_steps >= self.steps:
+            raise EmbBertError(f"warm-up steps must be in [0, steps), got {self.warmup_steps}")
+        if self.schedule not in ("cosine", "constant"):
+            raise EmbBertError(f"unknown schedule {self.schedule!r}; choose cosine or constant")
+        if self.packing not in ("full", "lines"):
+            raise EmbBertError(f"unknown packing {self.packing!r}; choose full or lines")
+
+
+# -- corpus -----------------------------------------------------------------------------------
 def read_corpus(files: Sequence[str | os.PathLike]) -> list[str]:
+    """Non-blank lines of plain-text files, or the "text" field of JSON Lines files (.jsonl)."""
     lines: list[str] = []
     for f in files:
         path = Path(f)
         if not path.is_file():
             raise EmbBertError(f"{path}: corpus file not found")
+        jsonl = path.suffix == ".jsonl"
         try:
             with open(path, encoding="utf-8") as fh:
-                lines.extend(line.strip() for line in fh if line.strip())
+                for number, line in enumerate(fh, 1):
+                    if not line.strip():
+                        continue
+                    if jsonl:
+                        try:
+                            text = json.loads(line)["text"]
+                        except (json.JSONDecodeError, KeyError, TypeError):
+                            raise EmbBertError(f"{path}:{number}: not a JSON object with a \"text\" field") from None
+                        if not isinstance(text, str):
+                            raise EmbBertError(f"{path}:{number}: \"text\" is not a string")
+                        text = text.strip()
+                        if text:
+                            lines.append(text)
+                    else:
+                        lines.append(line.strip())
         except UnicodeDecodeError as exc:
             raise EmbBertError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     if not lines:
@@ -52,122 +122,419 @@ def read_corpus(files: Sequence[str | os.PathLike]) -> list[str]:
     return lines
 
 
-def mlm_dataset(lines: list[str], tokenizer_dir: Path, config: EmbBertConfig, batch_size: int, seed: int):
-    """tf.data of ({token_ids, segment_ids, mask_positions}, mask_ids, mask_weights)."""
+def split_heldout(lines: list[str], seed: int, fraction: float = HELDOUT_FRACTION) -> tuple[list[str], list[str]]:
+    """(train lines, held-out lines): a seeded `fraction` of the lines (at least one) is held out."""
+    if len(lines) < 2:
+        raise EmbBertError("the corpus needs at least 2 lines (1 % is held out for evaluation)")
+    rng = np.random.default_rng(seed)
+    n_held = max(1, int(round(fraction * len(lines))))
+    held = np.zeros(len(lines), bool)
+    held[rng.choice(len(lines), n_held, replace=False)] = True
+    return [t for t, h in zip(lines, held) if not h], [t for t, h in zip(lines, held) if h]
+
+
+def encode_lines(tokenizer, lines: list[str], batch: int = 4096) -> list[np.ndarray]:
+    """Token ids of every line (no special tokens), with `tokenizers`' batch encoder."""
+    out: list[np.ndarray] = []
+    for i in range(0, len(lines), batch):
+        out.extend(np.asarray(ids, np.int32) for ids in tokenizer.encode_batch(lines[i:i + batch]))
+    return out
+
+
+def pack_sequences(encoded: list[np.ndarray], max_length: int, packing: str = "full") -> np.ndarray:
+    """Token ids [N, L]: "full" joins the lines ([SEP] after each) and cuts [CLS] + L-1 tokens;
+    "lines" puts one line per sequence ([CLS] line, truncated, right-padded)."""
+    from embbert.datasets.tokenizer import CLS_ID, PAD_ID, SEP_ID
+
+    L = max_length
+    if packing == "lines":
+        out = np.full((len(encoded), L), PAD_ID, np.int32)
+        out[:, 0] = CLS_ID
+        for i, ids in enumerate(encoded):
+            ids = ids[: L - 1]
+            out[i, 1:1 + len(ids)] = ids
+        return out
+    if packing != "full":
+        raise EmbBertError(f"unknown packing {packing!r}; choose full or lines")
+    stream = np.concatenate([np.append(ids, SEP_ID).astype(np.int32) for ids in encoded])
+    body = L - 1
+    n = -(-len(stream) // body)
+    padded = np.full(n * body, PAD_ID, np.int32)
+    padded[: len(stream)] = stream
+    return np.concatenate([np.full((n, 1), CLS_ID, np.int32), padded.reshape(n, body)], axis=1)
+
+
+def packing_stats(sequences: np.ndarray) -> dict:
+    """Share of padding and tokens per sequence of packed sequences."""
+    from embbert.datasets.tokenizer import PAD_ID
+
+    real = sequences != PAD_ID
+    return {
+        "sequences": int(len(sequences)),
+        "tokens": int(real.sum()),
+        "padding_share": float(1.0 - real.mean()) if real.size else 0.0,
+        "tokens_per_sequence": float(real.sum(axis=1).mean()) if len(real) else 0.0,
+    }
+
+
+def _cache_key(lines: list[str], tokenizer_dir: Path, L: int, packing: str, seed: int) -> str:
+    h = hashlib.sha256()
+    for name in ("vocab.json", "merges.txt"):
+        h.update((tokenizer_dir / name).read_bytes())
+    h.update(f"{L}|{packing}|{seed}|{len(lines)}".encode())
+    for line in lines:
+        h.update(line.encode("utf-8", "surrogatepass"))
+        h.update(b"\n")
+    return h.hexdigest()[:16]
+
+
+def prepare_data(lines: list[str], tokenizer_dir: Path, cache_dir: Path, L: int, packing: str, seed: int,
+                 verbose: int = 1) -> dict:
+    """Packed train and held-out sequences (cached on disk) and the most frequent train token."""
+    from embbert.datasets.tokenizer import load_tokenizer
+
+    key = _cache_key(lines, tokenizer_dir, L, packing, seed)
+    path = cache_dir / f"packed-{key}.npz"
+    if path.is_file():
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}
+    t0 = time.time()
+    train_lines, held_lines = split_heldout(lines, seed)
+    tok = load_tokenizer(tokenizer_dir)
+    train_enc, held_enc = encode_lines(tok, train_lines), encode_lines(tok, held_lines)
+    counts = np.bincount(np.concatenate(train_enc), minlength=tok.vocab_size)
+    data = {
+        "train": pack_sequences(train_enc, L, packing),
+        "heldout": pack_sequences(held_enc, L, packing),
+        "most_frequent": np.asarray(int(np.argmax(counts)), np.int32),
+    }
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{path.name}")
+    np.savez(tmp, **data)
+    os.replace(tmp, path)
+    if verbose:
+        s = packing_stats(data["train"])
+        print(f"encoded {len(train_lines):,} train / {len(held_lines):,} held-out lines in {time.time() - t0:.0f} s: "
+              f"{s['sequences']:,} sequences of L={L}, {s['tokens']:,} tokens, padding {s['padding_share']:.1%}",
+              flush=True)
+    return data
+
+
+# -- masking ----------------------------------------------------------------------------------
+def max_predictions_for(L: int) -> int:
+    return max(1, int(round(MASK_RATE * L)))
+
+
+def make_masker(vocab_size: int, L: int):
     import keras_nlp
 
-    from embbert.datasets.pipeline import tf_pack
-    from embbert.datasets.tokenizer import CLS_ID, PAD_ID, SEP_ID, tf_tokenize
-    from embbert.datasets.pipeline import _cached_layer  # one keras-nlp layer per tokenizer
+    from embbert.datasets.tokenizer import CLS_ID, MASK_ID, PAD_ID, SEP_ID
 
-    L = config.max_length
-    max_predictions = max(1, int(round(MASK_RATE * L)))
-    layer = _cached_layer(tokenizer_dir)
-    masker = keras_nlp.layers.MaskedLMMaskGenerator(
-        vocabulary_size=config.model.vocab_size,
+    return keras_nlp.layers.MaskedLMMaskGenerator(
+        vocabulary_size=vocab_size,
         mask_selection_rate=MASK_RATE,
-        mask_token_id=3,
-        mask_selection_length=max_predictions,
+        mask_token_id=MASK_ID,
+        mask_selection_length=max_predictions_for(L),
         unselectable_token_ids=[PAD_ID, CLS_ID, SEP_ID],
         mask_token_rate=0.8,
         random_token_rate=0.1,
     )
 
-    def encode(texts):
-        tokens, segments = tf_pack(tf_tokenize(layer, texts), None, L)
+
+def _segments(token_ids):
+    """The fine-tuning rule in TF ops: 1 before the first [SEP], 2 from it on, 0 on padding."""
+    from embbert.datasets.tokenizer import PAD_ID, SEP_ID
+
+    seen_sep = tf.cumsum(tf.cast(tf.equal(token_ids, SEP_ID), tf.int32), axis=-1) > 0
+    seg = tf.where(seen_sep, 2, 1)
+    return tf.where(tf.equal(token_ids, PAD_ID), 0, seg)
+
+
+def mlm_dataset(sequences: np.ndarray, vocab_size: int, batch_size: int, seed: int):
+    """tf.data of ({token_ids, segment_ids, mask_positions}, mask_ids, mask_weights), new masks every batch."""
+    L = sequences.shape[1]
+    masker = make_masker(vocab_size, L)
+
+    def mask(tokens):
         masked = masker(tokens)
         x = {
             "token_ids": tf.cast(masked["token_ids"], tf.int32),
-            "segment_ids": segments,
+            "segment_ids": _segments(tokens),
             "mask_positions": tf.cast(masked["mask_positions"], tf.int32),
         }
         return x, tf.cast(masked["mask_ids"], tf.int32), tf.cast(masked["mask_weights"], tf.float32)
 
-    ds = tf.data.Dataset.from_tensor_slices(lines).shuffle(len(lines), seed=seed).repeat()
-    return ds.batch(batch_size, drop_remainder=True).map(encode, num_parallel_calls=1).prefetch(2), max_predictions
+    ds = tf.data.Dataset.from_tensor_slices(sequences).shuffle(min(len(sequences), 100_000), seed=seed).repeat()
+    return ds.batch(batch_size, drop_remainder=True).map(mask, num_parallel_calls=tf.data.AUTOTUNE).prefetch(4)
 
 
-class _History(keras.callbacks.Callback):
-    """MLM loss and accuracy per logging window.
+def fixed_masks(sequences: np.ndarray, vocab_size: int, seed: int):
+    """Seeded, fixed masks for evaluation (same 15 % / 80-10-10 rule as training), numpy only.
 
-    Keras reports running means over the epoch; the mean of the window (s, t] is recovered
-    as (mean_t * t - mean_s * s) / (t - s), so each row is the loss of its own steps.
-    """
+    Returns (inputs dict, mask_ids [N, P], mask_weights [N, P])."""
+    from embbert.datasets.pipeline import segment_ids_from_token_ids
+    from embbert.datasets.tokenizer import CLS_ID, MASK_ID, PAD_ID, SEP_ID
 
-    def __init__(self, every: int):
+    rng = np.random.default_rng(seed)
+    n, L = sequences.shape
+    P = max_predictions_for(L)
+    tokens = sequences.copy()
+    positions = np.zeros((n, P), np.int32)
+    ids = np.zeros((n, P), np.int32)
+    weights = np.zeros((n, P), np.float32)
+    for i in range(n):
+        cand = np.flatnonzero(~np.isin(sequences[i], [PAD_ID, CLS_ID, SEP_ID]))
+        if len(cand) == 0:
+            continue
+        k = min(P, max(1, int(round(MASK_RATE * len(cand)))))
+        pick = np.sort(rng.choice(cand, k, replace=False))
+        positions[i, :k], ids[i, :k], weights[i, :k] = pick, sequences[i, pick], 1.0
+        r = rng.random(k)
+        tokens[i, pick[r < 0.8]] = MASK_ID
+        rand = pick[(r >= 0.8) & (r < 0.9)]
+        tokens[i, rand] = rng.integers(0, vocab_size, len(rand))
+    x = {"token_ids": tokens, "segment_ids": segment_ids_from_token_ids(sequences), "mask_positions": positions}
+    return x, ids, weights
+
+
+class HeldOutEvaluation(keras.callbacks.Callback):
+    """After every window: held-out masked-token accuracy and loss, the most-frequent-token
+    baseline on the same positions, the learning rate, the step and the throughput; written
+    into `logs` so that the CSV logger after it records them."""
+
+    def __init__(self, x, ids, weights, most_frequent: int, tokens_per_step: float, batch_size: int = 64):
         super().__init__()
-        self.every, self.rows, self._t0 = every, [], time.time()
-        self._last = (0, 0.0, 0.0)  # step, running mean loss, running mean accuracy
+        self.x, self.ids, self.weights, self.batch_size = x, ids, weights, batch_size
+        self.tokens_per_step = tokens_per_step
+        w = weights > 0
+        self.baseline = float(np.mean(ids[w] == most_frequent)) if w.any() else float("nan")
+        self._t0 = time.time()
+        self._cpu0 = time.process_time()
 
-    def on_train_batch_end(self, batch, logs=None):
-        step = batch + 1
-        if step % self.every == 0 or step == self.params.get("steps"):
-            logs = logs or {}
-            loss, acc = float(logs.get("loss", np.nan)), float(logs.get("accuracy", np.nan))
-            s, s_loss, s_acc = self._last
-            self.rows.append({
-                "step": step,
-                "loss": (loss * step - s_loss * s) / (step - s),
-                "accuracy": (acc * step - s_acc * s) / (step - s),
-                "seconds": round(time.time() - self._t0, 1),
-            })
-            self._last = (step, loss, acc)
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t0 = time.time()
+
+    def evaluate(self) -> tuple[float, float]:
+        logits = self.model.predict(self.x, batch_size=self.batch_size, verbose=0)
+        w = self.weights > 0
+        picked = logits[w]
+        pred = picked.argmax(-1)
+        accuracy = float(np.mean(pred == self.ids[w]))
+        z = picked - picked.max(-1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+        loss = float(-np.mean(logp[np.arange(len(pred)), self.ids[w]]))
+        return accuracy, loss
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.time() - self._t0
+        steps = self.params.get("steps") or 1
+        if logs is None:
+            return
+        accuracy, loss = self.evaluate()
+        opt = self.model.optimizer
+        step = int(opt.iterations.numpy())
+        lr = opt.learning_rate
+        lr = float(lr(opt.iterations) if callable(lr) else keras.backend.get_value(lr))
+        logs.update(step=step, heldout_accuracy=accuracy, heldout_loss=loss, baseline_accuracy=self.baseline,
+                    learning_rate=lr, seconds=round(seconds, 1), tokens_per_second=round(steps * self.tokens_per_step / max(seconds, 1e-9)))
+        print(f"  step {step}: held-out masked accuracy {accuracy:.4f} (most-frequent baseline {self.baseline:.4f}), "
+              f"held-out loss {loss:.3f}, train loss {logs.get('loss', float('nan')):.3f}, lr {lr:.2e}", flush=True)
+
+
+def make_schedule(settings: PretrainSettings):
+    if settings.schedule == "constant":
+        return settings.learning_rate
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0,
+        decay_steps=settings.steps - settings.warmup_steps,
+        warmup_target=settings.learning_rate,
+        warmup_steps=settings.warmup_steps,
+    )
+
+
+def read_history(path: Path) -> list[dict]:
+    """history.csv rows, the last row of each step (a resumed window may have been logged twice)."""
+    import csv
+
+    if not path.is_file():
+        return []
+    rows: dict[int, dict] = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            try:
+                step = int(float(row["step"]))
+            except (KeyError, ValueError):
+                continue
+            rows[step] = {k: float(v) for k, v in row.items() if k in HISTORY_FIELDS and v not in ("", None)}
+    return [rows[s] for s in sorted(rows)]
+
+
+def plot_history(rows: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not rows:
+        return
+    steps = [r["step"] for r in rows]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    a1.plot(steps, [r.get("loss") for r in rows], label="train (window mean)")
+    a1.plot(steps, [r.get("heldout_loss") for r in rows], label="held-out")
+    a1.set_xlabel("step")
+    a1.set_ylabel("MLM loss (nats, masked positions)")
+    a1.legend()
+    a2.plot(steps, [100 * r.get("accuracy", np.nan) for r in rows], label="train (window mean)")
+    a2.plot(steps, [100 * r.get("heldout_accuracy", np.nan) for r in rows], label="held-out")
+    a2.plot(steps, [100 * r.get("baseline_accuracy", np.nan) for r in rows], "--", label="most-frequent token")
+    a2.set_xlabel("step")
+    a2.set_ylabel("masked-token accuracy (%)")
+    a2.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    tmp = path.with_name(f".tmp-{path.name}")
+    fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def _prepare_tokenizer(config: EmbBertConfig, out_dir: Path, lines: list[str], verbose: int) -> Path:
+    from embbert.datasets.tokenizer import load_tokenizer, train_tokenizer
+
+    tok_dir = out_dir / TOKENIZER_DIR
+    if config.tokenizer and Path(config.tokenizer) != Path(TOKENIZER_DIR):
+        source = Path(config.tokenizer)
+        if not (source / "tokenizer.json").is_file():
+            raise EmbBertError(f"{source}: tokenizer directory not found (no tokenizer.json)")
+        if tok_dir.exists():
+            shutil.rmtree(tok_dir)
+        shutil.copytree(source, tok_dir)
+    elif not (tok_dir / "tokenizer.json").is_file():
+        if verbose:
+            print(f"training a {config.model.vocab_size}-token BPE tokenizer on the corpus ({len(lines):,} lines)",
+                  flush=True)
+        train_tokenizer(lines, vocab_size=config.model.vocab_size, out_dir=tok_dir)
+    if load_tokenizer(tok_dir).vocab_size > config.model.vocab_size:
+        raise EmbBertError(f"tokenizer is larger than the {config.preset} preset's vocabulary {config.model.vocab_size}")
+    return tok_dir
 
 
 def pretrain(
     config: EmbBertConfig,
     corpus: Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
+    settings: PretrainSettings | None = None,
     *,
-    steps: int = 1000,
-    learning_rate: float = 2e-4,
+    init: str | os.PathLike | None = None,
+    resume: bool = False,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: int = 1,
 ) -> dict:
-    from embbert.datasets.tokenizer import load_tokenizer, train_tokenizer
-
+    """MLM-pretrain the backbone of `config` on `corpus` into `out_dir`; returns the summary."""
     out_dir = Path(out_dir)
-    if (out_dir / BACKBONE_WEIGHTS).exists():
-        raise EmbBertError(f"{out_dir} already holds a pretrained backbone; choose another --out")
+    state_dir = out_dir / STATE_DIR
+    settings_file = state_dir / "settings.json"
+    if resume:
+        if not settings_file.is_file():
+            raise EmbBertError(f"{out_dir}: nothing to resume (no unfinished pretraining there)")
+        saved = json.loads(settings_file.read_text())
+        config = EmbBertConfig.load(out_dir)
+        settings = PretrainSettings(**saved["settings"])
+        corpus, init = saved["corpus"], saved["init"]
+    else:
+        if (out_dir / BACKBONE_WEIGHTS).exists() or state_dir.exists():
+            raise EmbBertError(f"{out_dir} already holds a pretraining run; use --resume or choose another --out")
+        settings = settings or PretrainSettings()
+    init_dir = resolve_pretrained(init) if init else None
     lines = read_corpus(corpus)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tok_dir = out_dir / TOKENIZER_DIR
-    if config.tokenizer:
-        if not Path(config.tokenizer).is_dir():
-            raise EmbBertError(f"{config.tokenizer}: tokenizer directory not found")
-        if tok_dir.exists():
-            shutil.rmtree(tok_dir)
-        shutil.copytree(config.tokenizer, tok_dir)
-    elif not (tok_dir / "tokenizer.json").is_file():
-        print(f"training a {config.model.vocab_size}-token BPE tokenizer on the corpus ({len(lines)} lines)", flush=True)
-        train_tokenizer([Path(f) for f in corpus], vocab_size=config.model.vocab_size, out_dir=tok_dir)
-    if load_tokenizer(tok_dir).vocab_size > config.model.vocab_size:
-        raise EmbBertError(f"tokenizer is larger than the {config.preset} preset's vocabulary {config.model.vocab_size}")
+    created = not out_dir.exists()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if init_dir is not None and not resume:
+            init_config = EmbBertConfig.load(init_dir)
+            if init_config.model != config.model:
+                raise EmbBertError(f"{init}: pretrained preset {init_config.preset!r} does not match {config.preset!r}")
+            config = config.replace(tokenizer=str(init_config.tokenizer_dir(init_dir)))
+        tok_dir = _prepare_tokenizer(config, out_dir, lines, verbose)
+    except BaseException:
+        if created:
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
     config = config.replace(tokenizer=TOKENIZER_DIR, task=None)
-    keras.utils.set_random_seed(config.train.seed)
-    ds, max_predictions = mlm_dataset(lines, tok_dir, config, config.train.batch_size, config.train.seed)
+    if not resume:
+        config.save(out_dir)
+        state_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(settings_file, json.dumps({
+            "settings": asdict(settings), "corpus": [str(Path(c).resolve()) for c in corpus],
+            "init": str(init_dir) if init_dir else None}, indent=2))
+
+    L, bs, seed = config.max_length, config.train.batch_size, config.train.seed
+    data = prepare_data(lines, tok_dir, out_dir / CACHE_DIR, L, settings.packing, seed, verbose)
+    train_stats, held_stats = packing_stats(data["train"]), packing_stats(data["heldout"])
+    held = data["heldout"]
+    if len(held) > settings.heldout_sequences:
+        held = held[np.random.default_rng(seed + 1).choice(len(held), settings.heldout_sequences, replace=False)]
+    hx, hids, hw = fixed_masks(held, config.model.vocab_size, seed + 2)
+
+    keras.utils.set_random_seed(seed)
+    ds = mlm_dataset(data["train"], config.model.vocab_size, bs, seed)
+    P = max_predictions_for(L)
     with make_strategy(config.train.strategy).scope():
-        model = build_pretrainer(config, max_predictions)
+        model = build_pretrainer(config, P)
+        if init_dir is not None and not resume:
+            load_backbone_into(model, init_dir, config)
+            head = init_dir / PRETRAINER_WEIGHTS
+            if head.is_file():
+                model.load_weights(str(head))
         model.compile(
-            optimizer=make_optimizer(learning_rate, config.train.weight_decay),
+            optimizer=keras.optimizers.AdamW(learning_rate=make_schedule(settings),
+                                             weight_decay=config.train.weight_decay),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+            jit_compile=settings.jit_compile,
         )
-    history = _History(every=max(1, steps // 50))
-    model.fit(ds, epochs=1, steps_per_epoch=steps, callbacks=[history], verbose=verbose)
-    save_weights(model, out_dir / BACKBONE_WEIGHTS)
-    config.save(out_dir)
-    rows = history.rows
-    with open(out_dir / "history.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["step", "loss", "accuracy", "seconds"])
-        writer.writeheader()
-        writer.writerows(rows)
+    windows = -(-settings.steps // settings.eval_every)
+    tokens_per_step = bs * train_stats["tokens_per_sequence"]
+    evaluation = HeldOutEvaluation(hx, hids, hw, int(data["most_frequent"]), tokens_per_step)
+    history_path = out_dir / HISTORY
+    callbacks = [
+        evaluation,
+        keras.callbacks.CSVLogger(str(history_path), append=True),
+        keras.callbacks.BackupAndRestore(str(state_dir / "backup")),  # saves after the row is logged
+        *callbacks,
+    ]
+    if verbose:
+        print(f"pretraining {config.preset} at L={L}: {settings.steps} steps of {bs} sequences, "
+              f"{settings.schedule} lr {settings.learning_rate:g}, packing {settings.packing}", flush=True)
+    t0 = time.time()
+    model.fit(ds, epochs=windows, steps_per_epoch=settings.eval_every, callbacks=callbacks,
+              verbose=2 if verbose else 0)
+    wall = time.time() - t0
+
+    save_weights(model, out_dir / PRETRAINER_WEIGHTS)
+    save_weights(backbone_view(model, config), out_dir / BACKBONE_WEIGHTS)
+    rows = read_history(history_path)
+    plot_history(rows, out_dir / "history.png", f"MLM pretraining: {config.preset}, L={L}, {out_dir.name}")
+    last = rows[-1] if rows else {}
     summary = {
-        "steps": steps,
+        "preset": config.preset,
+        "max_length": L,
+        "batch_size": bs,
+        "settings": asdict(settings),
+        "corpus": [Path(c).name for c in corpus],
         "corpus_lines": len(lines),
-        "first_loss": rows[0]["loss"] if rows else None,
-        "last_loss": rows[-1]["loss"] if rows else None,
-        "last_accuracy": rows[-1]["accuracy"] if rows else None,
-        "history": rows,
+        "init": str(init) if init else None,
+        "train": train_stats,
+        "heldout": {**held_stats, "evaluated_sequences": int(len(held)), "masked_positions": int((hw > 0).sum())},
+        "steps": int(last.get("step", 0)),
+        "tokens_seen": int(last.get("step", 0) * tokens_per_step),
+        "heldout_accuracy": last.get("heldout_accuracy"),
+        "best_heldout_accuracy": max((r.get("heldout_accuracy", 0.0) for r in rows), default=None),
+        "baseline_accuracy": evaluation.baseline,
+        "heldout_loss": last.get("heldout_loss"),
+        "train_loss": last.get("loss"),
+        "seconds_this_sitting": round(wall, 1),
     }
-    atomic_write_text(out_dir / "history.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(out_dir / SUMMARY, json.dumps(summary, indent=2) + "\n")
+    shutil.rmtree(state_dir, ignore_errors=True)
     return summary

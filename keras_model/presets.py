@@ -1,0 +1,34 @@
+"""Pretrained backbones shipped inside the package, loadable by name (keras-hub `from_preset` style).
+
+A preset is a directory `keras_model/pretrained/<name>/` holding what `embbert pretrain` writes
+minus the MLM head (too large to ship): `config.json`, `tokenizer/`, `backbone.weights.h5`,
+`pretrain.json`, `history.csv` and a model card `README.md`.
+
+    embbert train --task emotion --init tiny_en ...      # by name
+    embbert train --task emotion --init runs/my-pretrain  # or a directory
+
+`embbert.keras_model.presets.list_presets()` names them; `preset_dir(name)` gives the folder.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from embbert.errors import EmbBertError
+
+PRETRAINED_ROOT = Path(__file__).resolve().parent / "pretrained"
+SHIPPED_FILES = ("config.json", "backbone.weights.h5", "tokenizer", "README.md")
+
+
+def list_presets() -> list[str]:
+    if not PRETRAINED_ROOT.is_dir():
+        return []
+    return sorted(p.name for p in PRETRAINED_ROOT.iterdir() if (p / "backbone.weights.h5").is_file())
+
+
+def preset_dir(name: str) -> Path:
+    """The folder of a shipped pretrained preset; a one-line error names the choices."""
+    path = PRETRAINED_ROOT / name
+    if "/" in name or "\\" in name or not (path / "backbone.weights.h5").is_file():
+        names = ", ".join(list_presets()) or "none shipped"
+        raise EmbBertError(f"{name}: neither a pretrained directory nor a shipped preset (presets: {names})")
+    return path

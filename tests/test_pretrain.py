@@ -1,0 +1,231 @@
+"""MLM pretraining: packing, masking, learning on a generated corpus, resume, presets (issue 11)."""
+from __future__ import annotations
+
+import json
+import random
+import shutil
+
+import numpy as np
+import pytest
+
+from embbert.config import EmbBertConfig, TrainConfig
+from embbert.errors import EmbBertError
+
+CLS, MASK, SEP, PAD = 2, 3, 4, 0
+
+
+def _encoded(n_lines=200, seed=0, lo=3, hi=40, vocab=300):
+    rng = np.random.default_rng(seed)
+    return [rng.integers(5, vocab, rng.integers(lo, hi)).astype(np.int32) for _ in range(n_lines)]
+
+
+def test_full_packing_keeps_every_token_and_pads_only_the_last_sequence():
+    from embbert.keras_model.pretrain import pack_sequences, packing_stats
+
+    enc, L = _encoded(), 32
+    seqs = pack_sequences(enc, L, "full")
+    assert seqs.shape[1] == L and (seqs[:, 0] == CLS).all()
+    body = seqs[:, 1:].reshape(-1)
+    body = body[body != PAD]
+    expected = np.concatenate([np.append(e, SEP) for e in enc])
+    np.testing.assert_array_equal(body, expected)  # the stream, in order, nothing lost
+    assert (seqs[:-1] != PAD).all()  # padding only in the last sequence
+    total = sum(len(e) + 1 for e in enc)
+    assert len(seqs) == -(-total // (L - 1))
+    stats = packing_stats(seqs)
+    assert stats["padding_share"] < 1.0 / len(seqs)
+    assert stats["tokens"] == total + len(seqs)
+
+
+def test_line_packing_statistics():
+    from embbert.keras_model.pretrain import pack_sequences, packing_stats
+
+    enc, L = _encoded(), 32
+    seqs = pack_sequences(enc, L, "lines")
+    assert seqs.shape == (len(enc), L) and (seqs[:, 0] == CLS).all()
+    kept = [min(len(e), L - 1) + 1 for e in enc]
+    stats = packing_stats(seqs)
+    assert stats["tokens"] == sum(kept)
+    assert stats["padding_share"] == pytest.approx(1 - sum(kept) / (len(enc) * L))
+    assert stats["padding_share"] > 0.3  # short lines: most of every sequence is padding
+    with pytest.raises(EmbBertError):
+        pack_sequences(enc, L, "nope")
+
+
+def test_fixed_masks_follow_the_documented_rule():
+    from embbert.keras_model.pretrain import fixed_masks, max_predictions_for, pack_sequences
+
+    seqs = pack_sequences(_encoded(n_lines=3000, seed=1), 64, "full")
+    x, ids, w = fixed_masks(seqs, 300, seed=0)
+    n, P = ids.shape
+    assert P == max_predictions_for(64) == 10
+    sel = w > 0
+    rows = np.repeat(np.arange(n)[:, None], P, 1)[sel]
+    pos = x["mask_positions"][sel]
+    assert not np.isin(seqs[rows, pos], [PAD, CLS, SEP]).any()  # specials never selected
+    np.testing.assert_array_equal(ids[sel], seqs[rows, pos])  # labels are the original tokens
+    candidates = (~np.isin(seqs, [PAD, CLS, SEP])).sum()
+    assert sel.sum() / candidates == pytest.approx(0.15, abs=0.01)
+    replaced = x["token_ids"][rows, pos]
+    frac_mask = np.mean(replaced == MASK)
+    frac_same = np.mean(replaced == seqs[rows, pos])
+    assert frac_mask == pytest.approx(0.8, abs=0.02)
+    assert frac_same == pytest.approx(0.1 + 0.1 / 300, abs=0.02)  # kept, plus random draws of the same id
+    unmasked = np.ones_like(seqs, bool)
+    unmasked[rows, pos] = False
+    np.testing.assert_array_equal(x["token_ids"][unmasked], seqs[unmasked])
+
+
+def test_dynamic_masks_of_the_training_pipeline():
+    from embbert.keras_model.pretrain import mlm_dataset, pack_sequences
+
+    seqs = pack_sequences(_encoded(n_lines=2000, seed=2), 64, "full")
+    ds = mlm_dataset(seqs, 300, batch_size=64, seed=0)
+    selected = candidates = 0
+    first = None
+    for x, ids, w in ds.take(4):
+        x, ids, w = {k: v.numpy() for k, v in x.items()}, ids.numpy(), w.numpy()
+        if first is None:
+            first = x["mask_positions"].copy()
+        sel = w > 0
+        rows = np.repeat(np.arange(len(ids))[:, None], ids.shape[1], 1)[sel]
+        tok = x["token_ids"]
+        # a label is never a special token; positions are inside the sequence
+        assert not np.isin(ids[sel], [PAD, CLS, SEP]).any()
+        assert (x["segment_ids"][:, 0] == 1).all()
+        selected += sel.sum()
+        candidates += (~np.isin(tok, [PAD, CLS, SEP])).sum()
+    assert 0.12 < selected / candidates < 0.18
+    again = next(iter(ds.take(1)))[0]["mask_positions"].numpy()
+    assert first.shape == again.shape
+
+
+def _pattern_corpus(path, n_lines=600, seed=0):
+    """Lines of counting words: every masked word is given by its neighbours."""
+    rng = random.Random(seed)
+    words = [f"w{chr(97 + i // 26)}{chr(97 + i % 26)}" for i in range(40)]
+    with open(path, "w") as f:
+        for _ in range(n_lines):
+            start, n = rng.randrange(40), rng.randint(8, 20)
+            f.write(" ".join(words[(start + j) % 40] for j in range(n)) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def pattern_run(tmp_path_factory):
+    from embbert.datasets.tokenizer import train_tokenizer
+    from embbert.keras_model.pretrain import PretrainSettings, pretrain
+
+    root = tmp_path_factory.mktemp("pretrain_pattern")
+    corpus = _pattern_corpus(root / "corpus.txt", n_lines=4000)
+    tok = train_tokenizer([corpus], 300, root / "tokenizer")
+    config = EmbBertConfig.create("nano", 32, tokenizer=str(tok), train=TrainConfig(batch_size=32, seed=0))
+    settings = PretrainSettings(steps=300, learning_rate=3e-3, warmup_steps=30, eval_every=100, heldout_sequences=64)
+    out = root / "out"
+    summary = pretrain(config, [corpus], out, settings, verbose=0)
+    return config, corpus, out, summary
+
+
+def test_pretraining_beats_the_most_frequent_token_on_held_out_lines(pattern_run):
+    config, _, out, summary = pattern_run
+    assert summary["steps"] == 300
+    assert summary["heldout"]["masked_positions"] > 60
+    assert summary["heldout_accuracy"] > summary["baseline_accuracy"] + 0.3, summary
+    for name in ("backbone.weights.h5", "pretrainer.weights.h5", "history.csv", "history.png", "pretrain.json"):
+        assert (out / name).is_file(), name
+    assert not (out / ".pretrain").exists()  # resume state removed when finished
+    saved = EmbBertConfig.load(out)
+    assert saved.model == config.model and saved.task is None and saved.tokenizer == "tokenizer"
+    from embbert.keras_model.pretrain import read_history
+
+    rows = read_history(out / "history.csv")
+    assert [r["step"] for r in rows] == [100, 200, 300]
+    with pytest.raises(EmbBertError, match="already holds"):
+        from embbert.keras_model.pretrain import pretrain
+
+        pretrain(config, [out / "missing.txt"], out, verbose=0)
+
+
+def test_resume_continues_at_the_saved_step(tmp_path):
+    from embbert.datasets.tokenizer import train_tokenizer
+    from embbert.keras_model.pretrain import PretrainSettings, pretrain, read_history
+
+    corpus = _pattern_corpus(tmp_path / "corpus.txt", n_lines=200)
+    tok = train_tokenizer([corpus], 300, tmp_path / "tokenizer")
+    config = EmbBertConfig.create("nano", 16, tokenizer=str(tok), train=TrainConfig(batch_size=8, seed=0))
+    settings = PretrainSettings(steps=40, warmup_steps=4, eval_every=10, heldout_sequences=8)
+    from embbert.keras_model._tf import keras
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:  # after the second window (step 20) has been checkpointed
+                raise KeyboardInterrupt
+
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(config, [corpus], out, settings, verbose=0, callbacks=[Interrupt()])
+    assert (out / ".pretrain").is_dir()
+    assert [r["step"] for r in read_history(out / "history.csv")] == [10, 20]
+    steps_seen = []
+
+    class FirstStep(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            if not steps_seen:
+                steps_seen.append(int(self.model.optimizer.iterations.numpy()))
+
+    summary = pretrain(config, [], out, resume=True, verbose=0, callbacks=[FirstStep()])
+    assert steps_seen == [20]  # continued at the saved step, not from 0
+    assert summary["steps"] == 40
+    assert [r["step"] for r in read_history(out / "history.csv")] == [10, 20, 30, 40]
+    with pytest.raises(EmbBertError, match="nothing to resume"):
+        pretrain(config, [], out, resume=True, verbose=0)
+
+
+def test_preset_by_name_gives_the_outputs_of_its_directory(pattern_run, tmp_path, monkeypatch):
+    from embbert.keras_model import presets
+    from embbert.keras_model.model import build_classifier, load_backbone_into
+
+    _, _, out, _ = pattern_run
+    root = tmp_path / "pretrained"
+    shutil.copytree(out, root / "pattern_en", ignore=shutil.ignore_patterns("cache", "pretrainer.weights.h5"))
+    monkeypatch.setattr(presets, "PRETRAINED_ROOT", root)
+    assert presets.list_presets() == ["pattern_en"]
+    clf = EmbBertConfig.create("nano", 32, num_labels=3)
+    x = {"token_ids": np.array([[CLS, 7, 8, 9, 10] + [0] * 27], np.int32),
+         "segment_ids": np.array([[1] * 5 + [0] * 27], np.int32)}
+    outputs = []
+    for source in ("pattern_en", str(out)):
+        from embbert.keras_model._tf import keras
+
+        keras.utils.set_random_seed(5)  # same head initialisation for both
+        model = build_classifier(clf)
+        load_backbone_into(model, source, clf)
+        outputs.append(model(x, training=False).numpy())
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+    with pytest.raises(EmbBertError, match="shipped preset"):
+        presets.preset_dir("no_such_preset")
+    with pytest.raises(EmbBertError, match="does not match"):
+        load_backbone_into(build_classifier(EmbBertConfig.create("tiny", 32)), "pattern_en",
+                           EmbBertConfig.create("tiny", 32))
+
+
+@pytest.mark.parametrize("name", ["tiny_en", "embbert_en"])
+def test_shipped_presets_load_by_name(name):
+    from embbert.keras_model import presets
+    from embbert.keras_model.model import _layer_by_role, build_classifier, load_backbone_into
+
+    if name not in presets.list_presets():
+        pytest.fail(f"preset {name} is not shipped")
+    d = presets.preset_dir(name)
+    card = (d / "README.md").read_text()
+    assert "held-out masked-token accuracy" in card.lower()
+    for f in d.rglob("*"):
+        assert f.stat().st_size < 2 * 1024 * 1024, f
+    pre = EmbBertConfig.load(d)
+    model = build_classifier(pre.replace(num_labels=2))
+    before = [w.copy() for w in _layer_by_role(model, "embedder").get_weights()]
+    load_backbone_into(model, name, pre)
+    after = _layer_by_role(model, "embedder").get_weights()
+    assert any(np.abs(a - b).max() > 1e-3 for a, b in zip(after, before))
+    summary = json.loads((d / "pretrain.json").read_text())
+    assert summary["heldout_accuracy"] > summary["baseline_accuracy"]
