@@ -52,9 +52,10 @@ def cmd_data_list(args) -> int:
     from .loading import count_lines, local_files, resolve_data_dir, task_available_locally
     from .tasks import TASKS
 
+    from embbert import preflight
+
+    preflight.data_dir(args.data_dir)  # a named folder that does not exist: one-line error, exit 2
     data_dir = resolve_data_dir(args.data_dir)
-    if data_dir is not None and not data_dir.is_dir():
-        raise EmbBertError(f"{data_dir}: data directory not found (expected a folder with hub/ and local/)")
     rows = []
     for name, spec in TASKS.items():
         files = local_files(spec, data_dir)
@@ -77,7 +78,11 @@ def cmd_data_list(args) -> int:
 
 
 def cmd_tokenizer_train(args) -> int:
+    from embbert import preflight
+
     from .tokenizer import train_tokenizer
+
+    preflight.output_dir(args.out)
 
     if args.corpus:
         sources: list = [Path(p) for p in args.corpus]
@@ -85,9 +90,11 @@ def cmd_tokenizer_train(args) -> int:
             if not p.is_file():
                 raise EmbBertError(f"{p}: corpus file not found (expected a UTF-8 text file)")
     else:
+        from embbert import preflight
+
         from .loading import load_task
 
-        data = load_task(args.task, args.data_dir)
+        data = load_task(preflight.task(args.task), preflight.data_dir(args.data_dir))
         sources = list(data.train.texts_a) + list(data.train.texts_b or [])
     out = train_tokenizer(sources, vocab_size=args.vocab_size, out_dir=args.out)
     config = json.loads((out / "tokenizer_config.json").read_text(encoding="utf-8"))

@@ -26,11 +26,20 @@ CYBERBULLYING_FILE = "cyberbullying_tweets.csv"
 
 
 def resolve_data_dir(arg: str | os.PathLike | None) -> Path | None:
-    """The `--data-dir` flag, else $EMBBERT_DATA_DIR, else None (hub only)."""
+    """The `--data-dir` flag, else $EMBBERT_DATA_DIR, else None (hub only).
+
+    A directory that is named but does not exist is an error: never a silent fall-back to the hub.
+    """
     if arg:
-        return Path(arg)
-    env = os.environ.get(ENV_DATA_DIR)
-    return Path(env) if env else None
+        path, origin = Path(arg), "data directory"
+    elif os.environ.get(ENV_DATA_DIR):
+        path, origin = Path(os.environ[ENV_DATA_DIR]), f"data directory (${ENV_DATA_DIR})"
+    else:
+        return None
+    if not path.is_dir():
+        what = "is not a directory" if path.exists() else "not found"
+        raise EmbBertError(f"{path}: {origin} {what} (expected a folder in hub layout: hub/<owner>/<name>/...)")
+    return path
 
 
 @dataclass
@@ -99,12 +108,15 @@ def _label_id(spec: TaskSpec, value: Any, where: str) -> int | float:
     return int(value)
 
 
-def rows_to_split(spec: TaskSpec, rows: Iterable[dict], source: str) -> Split:
-    """Map rows (dicts with the task's columns) to a Split; `source` names the file in errors."""
+def rows_to_split(spec: TaskSpec, rows: Iterable, source: str, *, numbered: bool = False) -> Split:
+    """Map rows (dicts with the task's columns) to a Split; `source` names the file in errors.
+
+    With `numbered`, `rows` holds (line number, row) pairs, so errors name the file's line.
+    """
     cols = spec.text_columns
     texts: list[list[str]] = [[] for _ in cols]
     labels: list[int | float] = []
-    for n, row in enumerate(rows, 1):
+    for n, row in (rows if numbered else enumerate(rows, 1)):
         where = f"{source}:{n}"
         if not isinstance(row, dict):
             raise EmbBertError(f"{where}: expected a JSON object with columns {', '.join(cols + (spec.label_column,))}")
@@ -126,30 +138,44 @@ def rows_to_split(spec: TaskSpec, rows: Iterable[dict], source: str) -> Split:
     return Split(texts[0], texts[1] if len(cols) == 2 else None, np.asarray(labels, dtype=dtype))
 
 
-def read_jsonl(path: Path) -> Iterable[dict]:
+def read_jsonl(path: Path) -> Iterable[tuple[int, Any]]:
+    """(line number, parsed object) for every non-blank line."""
     if not path.is_file():
         raise EmbBertError(f"{path}: file not found (expected JSON Lines, one example a line)")
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise EmbBertError(f"{path}:{n}: not valid UTF-8 (byte {exc.start + 1} of the line)") from None
             if not line.strip():
                 continue
             try:
-                yield json.loads(line)
+                yield n, json.loads(line)
             except json.JSONDecodeError as exc:
                 raise EmbBertError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
 
 
-def read_csv_rows(path: Path, columns: tuple[str, ...]) -> list[dict]:
-    try:
-        with open(path, encoding="utf-8", newline="") as f:
-            reader = csv.DictReader(f)
+def _utf8_lines(path: Path, f) -> Iterable[str]:
+    for n, raw in enumerate(f, 1):
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise EmbBertError(f"{path}:{n}: not valid UTF-8 (byte {exc.start + 1} of the line)") from None
+
+
+def read_csv_rows(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict]]:
+    """(line number, row) for every CSV record (the line where the record ends)."""
+    with open(path, "rb") as f:
+        reader = csv.DictReader(_utf8_lines(path, f))
+        try:
             header = reader.fieldnames or []
             missing = [c for c in columns if c not in header]
             if missing:
                 raise EmbBertError(f"{path}: missing column(s) {', '.join(missing)} (expected header {','.join(columns)})")
-            return list(reader)
-    except UnicodeDecodeError as exc:
-        raise EmbBertError(f"{path}: not valid UTF-8 ({exc.reason})") from None
+            return [(reader.line_num, row) for row in reader]
+        except csv.Error as exc:
+            raise EmbBertError(f"{path}:{reader.line_num}: not valid CSV ({exc})") from None
 
 
 # ---------------------------------------------------------------------------
@@ -205,7 +231,7 @@ def _load_local(spec: TaskSpec, files: dict[str, Path]) -> dict[str, Split]:
             rows = read_csv_rows(path, spec.text_columns + (spec.label_column,))
         else:
             rows = read_jsonl(path)
-        out[split] = rows_to_split(spec, rows, str(path))
+        out[split] = rows_to_split(spec, rows, str(path), numbered=True)
     return out
 
 

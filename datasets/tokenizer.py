@@ -147,6 +147,9 @@ def train_tokenizer(
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    from embbert.config import public_mode
+
+    public_mode(tmp)  # mkdtemp makes 0700: give the folder the user's umask (0755 under 022)
     try:
         encoder.save(str(tmp / TOKENIZER_FILE))
         ordered = dict(sorted(vocab.items(), key=lambda kv: kv[1]))

@@ -31,15 +31,17 @@ def published() -> dict:
 
 def register(sub) -> None:
     b = sub.add_parser("bench", help="benchmarks (accuracy, train-speed, footprint, fuzz)",
-                       description="Benchmarks; results are written under docs/.")
+                       description="Benchmarks. Results go to an output folder of the benchmark; the project's docs/ "
+                       "only when named explicitly (--docs-dir docs).")
     bsub = b.add_subparsers(dest="bench_command", metavar="<benchmark>", parser_class=type(b))
     bsub.required = True
     a = bsub.add_parser(
         "accuracy",
         help="train, quantise, convert and check every available TinyNLP and GLUE task",
         description="For each task: float, QAT and int8-TFLM metric, model bytes, arena bytes, total footprint. "
-        "Writes docs/results.md, docs/results.json and docs/results.png, next to the published EmbBERT and "
-        "EmbBERT-Q figures. Tasks whose data is absent are listed as skipped, with the reason.",
+        "Writes results.md, results.json and results.png (into RUNS_DIR/results, or --docs-dir), next to the "
+        "published EmbBERT and EmbBERT-Q figures. Tasks whose data is absent are listed as skipped, with the "
+        "reason; if no task ran, nothing is written and the exit status is 1.",
     )
     a.add_argument("--tasks", nargs="+", default=None, help="task names or task directories (default: all TinyNLP + GLUE)")
     a.add_argument("--preset", choices=sorted(PRESETS), default="embbert", help="model preset (default embbert)")
@@ -54,7 +56,9 @@ def register(sub) -> None:
     a.add_argument("--init", default=None, help="pretrained backbone directory (`embbert pretrain`) for every task")
     a.add_argument("--data-dir", default=None, help="data directory (default $EMBBERT_DATA_DIR, else the hub)")
     a.add_argument("--runs-dir", default="runs/bench", help="where the run directories go (default runs/bench)")
-    a.add_argument("--docs-dir", default="docs", help="where results.md/.json/.png go (default docs)")
+    a.add_argument("--docs-dir", default=None,
+                   help="where results.md/.json/.png go (default RUNS_DIR/results; give docs to update the "
+                   "project's docs/results.md)")
     a.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     a.set_defaults(func=cmd_accuracy)
     for name in BENCH_MODULES:
@@ -88,7 +92,7 @@ def run_accuracy(args) -> dict:
     from embbert.run import run_pipeline
 
     tasks = args.tasks or list(TINYNLP) + list(GLUE)
-    runs_dir, docs_dir = Path(args.runs_dir), Path(args.docs_dir)
+    runs_dir, docs_dir = Path(args.runs_dir), results_dir(args)
     started = time.time()
     rows, skipped = [], []
     for task in tasks:
@@ -129,9 +133,25 @@ def run_accuracy(args) -> dict:
             "seconds": round(time.time() - t0, 1), "run_dir": str(out),
         })
         write_results(_results(args, rows, skipped, started), docs_dir)  # partial results survive a stop
+    if not rows:  # nothing ran: leave every earlier result as it was
+        return {"rows": rows, "skipped": skipped}
     results = _results(args, rows, skipped, started)
     write_results(results, docs_dir)
     return results
+
+
+def results_dir(args) -> Path:
+    return Path(args.docs_dir) if args.docs_dir is not None else Path(args.runs_dir) / "results"
+
+
+def check_accuracy_args(args) -> None:
+    """What `bench accuracy` can check before TensorFlow is imported (unknown tasks are skipped, not errors)."""
+    from . import preflight
+
+    args.data_dir = preflight.data_dir(args.data_dir)
+    args.init = preflight.init_dir(args.init)
+    preflight.output_dir(args.runs_dir, "--runs-dir")
+    preflight.output_dir(results_dir(args), "--docs-dir")
 
 
 FINISHED_FILES = ("metrics.json", "check.json", "arena_report.json")
@@ -302,7 +322,11 @@ def _plot(results: dict) -> bytes:
 
 
 def cmd_accuracy(args) -> int:
+    check_accuracy_args(args)
     results = run_accuracy(args)
-    print(f"\nwrote {Path(args.docs_dir) / 'results.md'} ({len(results['rows'])} tasks run, "
+    if not results["rows"]:
+        reasons = "; ".join(f"{s['task']}: {s['reason']}" for s in results["skipped"])
+        raise EmbBertError(f"no task ran, nothing written ({reasons})")
+    print(f"\nwrote {results_dir(args) / 'results.md'} ({len(results['rows'])} tasks run, "
           f"{len(results['skipped'])} skipped)")
     return 0

@@ -45,31 +45,52 @@ TF_NOISE = re.compile(
 def filtered_stderr(pattern: re.Pattern = TF_NOISE):
     """Pass the C-level stderr (fd 2) through a filter that drops TensorFlow's start-up noise.
 
-    Live: every other line goes straight on to the real stderr.
+    Live: every other line goes straight on to the real stderr. Every descriptor and file
+    object the helper thread uses is opened here, before the thread starts, so a command
+    that ends at once cannot close them under it; the thread itself never raises (a closed
+    or broken stderr only stops the copying, the pipe is still drained).
     """
     try:
         sys.stderr.flush()
         saved = os.dup(2)
-        read_end, write_end = os.pipe()
     except OSError:  # no fd 2 to filter
         yield
         return
-    os.dup2(write_end, 2)
-    os.close(write_end)
+    try:
+        read_end, write_end = os.pipe()
+        src = os.fdopen(read_end, "rb")
+        dst = os.fdopen(os.dup(saved), "wb", buffering=0)
+    except OSError:
+        os.close(saved)
+        yield
+        return
 
     def pump() -> None:
-        with os.fdopen(read_end, "rb") as src, os.fdopen(os.dup(saved), "wb", buffering=0) as dst:
+        writable = True
+        try:
             for line in src:
-                if not pattern.search(line.decode("utf-8", "replace")):
-                    dst.write(line)
+                if writable and not pattern.search(line.decode("utf-8", "replace")):
+                    try:
+                        dst.write(line)
+                    except (OSError, ValueError):  # stderr closed or broken: keep draining, say nothing
+                        writable = False
+        except BaseException:  # noqa: BLE001 - a helper thread must never print a traceback
+            pass
+        finally:
+            for f in (src, dst):
+                with contextlib.suppress(BaseException):
+                    f.close()
 
+    os.dup2(write_end, 2)
+    os.close(write_end)
     thread = threading.Thread(target=pump, name="stderr-filter", daemon=True)
     thread.start()
     try:
         yield
     finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)  # closes the pipe's last write end: the pump sees EOF
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.flush()
+        os.dup2(saved, 2)  # closes the pipe's last write end (unless a child holds it): the pump sees EOF
         os.close(saved)
         thread.join(timeout=10)
 
@@ -99,7 +120,30 @@ def _number(cast, valid, expected: str):
 
 positive_int = _number(int, lambda v: v >= 1, "a positive integer")
 non_negative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
-positive_float = _number(float, lambda v: v > 0, "a positive number")
+positive_float = _number(float, lambda v: v > 0 and v != float("inf"), "a positive number")
+non_negative_float = _number(float, lambda v: 0 <= v < float("inf"), "a number >= 0")
+
+
+def check_tf_config() -> dict:
+    """$TF_CONFIG for `--strategy multi-worker`: a cluster of workers and this process's place in it."""
+    import json
+
+    text = os.environ.get("TF_CONFIG")
+    if not text:
+        raise UsageError("--strategy multi-worker needs $TF_CONFIG (cluster and task; see docs/training.md)")
+    try:
+        conf = json.loads(text)
+        workers = conf["cluster"]["worker"]
+        kind, index = conf["task"]["type"], conf["task"]["index"]
+    except (ValueError, KeyError, TypeError):
+        raise UsageError('$TF_CONFIG: expected JSON {"cluster": {"worker": ["host:port", ...]}, '
+                         '"task": {"type": "worker", "index": i}}') from None
+    if not isinstance(workers, list) or not workers or not all(isinstance(w, str) and ":" in w for w in workers):
+        raise UsageError("$TF_CONFIG: cluster.worker must be a non-empty list of \"host:port\" strings")
+    if kind != "worker" or not isinstance(index, int) or not 0 <= index < len(workers):
+        raise UsageError(f"$TF_CONFIG: task must be {{\"type\": \"worker\", \"index\": 0..{len(workers) - 1}}}, "
+                         f"got type {kind!r} index {index!r}")
+    return conf
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,19 +165,55 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stdout_closed() -> bool:
+    """True when stdout is a pipe or socket whose reader has gone (`embbert ... | head`)."""
+    try:
+        import select
+
+        fd = sys.__stdout__.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        return any(ev & select.POLLERR for _, ev in poller.poll(0))
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def _silence_stdout() -> None:
+    """Point fd 1 at /dev/null so the interpreter's final flush does not report the broken pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.__stdout__.fileno())
+        os.close(devnull)
+    except (AttributeError, OSError, ValueError):
+        pass
+
+
+#: Exit status of a command whose reader closed stdout (128 + SIGPIPE, as a shell reports it).
+EXIT_CLOSED_STDOUT = 141
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
     debug = os.environ.get("EMBBERT_DEBUG") == "1"
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
         with filtered_stderr():
             result = args.func(args)
+            sys.stdout.flush()
     except EmbBertError as exc:
         print(f"embbert: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("embbert: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        if _stdout_closed():  # the reader of our output went away: end quietly
+            _silence_stdout()
+            return EXIT_CLOSED_STDOUT
+        if debug:
+            raise
+        print("embbert: error: unexpected BrokenPipeError (EMBBERT_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 1
     except Exception as exc:  # noqa: BLE001 - the CLI promises no traceback
         if debug:
             raise
@@ -147,7 +227,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_main() -> None:  # pragma: no cover - console entry point wrapper
-    sys.exit(main())
+    code = main()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+        code = code or EXIT_CLOSED_STDOUT
+    sys.exit(code)
 
 
-__all__ = ["main", "build_parser", "OneLineParser", "UsageError", "positive_int", "positive_float", "non_negative_int"]
+__all__ = ["main", "build_parser", "OneLineParser", "UsageError", "positive_int", "positive_float", "non_negative_int",
+           "non_negative_float", "check_tf_config"]

@@ -60,6 +60,10 @@ def preset(name: str) -> ModelConfig:
         raise EmbBertError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
 
 
+#: tf.distribute strategies of `--strategy` (keras_model.train.make_strategy builds them).
+STRATEGIES = ("default", "mirrored", "multi-worker")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Training settings (defaults: the reference fine-tuning recipe)."""
@@ -83,10 +87,12 @@ class TrainConfig:
             raise EmbBertError("epochs and qat epochs must be >= 0")
         if self.learning_rate <= 0 or self.qat_learning_rate <= 0:
             raise EmbBertError("learning rates must be > 0")
+        if not self.weight_decay >= 0:  # also refuses NaN
+            raise EmbBertError(f"weight decay must be >= 0, got {self.weight_decay}")
         if not 0.0 < self.validation_fraction < 1.0:
             raise EmbBertError(f"validation fraction must be in (0, 1), got {self.validation_fraction}")
-        if self.strategy not in ("default", "mirrored"):
-            raise EmbBertError(f"unknown strategy {self.strategy!r}; choose default or mirrored")
+        if self.strategy not in STRATEGIES:
+            raise EmbBertError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
 
 
 @dataclass(frozen=True)
@@ -182,14 +188,40 @@ class EmbBertConfig:
         return cls.from_json(path.read_text(encoding="utf-8"))
 
 
+def current_umask() -> int:
+    """The process umask (read without changing it where /proc allows)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def public_mode(path: str | os.PathLike) -> None:
+    """Give a file or folder made by mkstemp/mkdtemp (0600/0700) the mode the umask allows (0644/0755 under 022)."""
+    base = 0o777 if os.path.isdir(path) else 0o666
+    os.chmod(path, base & ~current_umask())
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write to a temporary file in the same folder, then rename: never half-written."""
+    """Write to a temporary file in the same folder, fsync, then rename: never half-written.
+
+    The file gets the mode a plain open() would give it under the user's umask.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        public_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

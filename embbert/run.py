@@ -3,16 +3,23 @@
 train (float, then QAT) -> convert (full int8) -> check (float / QAT / TFLite /
 TFLM metric, TFLM-TFLite agreement) -> arena report -> export (C sources), then a
 closing summary of what was done and where every file went.
+
+Every finished stage is recorded in RUN_DIR/stages.json. `embbert run --resume`
+continues from the last finished stage (an interrupted training resumes from its
+last epoch); a finished stage is never redone unless asked with `--force`, which
+starts the run again from scratch.
 """
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
+from . import preflight
 from .cli import non_negative_int, positive_float, positive_int
 from .config import PRESETS, EmbBertConfig, TrainConfig, atomic_write_text
-from .errors import EmbBertError
+from .errors import EmbBertError, UsageError
 
 DEFAULT_TASK = "emotion"
 
@@ -28,7 +35,7 @@ def register(sub) -> None:
     p.add_argument("--task", default=DEFAULT_TASK, help=f"task name or task directory (default {DEFAULT_TASK})")
     p.add_argument("--preset", choices=sorted(PRESETS), default="tiny", help="model size preset (default tiny)")
     p.add_argument("--max-length", type=positive_int, default=64, help="sequence length L (default 64)")
-    p.add_argument("--epochs", type=non_negative_int, default=3, help="float epochs (default 3)")
+    p.add_argument("--epochs", type=positive_int, default=3, help="float epochs, >= 1 (default 3)")
     p.add_argument("--qat-epochs", type=non_negative_int, default=1, help="QAT epochs (default 1)")
     p.add_argument("--batch-size", type=positive_int, default=32, help="batch size (default 32)")
     p.add_argument("--learning-rate", type=positive_float, default=1e-3,
@@ -42,7 +49,54 @@ def register(sub) -> None:
     p.add_argument("--out", default=None, help="run directory (default runs/<task>-<preset>-L<L>)")
     p.add_argument("--export-dir", default=None, help="where the C sources go (default: `embbert export`'s default)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="continue the run in --out from its last finished stage (with its own settings)")
+    again.add_argument("--force", action="store_true", help="delete the run in --out and start it again")
     p.set_defaults(func=cmd_run)
+
+
+def _stage(name: str):
+    print(f"\n== {name} ==", flush=True)
+    return time.time()
+
+
+STAGES_FILE = "stages.json"
+STAGES = ("train", "convert", "check", "arena", "export")
+#: What a run directory can hold (`--force` removes these and nothing else).
+RUN_ARTEFACTS = ("config.json", "tokenizer", ".train", "float.weights.h5", "qat.weights.h5", "history.csv",
+                 "metrics.json", "tensorboard", "model_int8.tflite", "model_float32.tflite", "check.json",
+                 "arena_report.json", "arena_report.md", "arena_report.png", "micro_app", "summary.txt",
+                 "run.json", STAGES_FILE)
+
+
+def stages_done(out: Path) -> dict:
+    """The run's record of finished stages ({"done": [...], ...}); an older run counts train by metrics.json."""
+    try:
+        record = json.loads((out / STAGES_FILE).read_text(encoding="utf-8"))
+        if not isinstance(record.get("done"), list):
+            raise ValueError
+    except FileNotFoundError:
+        record = {"done": []}
+    except (OSError, ValueError, AttributeError):
+        raise EmbBertError(f"{out / STAGES_FILE}: not a valid stage record; use --force to start the run again") from None
+    if "train" not in record["done"] and (out / "metrics.json").is_file() and not (out / ".train").exists():
+        record["done"].insert(0, "train")
+    return record
+
+
+def holds_run(out: Path) -> bool:
+    return any((out / name).exists() for name in ("config.json", ".train", "metrics.json", STAGES_FILE))
+
+
+def clear_run(out: Path) -> None:
+    """`--force`: remove the run's artefacts (only the names a run writes)."""
+    for name in RUN_ARTEFACTS:
+        p = out / name
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        elif p.exists() or p.is_symlink():
+            p.unlink()
 
 
 def _stage(name: str):
@@ -52,30 +106,69 @@ def _stage(name: str):
 
 def run_pipeline(config: EmbBertConfig, out: Path, *, init=None, max_examples=None, export_dir=None,
                  verbose: int = 1) -> dict:
+    """Run the stages that are not recorded as finished in OUT/stages.json, recording each one."""
     from embbert.keras_model.train import train
     from embbert.tflite.arena import arena_report
     from embbert.tflite.check import check_run
     from embbert.tflite.convert import convert_run
     from embbert.tflite.export import export_micro_app
 
-    timings = {}
-    t = _stage(f"1/5 train {config.task} ({config.preset}, L={config.max_length})")
-    metrics = train(config, out, init=init, verbose=verbose)
-    timings["train_s"] = time.time() - t
-    t = _stage("2/5 convert to full int8")
-    conversion = convert_run(out)
-    timings["convert_s"] = time.time() - t
-    t = _stage("3/5 check with Keras, TFLite and TFLM")
-    check = check_run(out, max_examples=max_examples)
-    timings["check_s"] = time.time() - t
-    t = _stage("4/5 arena-size report")
-    arena = arena_report(out)
-    timings["arena_s"] = time.time() - t
-    t = _stage("5/5 export the TFLM application")
-    files = export_micro_app(out, export_dir)
-    timings["export_s"] = time.time() - t
-    return {"metrics": metrics, "conversion": conversion, "check": check, "arena": arena,
-            "exported": [str(f) for f in files], "timings": timings}
+    out = Path(out)
+    record = stages_done(out)
+    done = record["done"]
+    timings: dict = {}
+    result: dict = {"timings": timings, "resumed_stages": [s for s in STAGES if s in done]}
+
+    def finish(stage: str, started: float, **extra) -> None:
+        timings[f"{stage}_s"] = time.time() - started
+        done.append(stage)
+        record.update(extra)
+        atomic_write_text(out / STAGES_FILE, json.dumps(record, indent=2) + "\n")
+
+    def skip(number: int, stage: str) -> None:
+        print(f"\n== {number}/5 {stage}: already done ==", flush=True)
+
+    if "train" in done:
+        skip(1, "train")
+        result["metrics"] = json.loads((out / "metrics.json").read_text())
+    else:
+        resume = (out / ".train" / "state.json").is_file()
+        t = _stage(f"1/5 train {config.task} ({config.preset}, L={config.max_length})"
+                   + (" - resuming the interrupted training" if resume else ""))
+        result["metrics"] = train(config, out, init=init, resume=resume, verbose=verbose)
+        finish("train", t)
+    if "convert" in done:
+        skip(2, "convert")
+        result["conversion"] = None
+    else:
+        t = _stage("2/5 convert to full int8")
+        result["conversion"] = convert_run(out)
+        finish("convert", t)
+    if "check" in done:
+        skip(3, "check")
+        result["check"] = json.loads((out / "check.json").read_text())
+    else:
+        t = _stage("3/5 check with Keras, TFLite and TFLM")
+        result["check"] = check_run(out, max_examples=max_examples)
+        finish("check", t)
+    if "arena" in done:
+        skip(4, "arena-size report")
+        result["arena"] = json.loads((out / "arena_report.json").read_text())
+    else:
+        t = _stage("4/5 arena-size report")
+        result["arena"] = arena_report(out)
+        finish("arena", t)
+    if "export" in done and record.get("export_dir_arg") == (None if export_dir is None else str(export_dir)):
+        skip(5, "export")
+        result["exported"] = record.get("exported", [])
+    else:
+        t = _stage("5/5 export the TFLM application")
+        result["exported"] = [str(f) for f in export_micro_app(out, export_dir)]
+        if "export" in done:
+            done.remove("export")
+        finish("export", t, exported=result["exported"],
+               export_dir_arg=None if export_dir is None else str(export_dir))
+    return result
 
 
 MODEL_KEYS = (("float Keras", "float_keras"), ("QAT Keras", "qat_keras"), ("int8 TFLite", "int8_tflite"),
@@ -111,18 +204,53 @@ def summarise(config: EmbBertConfig, out: Path, result: dict) -> str:
     return "\n".join(lines)
 
 
-def cmd_run(args) -> int:
+def check_run_args(args) -> tuple[EmbBertConfig, Path]:
+    """Everything `embbert run` can check before TensorFlow is imported: the config and the run folder."""
+    task = preflight.task(args.task)
+    data_dir = preflight.data_dir(args.data_dir)
+    args.init = preflight.init_dir(args.init)
+    task_name = Path(task).name if Path(task).is_absolute() else task
+    out = preflight.output_dir(args.out or f"runs/{task_name}-{args.preset}-L{args.max_length}")
+    if args.export_dir is not None:
+        preflight.output_dir(args.export_dir, "--export-dir")
+    if holds_run(out):
+        done = stages_done(out)["done"]
+        if args.force:
+            pass
+        elif not args.resume:
+            state = f"finished stages: {', '.join(done)}" if done else "an unfinished training"
+            raise UsageError(f"{out} already holds a run ({state}): use --resume to continue it, "
+                             "--force to start it again, or choose another --out")
+        elif not (out / "config.json").is_file():
+            raise UsageError(f"{out}: the run has no config.json to resume from; use --force to start it again")
+        else:
+            config = EmbBertConfig.load(out)  # the run's own settings, not this command line's
+            if args.data_dir is not None:  # the data has moved: record where it is now
+                config = config.replace(data_dir=data_dir)
+            elif config.data_dir and not Path(config.data_dir).is_dir():
+                raise UsageError(f"{out}/config.json: recorded data directory {config.data_dir} not found; "
+                                 "give --data-dir")
+            return config, out
+    elif args.resume:
+        print(f"{out}: no run to resume there: starting a new run", flush=True)
     train = TrainConfig(
         batch_size=args.batch_size, learning_rate=args.learning_rate, epochs=args.epochs,
         qat_epochs=args.qat_epochs, qat_learning_rate=args.qat_learning_rate, seed=args.seed,
         max_train_examples=args.max_train_examples,
     )
-    config = EmbBertConfig.create(args.preset, args.max_length, task=args.task, data_dir=args.data_dir, train=train)
-    task_name = Path(args.task).name if Path(args.task).is_dir() else args.task
-    out = Path(args.out or f"runs/{task_name}-{args.preset}-L{args.max_length}")
-    if (out / "metrics.json").exists() or (out / ".train").exists():
-        raise EmbBertError(f"{out} already holds a run: choose another --out, or delete it to start again")
+    config = EmbBertConfig.create(args.preset, args.max_length, task=task, data_dir=data_dir, train=train)
+    return config, out
+
+
+def cmd_run(args) -> int:
+    config, out = check_run_args(args)
+    if args.force and holds_run(out):
+        print(f"--force: removing the run in {out}", flush=True)
+        clear_run(out)
+    elif args.resume and holds_run(out) and args.data_dir is not None:
+        config.save(out)
     result = run_pipeline(config, out, init=args.init, max_examples=args.max_examples, export_dir=args.export_dir)
+    config = EmbBertConfig.load(out)
     text = summarise(config, out, result)
     print(text)
     atomic_write_text(out / "summary.txt", text.lstrip() + "\n")

@@ -161,15 +161,48 @@ def _prepare_tokenizer(config: EmbBertConfig, run_dir: Path, train_texts: Sequen
     return config.replace(tokenizer=TOKENIZER_DIR)
 
 
+def _discard(run_dir: Path, created: list[Path]) -> None:
+    """Remove what a failed start of a run created: files and folders, then the run folder if now empty."""
+    for p in created:
+        if p == run_dir:
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        elif p.exists() or p.is_symlink():
+            p.unlink()
+    if run_dir in created and run_dir.is_dir() and not any(run_dir.iterdir()):
+        run_dir.rmdir()
+
+
 def pretrained_tokenizer_dir(init: str | os.PathLike) -> Path:
-    init = Path(init)
+    """The tokenizer of a pretrained backbone (a directory or a shipped preset name)."""
+    from .model import resolve_pretrained
+
+    init_dir = resolve_pretrained(init)
     try:
-        return EmbBertConfig.load(init).tokenizer_dir(init)
+        return EmbBertConfig.load(init_dir).tokenizer_dir(init_dir)
     except EmbBertError:
         raise EmbBertError(f"{init}: not a pretrained backbone directory (no config.json naming a tokenizer)") from None
 
 
-def train(
+def train(config: EmbBertConfig, run_dir: str | os.PathLike, **kwargs: Any) -> dict:
+    """Fine-tune float then QAT (`_train`); returns the metrics written to metrics.json.
+
+    Until `.train/state.json` exists nothing is resumable: a failure or interrupt before it
+    removes whatever this call created, so the same command can simply be run again.
+    """
+    run_dir = Path(run_dir)
+    state_dir = run_dir / STATE_DIR
+    created = [p for p in (run_dir, state_dir, run_dir / TOKENIZER_DIR, run_dir / "config.json") if not p.exists()]
+    try:
+        return _train(config, run_dir, **kwargs)
+    except BaseException:
+        if not (state_dir / "state.json").is_file():
+            _discard(run_dir, created)
+        raise
+
+
+def _train(
     config: EmbBertConfig,
     run_dir: str | os.PathLike,
     *,

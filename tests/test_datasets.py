@@ -120,7 +120,10 @@ def test_resolve_data_dir(monkeypatch, tmp_path):
     assert resolve_data_dir(None) is None
     monkeypatch.setenv("EMBBERT_DATA_DIR", str(tmp_path))
     assert resolve_data_dir(None) == tmp_path
-    assert resolve_data_dir("x") == loading.Path("x")
+    (tmp_path / "x").mkdir()
+    assert resolve_data_dir(tmp_path / "x") == tmp_path / "x"
+    with pytest.raises(EmbBertError, match="not found"):  # a named folder that is absent: no hub fall-back
+        resolve_data_dir(tmp_path / "absent")
 
 
 def _one_task(tmp_path, rows, name="limit"):
@@ -225,6 +228,6 @@ def test_cli_data_list(data_dir, capsys, tmp_path):
     assert main(["data", "list", "--data-dir", str(tmp_path)]) == 0
     text = capsys.readouterr().out
     assert "imdb" in text and "no" in text
-    assert main(["data", "list", "--data-dir", str(tmp_path / "missing")]) == 1
+    assert main(["data", "list", "--data-dir", str(tmp_path / "missing")]) == 2  # a bad argument
     err = capsys.readouterr().err
     assert err.startswith("embbert: error:") and err.count("\n") == 1

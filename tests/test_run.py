@@ -89,5 +89,5 @@ def test_run_refuses_to_overwrite_a_finished_run(tmp_path, capsys):
     (out / "metrics.json").write_text("{}")
     rc = main(["run", "--task", "emotion", "--out", str(out)])
     err = capsys.readouterr().err.strip()
-    assert rc == 1 and err.startswith("embbert: error:") and "already holds a run" in err
+    assert rc == 2 and err.startswith("embbert: error:") and "already holds a run" in err
     assert (out / "metrics.json").read_text() == "{}"  # nothing touched

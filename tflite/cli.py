@@ -2,8 +2,26 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from embbert.cli import positive_int
+
+
+DATA_DIR_HELP = ("data directory in hub layout (default: the one recorded in RUN_DIR/config.json, else "
+                 "$EMBBERT_DATA_DIR); a new one is recorded in config.json")
+
+
+def _preflight(args, needed: tuple[str, ...]) -> None:
+    """Check RUN_DIR and the data directory before TensorFlow is imported; record a new --data-dir."""
+    from embbert import preflight
+    from embbert.errors import UsageError
+
+    config = preflight.run_dir(args.run_dir, needed)
+    if args.data_dir is not None:
+        config.replace(data_dir=preflight.data_dir(args.data_dir)).save(args.run_dir)
+    elif config.data_dir and not Path(config.data_dir).is_dir():
+        raise UsageError(f"{args.run_dir}/config.json: recorded data directory {config.data_dir} not found; "
+                         "give --data-dir")
 
 
 def register(subparsers) -> None:
@@ -23,6 +41,7 @@ def register(subparsers) -> None:
                    help="representative examples from the train split (default 200)")
     p.add_argument("--no-arena", action="store_true", help="skip the arena report")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     p.set_defaults(func=cmd_convert)
 
     c = subparsers.add_parser(
@@ -40,6 +59,7 @@ def register(subparsers) -> None:
                    help="use at most N test examples")
     c.add_argument("--arena", action="store_true", help="also (re)write the arena report")
     c.add_argument("--json", action="store_true", help="print the report as JSON")
+    c.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     c.set_defaults(func=cmd_check)
 
     from embbert.tflite.export import register_export
@@ -48,6 +68,7 @@ def register(subparsers) -> None:
 
 
 def cmd_convert(args) -> int:
+    _preflight(args, ("qat.weights.h5",))
     from embbert.tflite.convert import convert_run
 
     summary = convert_run(args.run_dir, max_calibration=args.max_calibration)
@@ -75,6 +96,7 @@ def cmd_convert(args) -> int:
 
 
 def cmd_check(args) -> int:
+    _preflight(args, ("model_int8.tflite",))
     from embbert.tflite.check import check_run, format_table
 
     report = check_run(args.run_dir, max_examples=args.max_examples)

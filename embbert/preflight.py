@@ -1,0 +1,91 @@
+"""Checks of user-given paths and names that run before TensorFlow is imported.
+
+Each command validates its arguments here first, so a typo costs a fraction of a second
+(not the 8-50 s of a TensorFlow import) and fails before anything is written.
+Every check raises `UsageError` (one line, exit 2).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .config import CONFIG_FILE, EmbBertConfig
+from .errors import EmbBertError, UsageError
+
+
+def data_dir(arg: str | None) -> str | None:
+    """`--data-dir` (or $EMBBERT_DATA_DIR) as an absolute path; a named folder that does not exist is an error."""
+    from embbert.datasets.loading import resolve_data_dir
+
+    try:
+        path = resolve_data_dir(arg)
+    except EmbBertError as exc:
+        raise UsageError(str(exc)) from None
+    return str(path.resolve()) if path is not None else None
+
+
+def task(name: str) -> str:
+    """A registered task name, or a task directory (returned as an absolute path)."""
+    from embbert.datasets.tasks import get_task
+
+    try:
+        spec = get_task(name)
+    except EmbBertError as exc:
+        raise UsageError(str(exc)) from None
+    return str(Path(name).resolve()) if spec.family == "custom" else name
+
+
+def directory_with(path: str | os.PathLike, needed: str, what: str, flag: str) -> Path:
+    """A folder that must hold the file `needed` (e.g. a tokenizer folder with tokenizer.json)."""
+    p = Path(path)
+    if not p.is_dir():
+        raise UsageError(f"{p}: {flag}: {what} not found" if not p.exists() else f"{p}: {flag}: not a directory")
+    if not (p / needed).is_file():
+        raise UsageError(f"{p}: {flag}: not a {what} (no {needed})")
+    return p
+
+
+def tokenizer_dir(path: str | None) -> str | None:
+    if path is None:
+        return None
+    return str(directory_with(path, "tokenizer.json", "tokenizer directory", "--tokenizer").resolve())
+
+
+def init_dir(path: str | None) -> str | None:
+    if path is None:
+        return None
+    return str(directory_with(path, CONFIG_FILE, "pretrained backbone directory", "--init").resolve())
+
+
+def files(paths, flag: str, what: str) -> None:
+    for p in paths:
+        if not Path(p).is_file():
+            raise UsageError(f"{p}: {flag}: {what} not found" if not Path(p).exists() else f"{p}: {flag}: not a file")
+
+
+def output_dir(path: str | os.PathLike, flag: str = "--out") -> Path:
+    """An output folder: absent, or an existing directory (never a file)."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise UsageError(f"{p}: {flag}: exists and is not a directory")
+    parent = p.resolve().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{p}: {flag}: cannot create it ({parent} is not a writable directory)")
+    return p
+
+
+def run_dir(path: str | os.PathLike, needed: tuple[str, ...] = ()) -> EmbBertConfig:
+    """A run directory written by `embbert train`: its config, and the artefacts a stage needs."""
+    p = Path(path)
+    if not p.is_dir():
+        raise UsageError(f"{p}: run directory not found" if not p.exists() else f"{p}: not a directory")
+    try:
+        config = EmbBertConfig.load(p)
+    except EmbBertError as exc:
+        raise UsageError(f"{p}: {exc}" if str(p) not in str(exc) else str(exc)) from None
+    for name in needed:
+        if not (p / name).is_file():
+            raise UsageError(f"{p}: no {name} (run the stage that writes it first)")
+    return config
