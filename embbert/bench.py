@@ -46,7 +46,7 @@ def register(sub) -> None:
     a.add_argument("--tasks", nargs="+", default=None, help="task names or task directories (default: all TinyNLP + GLUE)")
     a.add_argument("--preset", choices=sorted(PRESETS), default="embbert", help="model preset (default embbert)")
     a.add_argument("--max-length", type=positive_int, default=None, help="L for every task (default: per task, see docs)")
-    a.add_argument("--epochs", type=non_negative_int, default=10, help="float epochs (default 10, the paper's)")
+    a.add_argument("--epochs", type=positive_int, default=10, help="float epochs, >= 1 (default 10, the paper's)")
     a.add_argument("--qat-epochs", type=non_negative_int, default=2, help="QAT epochs (default 2)")
     a.add_argument("--learning-rate", type=positive_float, default=5e-5, help="float learning rate (default 5e-5, the paper's)")
     a.add_argument("--qat-learning-rate", type=positive_float, default=2e-5, help="QAT learning rate (default 2e-5)")
@@ -325,8 +325,10 @@ def cmd_accuracy(args) -> int:
     check_accuracy_args(args)
     results = run_accuracy(args)
     if not results["rows"]:
-        reasons = "; ".join(f"{s['task']}: {s['reason']}" for s in results["skipped"])
-        raise EmbBertError(f"no task ran, nothing written ({reasons})")
+        skipped = results["skipped"]
+        first = f"{skipped[0]['task']}: {skipped[0]['reason']}" if skipped else "no task given"
+        more = f"; {len(skipped) - 1} more skipped, listed above" if len(skipped) > 1 else ""
+        raise EmbBertError(f"no task ran, nothing written ({first}{more})")
     print(f"\nwrote {results_dir(args) / 'results.md'} ({len(results['rows'])} tasks run, "
           f"{len(results['skipped'])} skipped)")
     return 0

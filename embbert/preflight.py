@@ -17,6 +17,8 @@ def data_dir(arg: str | None) -> str | None:
     """`--data-dir` (or $EMBBERT_DATA_DIR) as an absolute path; a named folder that does not exist is an error."""
     from embbert.datasets.loading import resolve_data_dir
 
+    if arg is not None and not str(arg).strip():
+        raise UsageError("--data-dir: empty path")
     try:
         path = resolve_data_dir(arg)
     except EmbBertError as exc:
@@ -65,6 +67,8 @@ def files(paths, flag: str, what: str) -> None:
 
 def output_dir(path: str | os.PathLike, flag: str = "--out") -> Path:
     """An output folder: absent, or an existing directory (never a file)."""
+    if not str(path).strip():
+        raise UsageError(f"{flag}: empty path")
     p = Path(path)
     if p.exists() and not p.is_dir():
         raise UsageError(f"{p}: {flag}: exists and is not a directory")

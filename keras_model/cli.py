@@ -110,9 +110,9 @@ def _config_from_args(args, **extra) -> EmbBertConfig:
 
 
 def cmd_summary(args) -> int:
+    config = EmbBertConfig.create(args.preset, args.max_length, num_labels=args.num_labels)  # checked before TF
     from .summary import model_summary
 
-    config = EmbBertConfig.create(args.preset, args.max_length, num_labels=args.num_labels)
     info = model_summary(config)
     if args.json:
         print(json.dumps(info, indent=2))
@@ -162,6 +162,8 @@ def cmd_train(args) -> int:
 
 def check_pretrain_args(args) -> None:
     """What `embbert pretrain` can check before TensorFlow is imported."""
+    if not args.resume and not args.corpus:
+        raise UsageError("give --corpus FILE... (or --resume to continue a run)")
     if args.corpus:
         preflight.files(args.corpus, "--corpus", "corpus file")
     args.tokenizer = preflight.tokenizer_dir(args.tokenizer)
