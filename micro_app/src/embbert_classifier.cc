@@ -6,6 +6,7 @@
 
 #include <string.h>
 
+#include "embbert_postprocess.h"
 #include "embbert_tokenizer.h"
 #include "model_data.h"
 #include "model_settings.h"
@@ -74,13 +75,12 @@ TfLiteStatus Run(EmbBertResult* result) {
     return kTfLiteError;
   }
   const TfLiteTensor* out = g_interpreter->output(0);
-  int best = 0;
-  for (int i = 1; i < kEmbBertNumLabels; ++i) {
-    if (out->data.int8[i] > out->data.int8[best]) best = i;
-  }
+  const int best = embbert_argmax_int8(out->data.int8, kEmbBertNumLabels);
+  if (best < 0) return kTfLiteError;
   result->label = best;
-  result->score = (static_cast<int>(out->data.int8[best]) -
-                   kEmbBertOutputZeroPoint) * kEmbBertOutputScale;
+  result->score = embbert_dequantize_int8(out->data.int8[best],
+                                          kEmbBertOutputScale,
+                                          kEmbBertOutputZeroPoint);
   return kTfLiteOk;
 }
 

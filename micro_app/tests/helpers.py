@@ -1,6 +1,7 @@
 """Test helpers for the micro_app tests (tiny tokenizer, tiny int8 model, C builds)."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -151,9 +152,11 @@ def make_run_dir(root: Path, L: int = 32, num_labels: int = 2) -> Path:
                                label_names=[f"class {i}" for i in range(num_labels)], tokenizer="tokenizer")
     cfg = cfg.replace(model=cfg.model.__class__(**{**cfg.model.__dict__, "vocab_size": len(vocab)}))
     cfg.save(run)
-    build_tiny_tflite(run / "model_int8.tflite", L, len(vocab), num_labels)
-    (run / "arena_report.json").write_text(json.dumps({"recommended_arena_bytes": 5000, "host_arena_bytes": 4000,
-                                                       "margin": 0.25}))
+    data = build_tiny_tflite(run / "model_int8.tflite", L, len(vocab), num_labels).read_bytes()
+    # what `embbert convert` records next to the model, and the arena report's keys export reads
+    (run / "model_int8.tflite.sha256").write_text(f"{hashlib.sha256(data).hexdigest()}  model_int8.tflite\n")
+    (run / "arena_report.json").write_text(json.dumps({"recommended_arena_bytes": 5000, "min_arena_bytes": 4000,
+                                                       "margin_bytes": 1000, "model_bytes": len(data)}))
     return run
 
 
