@@ -162,6 +162,8 @@ def test_footprint_cortex_m4(exported, tmp_path):
     assert r["units"]["tokenizer tables"]["rodata"] > 256 * 2
     assert r["ram_bytes"] < 64  # the tokenizer keeps no static state
     assert "| total |" in md.read_text()
+    assert r["units"]["post-processing"]["text"] > 0
+    assert "## On the board, with the TFLM runtime" in md.read_text()  # the runtime is not left out
     print("\n" + md.read_text())
 
 

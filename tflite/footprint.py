@@ -58,6 +58,7 @@ def footprint_report(generated_dir: str | Path, out_md: str | Path | None = None
             raise EmbBertError(f"{tool} not found: install gcc-arm-none-eabi (apt-get install gcc-arm-none-eabi)")
     units = {
         "tokenizer code": (ARM_GCC, MICRO_SRC / "embbert_tokenizer.c", ["-std=c99"]),
+        "post-processing": (ARM_GCC, MICRO_SRC / "embbert_postprocess.c", ["-std=c99"]),
         "tokenizer tables": (ARM_GCC, gen / "embbert_tokenizer_tables.c", ["-std=c99"]),
         "model array": (ARM_GXX, gen / "model_data.cc", ["-std=c++17"]),
     }
@@ -71,7 +72,12 @@ def footprint_report(generated_dir: str | Path, out_md: str | Path | None = None
             _run([compiler, *std, *CORTEX_M4, f"-I{MICRO_SRC}", f"-I{gen}", "-c", str(src), "-o", str(obj)])
             rows[name] = _sections(ARM_SIZE, obj)
     total = {k: sum(r[k] for r in rows.values()) for k in ("text", "rodata", "data", "bss")}
+    try:
+        where = str(gen.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        where = str(gen)
     report = {
+        "generated": where,
         "target": "Cortex-M4F (" + " ".join(CORTEX_M4) + ")",
         "units": rows,
         "total": total,
@@ -88,8 +94,36 @@ def footprint_report(generated_dir: str | Path, out_md: str | Path | None = None
     return report
 
 
+#: TFLM runtime code for the 12 operators EmbBERT uses, cortex-m4+fp, `-Os` core and `-O2` kernels, as measured
+#: against real TFLM (90b983c2) and recorded in ../shared/reference/deployment.md: about 96 KB with the reference
+#: kernels, about 133 KB with CMSIS-NN. Not measured here (TFLM's sources are on no registry).
+TFLM_RUNTIME_KB = {"reference kernels": 96, "CMSIS-NN kernels": 133}
+#: (name, flash KB, SRAM KB) from ../shared/reference/deployment.md
+BOARDS = (("Arduino Nano 33 BLE (nRF52840, Cortex-M4F)", 1024, 256),)
+
+
+def boards_markdown(report: dict[str, Any]) -> list[str]:
+    """Flash and RAM of the whole application on the Cortex-M4 board: measured parts + the TFLM runtime."""
+    if "tensor_arena_bytes" not in report:
+        return []
+    app, arena = report["flash_bytes"], report["tensor_arena_bytes"]
+    lines = ["", "## On the board, with the TFLM runtime", "",
+             "The TFLM runtime is not in the table above: about 96 KB of code with the reference kernels and "
+             "about 133 KB with CMSIS-NN (12 operators, cortex-m4+fp, `-Os` core, `-O2` kernels; measured against "
+             "real TFLM 90b983c2, figures from `../shared/reference/deployment.md`, not measured here). The "
+             "sketch, the Mbed OS core and the stack come on top.", "",
+             "| board | kernels | flash: measured above + TFLM | of | RAM: tensor arena | of |",
+             "|---|---|---:|---:|---:|---:|"]
+    for name, flash_kb, ram_kb in BOARDS:
+        for kernels, kb in TFLM_RUNTIME_KB.items():
+            lines.append(f"| {name} | {kernels} | {app / 1024:.0f} KB + ~{kb} KB = ~{app / 1024 + kb:.0f} KB | "
+                         f"{flash_kb} KB | {arena / 1024:.1f} KB | {ram_kb} KB |")
+    return lines
+
+
 def footprint_markdown(report: dict[str, Any]) -> str:
     lines = ["# Cortex-M4 footprint of the on-device tokenizer and model array", "",
+             f"Command: `embbert bench footprint --generated {report['generated']} --out FILE.md`.",
              f"Target: {report['target']}; measured with arm-none-eabi-size.", "",
              "| unit | .text | .rodata | .data | .bss |", "|---|---:|---:|---:|---:|"]
     for name, r in list(report["units"].items()) + [("total", report["total"])]:
@@ -99,6 +133,7 @@ def footprint_markdown(report: dict[str, Any]) -> str:
     if "tensor_arena_bytes" in report:
         lines.append(f"Tensor arena (RAM, from the arena report with its margin): {report['tensor_arena_bytes']} bytes.")
     lines.append("The tokenizer's stack frame is about 1 KB (the 128-symbol BPE buffers).")
+    lines += boards_markdown(report)
     return "\n".join(lines) + "\n"
 
 
