@@ -397,3 +397,71 @@ def test_killed_export_leaves_old_or_new_never_a_mix(tmp_path):
     subprocess.run(cmd(run_a), check=True, capture_output=True)
     assert _consistent(out) is not None and (out / "src" / "model_settings.h").read_text() == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".export-")] == []
+
+
+# --------------------------------------------------------------------------
+# micro_app/tools/tflm_arduino_library.py on a tree with create_tflm_tree.py's layout
+# --------------------------------------------------------------------------
+_TREE = {
+    # TFLM's own files include third-party headers by their -I relative names, as in the real tree
+    "tensorflow/lite/c/common.h": "#ifndef TF_LITE_STATIC_MEMORY\n#error built without the TFLM defines\n#endif\n"
+                                  "typedef struct { int type; } TfLiteTensor;\n",
+    "tensorflow/lite/micro/micro_interpreter.h": '#include "flatbuffers/flatbuffers.h"\n'
+                                                 '#include "tensorflow/lite/c/common.h"\nint tflm_version(void);\n',
+    "tensorflow/lite/micro/micro_interpreter.cc": '#include "tensorflow/lite/micro/micro_interpreter.h"\n'
+                                                  '#include "fixedpoint/fixedpoint.h"\n#include <cstdint>\n'
+                                                  "int tflm_version(void) { return FB_VERSION + GEMM_ONE; }\n",
+    "tensorflow/lite/micro/kernels/cmsis_nn/fully_connected.cc":
+        '#include "Include/arm_nnfunctions.h"\n#include "tensorflow/lite/c/common.h"\n'
+        "#ifndef NDEBUG\n#error debug build\n#endif\nint fc(void) { return arm_nn_version(); }\n",
+    "third_party/flatbuffers/include/flatbuffers/flatbuffers.h": '#include "flatbuffers/base.h"\n',
+    "third_party/flatbuffers/include/flatbuffers/base.h": "#define FB_VERSION 2\n",
+    "third_party/gemmlowp/fixedpoint/fixedpoint.h": '#include "../internal/detect_platform.h"\n',
+    "third_party/gemmlowp/internal/detect_platform.h": "#define GEMM_ONE 1\n",
+    "third_party/cmsis_nn/Include/arm_nnfunctions.h": '#include "arm_nn_types.h"\n#ifdef __cplusplus\nextern "C"\n'
+                                                      "#endif\nint arm_nn_version(void);\n",
+    "third_party/cmsis_nn/Include/arm_nn_types.h": "typedef int arm_status;\n",
+    "third_party/cmsis_nn/Source/arm_nn_version.c": '#include "arm_nnfunctions.h"\n'
+                                                    "int arm_nn_version(void) { return 7; }\n",
+    "examples/hello_world/main.cc": "int main() { return 0; }\n",
+}
+
+
+@pytest.mark.skipif(not have("g++") or not have("gcc"), reason="gcc/g++ not installed")
+def test_tflm_tree_becomes_an_arduino_library(tmp_path):
+    tool = REPO / "micro_app" / "tools" / "tflm_arduino_library.py"
+    tree = tmp_path / "tree"
+    for rel, text in _TREE.items():
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tree / rel).write_text(text)
+    # as it is, with only the library folder on the include path (what Arduino does), it fails like finding 3
+    res = subprocess.run(["g++", "-std=c++17", f"-I{tree}", "-c", str(tree / "tensorflow/lite/micro/micro_interpreter.cc"),
+                          "-o", str(tmp_path / "x.o")], capture_output=True, text=True)
+    assert res.returncode != 0 and "flatbuffers/flatbuffers.h" in res.stderr
+    lib = tmp_path / "libraries" / "tflm_cortexm4"
+    res = subprocess.run([sys.executable, str(tool), str(tree), str(lib)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    src = lib / "src"
+    props = _properties(lib / "library.properties")
+    assert props["name"] == "tflm_cortexm4" and props["architectures"]
+    assert not (src / "examples").exists() and not list(src.rglob("*.cc"))
+    objs = []
+    for path in [*src.rglob("*.cpp"), *src.rglob("*.c")]:
+        compiler, std = ("g++", "-std=c++17") if path.suffix == ".cpp" else ("gcc", "-std=c99")
+        obj = tmp_path / (path.name + ".o")
+        res = subprocess.run([compiler, std, "-Wall", "-Werror", f"-I{src}", "-c", str(path), "-o", str(obj)],
+                             capture_output=True, text=True)
+        assert res.returncode == 0, (path, res.stderr)
+        objs.append(obj)
+    # a sketch in another library sees TFLM's defines through the TFLM headers it includes
+    sketch = tmp_path / "sketch.cpp"
+    sketch.write_text('#include "tensorflow/lite/micro/micro_interpreter.h"\n'
+                      "#ifndef NDEBUG\n#error no release define\n#endif\n"
+                      "int main() { TfLiteTensor t{}; return tflm_version() == 3 ? t.type : 1; }\n")
+    res = subprocess.run(["g++", "-std=c++17", f"-I{src}", str(sketch), *map(str, objs), "-o",
+                          str(tmp_path / "sketch")], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert subprocess.run([str(tmp_path / "sketch")]).returncode == 0
+    # a second run never writes into the library it made
+    res = subprocess.run([sys.executable, str(tool), str(tree), str(lib)], capture_output=True, text=True)
+    assert res.returncode == 1 and "not empty" in res.stderr
