@@ -639,11 +639,12 @@ def _arduino_package(generated: dict[str, str], facts: dict, source: str) -> dic
     files["examples/EmbBertClassifier/EmbBertClassifier.ino"] = _hand_written(
         "arduino/EmbBertClassifier/EmbBertClassifier.ino")
     files["README.md"] = _readme("Arduino library", facts, source, [
-        "Install: copy this folder to ~/Arduino/libraries/EmbBERT (or `arduino-cli lib install --zip-path` on a zip "
-        "of it), together with a TensorFlow Lite Micro library made as docs/arduino.md says.",
-        "Build and flash the example (Nano 33 BLE, release build for CMSIS-NN):",
-        "    arduino-cli compile --fqbn arduino:mbed_nano:nano33ble --library . --library PATH/TO/tflm_cortexm4 \\",
-        "        --build-property 'compiler.cpp.extra_flags=-DNDEBUG' examples/EmbBertClassifier",
+        "Install: this folder as ~/Arduino/libraries/EmbBERT, and a TensorFlow Lite Micro library with BATCH_MATMUL "
+        "made with create_tflm_tree.py and micro_app/tools/tflm_arduino_library.py (docs/arduino.md) as "
+        "~/Arduino/libraries/tflm_cortexm4.",
+        "Build and flash the example (Nano 33 BLE):",
+        "    arduino-cli compile --fqbn arduino:mbed_nano:nano33ble examples/EmbBertClassifier",
+        "    arduino-cli upload -p /dev/ttyACM0 --fqbn arduino:mbed_nano:nano33ble examples/EmbBertClassifier",
         "Type a line in the serial monitor (115200 baud): label, score, latency and arena_used_bytes() come back.",
     ])
     return files
@@ -985,9 +986,10 @@ def export_micro_app(run_dir: str | os.PathLike, out_dir: str | os.PathLike | No
     returns the written paths. `sources` is the six generated files alone."""
     if target not in TARGETS:
         raise EmbBertError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+    out = Path(out_dir) if out_dir is not None else default_out_dir(Path(run_dir), target)
+    _check_out(out)  # before the tables take their seconds
     generated, facts = generated_sources(run_dir, arena_bytes)
     files = package_files(target, generated, facts)
-    out = Path(out_dir) if out_dir is not None else default_out_dir(Path(run_dir), target)
     try:
         return write_package(out, files)
     except OSError as exc:
