@@ -343,6 +343,18 @@ def test_foreign_folder_is_refused_and_an_earlier_export_replaced_whole(tmp_path
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".export-")] == []
 
 
+def test_replacement_without_renameat2_falls_back_to_two_renames(tmp_path, monkeypatch):
+    from embbert.tflite import export
+
+    monkeypatch.setattr(export, "_exchange", lambda a, b: False)  # a platform without RENAME_EXCHANGE
+    run = _example_run(tmp_path)
+    out = tmp_path / "pkg"
+    export.export_micro_app(run, out, target="cmake")
+    export.export_micro_app(run, out, target="sources")
+    assert _consistent(out) is not None and not (out / "CMakeLists.txt").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".export-")] == []
+
+
 @pytest.mark.parametrize("umask,file_mode,dir_mode", [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700)])
 def test_outputs_respect_the_umask(tmp_path, umask, file_mode, dir_mode):
     from embbert.tflite.export import export_micro_app

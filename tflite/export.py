@@ -895,9 +895,14 @@ def _sweep_stale(out: Path) -> None:
 
 
 def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # a platform that cannot open folders (Windows): nothing to sync
+        return
     try:
         os.fsync(fd)
+    except OSError:  # a file system without folder fsync
+        pass
     finally:
         os.close(fd)
 
@@ -927,7 +932,7 @@ def _exchange(a: Path, b: Path) -> bool:
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         renameat2 = libc.renameat2
-    except (OSError, AttributeError):
+    except Exception:  # noqa: BLE001 - no libc with renameat2 (macOS, Windows, old glibc): two renames
         return False
     at_fdcwd, rename_exchange = -100, 2
     if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
