@@ -152,9 +152,21 @@ def check_train_args(args) -> EmbBertConfig:
 
 def cmd_train(args) -> int:
     config = check_train_args(args)
-    from .train import train
+    from .train import make_strategy, train
 
-    result = train(config, args.out, init=args.init, resume=args.resume, tensorboard=args.tensorboard)
+    if config.train.strategy == "multi-worker":
+        make_strategy("multi-worker")  # TensorFlow wants it before any other operation
+
+    try:
+        result = train(config, args.out, init=args.init, resume=args.resume, tensorboard=args.tensorboard)
+    except Exception as exc:  # noqa: BLE001 - a lost peer is reported as what it is
+        from ._tf import tf
+
+        if config.train.strategy == "multi-worker" and isinstance(exc, (tf.errors.UnavailableError,
+                                                                        tf.errors.CancelledError)):
+            raise EmbBertError("a worker of the cluster stopped or cannot be reached; restart every worker with "
+                               "the same command and --resume to continue from the last finished epoch") from None
+        raise
     m = result["metric"]
     print(f"done: {args.out}  test {m}: float {result['float_test']:.4f}  QAT {result['qat_test']:.4f}")
     return 0
@@ -176,6 +188,10 @@ def check_pretrain_args(args) -> None:
 
 def cmd_pretrain(args) -> int:
     check_pretrain_args(args)
+    if args.strategy == "multi-worker":
+        from .train import make_strategy
+
+        make_strategy("multi-worker")  # TensorFlow wants it before any other operation
     from .pretrain import PretrainSettings, pretrain
 
     if not args.resume and not args.corpus:

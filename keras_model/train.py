@@ -27,7 +27,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from embbert.config import EmbBertConfig, atomic_write_text
+from embbert.config import EmbBertConfig, atomic_write_bytes, atomic_write_text
 from embbert.errors import EmbBertError
 
 from ._tf import keras, tf
@@ -40,13 +40,33 @@ METRICS = "metrics.json"
 TOKENIZER_DIR = "tokenizer"
 
 
+_MULTI_WORKER: list = []  # the one MultiWorkerMirroredStrategy of this process
+
+
 def make_strategy(name: str) -> tf.distribute.Strategy:
-    """The distribution strategy of `--strategy` (the only code path for both)."""
+    """The distribution strategy of `--strategy` (the only code path for all).
+
+    multi-worker: MultiWorkerMirroredStrategy over the workers of $TF_CONFIG. TensorFlow needs it
+    created before any other operation, so the commands create it first; later calls return it.
+    """
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
-    raise EmbBertError(f"unknown strategy {name!r}; choose default or mirrored")
+    if name == "multi-worker":
+        if not _MULTI_WORKER:
+            _MULTI_WORKER.append(tf.distribute.MultiWorkerMirroredStrategy())
+        return _MULTI_WORKER[0]
+    raise EmbBertError(f"unknown strategy {name!r}; choose default, mirrored or multi-worker")
+
+
+def worker_index(strategy_name: str) -> int:
+    """This process's index among the workers of $TF_CONFIG (0, the chief, outside multi-worker)."""
+    if strategy_name != "multi-worker":
+        return 0
+    from embbert.cli import check_tf_config
+
+    return int(check_tf_config()["task"]["index"])
 
 
 def make_optimizer(learning_rate: float, weight_decay: float) -> keras.optimizers.Optimizer:
@@ -83,7 +103,7 @@ class BestEpoch(keras.callbacks.Callback):
                  history_path: Path):
         super().__init__()
         self.val_ds, self.val_labels, self.metric, self.regression = val_ds, val_labels, metric, regression
-        self.best_path = state_dir / f"{stage}_best.weights.h5"
+        self.best_path = state_dir / f"{stage}_best.npz"  # numpy: also loadable under multi-worker
         self.score_path = state_dir / f"{stage}_best.json"
         self.stage, self.history_path = stage, history_path
         self.best = -np.inf
@@ -103,7 +123,7 @@ class BestEpoch(keras.callbacks.Callback):
         improved = score > self.best
         if improved:
             self.best = score
-            save_weights(self.model, self.best_path)
+            save_arrays(self.best_path, self.model.get_weights())
             atomic_write_text(self.score_path, json.dumps({"score": score, "epoch": epoch + 1}))
         logs = dict(logs or {})
         row = {
@@ -120,8 +140,23 @@ class BestEpoch(keras.callbacks.Callback):
 
     def restore_best(self) -> float:
         if self.best_path.is_file():
-            self.model.load_weights(str(self.best_path))
+            self.model.set_weights(load_arrays(self.best_path))
         return self.best
+
+
+def save_arrays(path: Path, arrays: list) -> None:
+    """Weights as an .npz, written atomically (a MultiWorkerMirroredStrategy model cannot load a
+    .weights.h5 into its on-read variables, but takes numpy arrays through set_weights)."""
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, **{f"w{i}": a for i, a in enumerate(arrays)})
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_arrays(path: Path) -> list:
+    with np.load(path) as f:
+        return [f[f"w{i}"] for i in range(len(f.files))]
 
 
 def _append_history(path: Path, row: dict) -> None:
@@ -192,6 +227,16 @@ def train(config: EmbBertConfig, run_dir: str | os.PathLike, **kwargs: Any) -> d
     removes whatever this call created, so the same command can simply be run again.
     """
     run_dir = Path(run_dir)
+    index = worker_index(config.train.strategy)
+    if index > 0:
+        # Multi-worker: only the chief (worker 0) writes the run directory. The other workers keep
+        # their files in RUN_DIR/.worker-<i>/ and share the chief's BackupAndRestore checkpoints,
+        # so a restarted cluster resumes from the chief's last finished epoch.
+        private = run_dir / f".worker-{index}"
+        kwargs["resume"] = bool(kwargs.get("resume")) and (private / STATE_DIR / "state.json").is_file()
+        result = _train(config, private, backup_root=run_dir / STATE_DIR, **kwargs)
+        shutil.rmtree(private, ignore_errors=True)
+        return result
     state_dir = run_dir / STATE_DIR
     created = [p for p in (run_dir, state_dir, run_dir / TOKENIZER_DIR, run_dir / "config.json") if not p.exists()]
     try:
@@ -211,6 +256,7 @@ def _train(
     callbacks: Sequence[keras.callbacks.Callback] = (),
     tensorboard: bool = False,
     verbose: int = 1,
+    backup_root: Path | None = None,
 ) -> dict:
     """Fine-tune float then QAT; returns the metrics written to metrics.json."""
     from embbert.datasets.loading import load_task, resolve_data_dir
@@ -264,7 +310,8 @@ def _train(
 
     def fit(model, stage: str, epochs: int, learning_rate: float) -> float:
         best = BestEpoch(val_ds, val_labels, spec.metric, config.regression, state_dir, stage, history_path)
-        cbs: list[Any] = [keras.callbacks.BackupAndRestore(str(state_dir / f"{stage}_backup")), best, *callbacks]
+        backup = (backup_root or state_dir) / f"{stage}_backup"
+        cbs: list[Any] = [keras.callbacks.BackupAndRestore(str(backup)), best, *callbacks]
         if tensorboard:
             cbs.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard" / stage)))
         if epochs > 0:
@@ -282,7 +329,11 @@ def _train(
             load_backbone_into(float_model, init, config)
         compile_classifier(float_model, config, config.train.learning_rate)
     if state["float_done"]:
-        float_model.load_weights(str(run_dir / FLOAT_WEIGHTS))
+        best_float = state_dir / "float_best.npz"  # the same weights as float.weights.h5
+        if best_float.is_file():
+            float_model.set_weights(load_arrays(best_float))
+        else:
+            float_model.load_weights(str(run_dir / FLOAT_WEIGHTS))
         print("float stage already done: loaded float.weights.h5", flush=True)
     else:
         print(f"stage 1/2: float training, {config.train.epochs} epochs", flush=True)
