@@ -19,7 +19,7 @@ from pathlib import Path
 from . import preflight
 from .cli import non_negative_int, positive_float, positive_int
 from .config import PRESETS, EmbBertConfig, TrainConfig, atomic_write_text
-from .errors import EmbBertError, UsageError
+from .errors import EmbBertError, Interrupted, UsageError
 
 DEFAULT_TASK = "emotion"
 
@@ -249,7 +249,19 @@ def cmd_run(args) -> int:
         clear_run(out)
     elif args.resume and holds_run(out) and args.data_dir is not None:
         config.save(out)
-    result = run_pipeline(config, out, init=args.init, max_examples=args.max_examples, export_dir=args.export_dir)
+    try:
+        result = run_pipeline(config, out, init=args.init, max_examples=args.max_examples,
+                              export_dir=args.export_dir)
+    except KeyboardInterrupt:
+        if holds_run(out):
+            raise Interrupted(f"interrupted; {out} keeps what was done: continue with the same command "
+                              "and --resume") from None
+        raise
+    except EmbBertError as exc:
+        if holds_run(out) and not isinstance(exc, UsageError):
+            raise EmbBertError(f"{exc} ({out} keeps the finished stages: fix this, then run the same command "
+                               "with --resume)") from None
+        raise
     config = EmbBertConfig.load(out)
     text = summarise(config, out, result)
     print(text)
