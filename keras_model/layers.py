@@ -52,6 +52,16 @@ def _linear(x, kernel, bias=None):
     return y
 
 
+def transposed_keys(y):
+    """(B, T, d) -> (B, d, T) as one TRANSPOSE operator.
+
+    The 2-D reshapes around the transpose keep the converter from folding it back into
+    the BATCH_MATMUL's adj_y flag (which would bring the persistent copy back)."""
+    b, t, d = y.shape
+    yt = tf.transpose(tf.reshape(y, [t, d]) if b == 1 else y, [1, 0] if b == 1 else [0, 2, 1])
+    return tf.reshape(yt, [1, d, t]) if b == 1 else yt
+
+
 class QuantizableLayer(keras.layers.Layer):
     """Base: owns named fake-quant points that are identities unless `quantize=True`."""
 
@@ -225,10 +235,12 @@ class EfficientAttention(QuantizableLayer):
         lo, hi = self.range_of("scores")
         return tf.stop_gradient(hi - lo) + INT8_MASK_MARGIN
 
-    def call(self, inputs, training=None):
+    def call(self, inputs, training=None, deploy=False, first_token_only=False):
+        """`deploy` / `first_token_only`: deployed-graph forms of the same maths (see `EncoderLayer.call`)."""
         y, segment_ids = inputs
         scale = 1.0 / math.sqrt(self.hidden)
-        q = _linear(y, self.fqw(self.query_kernel * scale), self.query_bias * scale)
+        y_q, seg_q = (y[:, :1], segment_ids[:, :1]) if first_token_only else (y, segment_ids)
+        q = _linear(y_q, self.fqw(self.query_kernel * scale), self.query_bias * scale)
         q = self.fq("query", q, training)
         scores = self.fq("scores", tf.matmul(q, y, transpose_b=True), training)
         penalty = self.mask_penalty()
@@ -237,8 +249,15 @@ class EfficientAttention(QuantizableLayer):
         masked = self.fq("masked_scores", scores + tf.expand_dims(key_bias, 1), training)
         probs = self.fq("probs", tf.nn.softmax(masked, axis=-1), training)
         probs = self.dropout(probs, training=training)
-        context = self.fq("context", tf.matmul(probs, y), training)
-        query_keep = tf.gather(tf.constant([0.0, 1.0, 1.0]), segment_ids)  # padded query rows -> 0
+        if deploy:
+            # P.y as BATCH_MATMUL(P, y^T, adj_y=True): TFLM keeps a persistent transposed copy of
+            # the right-hand input of every BATCH_MATMUL without adj_y (kernels/batch_matmul.cc,
+            # InitializeTemporaries); y^T is a TRANSPOSE output planned in the shared arena instead.
+            context = tf.matmul(probs, transposed_keys(y), transpose_b=True)
+        else:
+            context = tf.matmul(probs, y)
+        context = self.fq("context", context, training)
+        query_keep = tf.gather(tf.constant([0.0, 1.0, 1.0]), seg_q)  # padded query rows -> 0
         return self.fq("masked_context", context * tf.expand_dims(query_keep, -1), training)
 
     def get_config(self):
@@ -335,14 +354,22 @@ class EncoderLayer(QuantizableLayer):
         c2 = tf.exp(tf.reduce_sum(self.lambda_q2 * self.lambda_k2))
         return c1, c2
 
-    def call(self, inputs, training=None):
+    def call(self, inputs, training=None, deploy=False, first_token_only=False):
+        """Training and evaluation use the defaults. `build_deploy_model` sets `deploy=True`: the same
+        maths in the form TFLM runs in the least arena (context matmul on pre-transposed keys), and on
+        the last layer `first_token_only=True`: only position 0, the one the head reads, is computed
+        (keys and values still come from every position). Output (B, 1, d) then."""
+        if first_token_only and not deploy:
+            raise ValueError("first_token_only is a deployed-graph option (deploy=True)")
         x, segment_ids = inputs
         y = self.norm(x, training=training)
         c1, c2 = self.path_scales()
-        context = self.attention([y, segment_ids], training=training)
+        context = self.attention([y, segment_ids], training=training, deploy=deploy,
+                                 first_token_only=first_token_only)
         att = _linear(context, self.fqw(c1 * self.attention_out_kernel), c1 * self.attention_out_bias)
         att = self.fq("attention_out", att, training)
-        conv = self.conv(y, training=training)
+        # causal: position 0 sees only itself, so the conv of y[:, :1] alone is exact for it
+        conv = self.conv(y[:, :1] if first_token_only else y, training=training)
         conv = _linear(conv, self.fqw(-c2 * self.conv_out_kernel), -c2 * self.conv_out_bias)
         conv = self.fq("conv_out", conv, training)
         return att + conv
