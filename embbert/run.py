@@ -48,7 +48,10 @@ def register(sub) -> None:
     p.add_argument("--init", default=None, help="pretrained backbone directory (`embbert pretrain`)")
     p.add_argument("--out", default=None, help="run directory (default runs/<task>-<preset>-L<L>)")
     p.add_argument("--export-dir", default=None, help="where the C sources go (default: `embbert export`'s default)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="random seed, >= 0 (default 0)")
+    p.add_argument("--board", choices=("nano33ble", "esp32", "esp32s3"), default=None,
+                   help="target board: convert with the graph options whose recommended arena fits the RAM the "
+                   "board leaves for it (docs/memory.md), or stop at conversion naming the smallest reachable arena")
     again = p.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true",
                        help="continue the run in --out from its last finished stage (with its own settings)")
@@ -105,7 +108,7 @@ def _stage(name: str):
 
 
 def run_pipeline(config: EmbBertConfig, out: Path, *, init=None, max_examples=None, export_dir=None,
-                 verbose: int = 1) -> dict:
+                 verbose: int = 1, arena_budget: int | None = None) -> dict:
     """Run the stages that are not recorded as finished in OUT/stages.json, recording each one."""
     from embbert.keras_model.train import train
     from embbert.tflite.arena import arena_report
@@ -142,7 +145,7 @@ def run_pipeline(config: EmbBertConfig, out: Path, *, init=None, max_examples=No
         result["conversion"] = None
     else:
         t = _stage("2/5 convert to full int8")
-        result["conversion"] = convert_run(out)
+        result["conversion"] = convert_run(out, arena_budget=arena_budget)
         finish("convert", t)
     if "check" in done:
         skip(3, "check")
@@ -249,9 +252,14 @@ def cmd_run(args) -> int:
         clear_run(out)
     elif args.resume and holds_run(out) and args.data_dir is not None:
         config.save(out)
+    budget = None
+    if getattr(args, "board", None):
+        from embbert.tflite.arena import arena_budget_for
+
+        budget = arena_budget_for(args.board)
     try:
         result = run_pipeline(config, out, init=args.init, max_examples=args.max_examples,
-                              export_dir=args.export_dir)
+                              export_dir=args.export_dir, arena_budget=budget)
     except KeyboardInterrupt:
         if holds_run(out):
             raise Interrupted(f"interrupted; {out} keeps what was done: continue with the same command "

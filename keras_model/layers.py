@@ -235,9 +235,12 @@ class EfficientAttention(QuantizableLayer):
         lo, hi = self.range_of("scores")
         return tf.stop_gradient(hi - lo) + INT8_MASK_MARGIN
 
-    def call(self, inputs, training=None, deploy=False, first_token_only=False):
-        """`deploy` / `first_token_only`: deployed-graph forms of the same maths (see `EncoderLayer.call`)."""
+    def call(self, inputs, training=None, deploy=False, first_token_only=False, query_blocks=1):
+        """`deploy` / `first_token_only` / `query_blocks`: deployed-graph forms of the same maths (see
+        `EncoderLayer.call`)."""
         y, segment_ids = inputs
+        if deploy and query_blocks > 1 and not first_token_only:
+            return self._blocked(y, segment_ids, int(query_blocks))
         scale = 1.0 / math.sqrt(self.hidden)
         y_q, seg_q = (y[:, :1], segment_ids[:, :1]) if first_token_only else (y, segment_ids)
         q = _linear(y_q, self.fqw(self.query_kernel * scale), self.query_bias * scale)
@@ -259,6 +262,31 @@ class EfficientAttention(QuantizableLayer):
         context = self.fq("context", context, training)
         query_keep = tf.gather(tf.constant([0.0, 1.0, 1.0]), seg_q)  # padded query rows -> 0
         return self.fq("masked_context", context * tf.expand_dims(query_keep, -1), training)
+
+    def _blocked(self, y, segment_ids, blocks):
+        """Deployed form: the queries in `blocks` row blocks, each through scores, mask, softmax and
+        context before the next starts, so only one block's L/blocks x L scores are alive at a time.
+        Each row's softmax is independent and every block goes through the same fake-quant points
+        (same int8 scales), so the rows are those of the unblocked graph."""
+        scale = 1.0 / math.sqrt(self.hidden)
+        length = y.shape[1]
+        size = -(-length // blocks)
+        penalty = self.mask_penalty()
+        zero = tf.zeros([], tf.float32)
+        key_bias = tf.expand_dims(tf.gather(tf.stack([-penalty, zero, zero]), segment_ids), 1)
+        keys_t = None
+        parts = []
+        for start in range(0, length, size):
+            q = _linear(y[:, start:start + size], self.fqw(self.query_kernel * scale), self.query_bias * scale)
+            q = self.fq("query", q, False)
+            scores = self.fq("scores", tf.matmul(q, y, transpose_b=True), False)
+            probs = self.fq("probs", tf.nn.softmax(self.fq("masked_scores", scores + key_bias, False), axis=-1), False)
+            if keys_t is None:
+                keys_t = transposed_keys(y)
+            parts.append(self.fq("context", tf.matmul(probs, keys_t, transpose_b=True), False))
+        context = tf.concat(parts, axis=1)
+        query_keep = tf.gather(tf.constant([0.0, 1.0, 1.0]), segment_ids)
+        return self.fq("masked_context", context * tf.expand_dims(query_keep, -1), False)
 
     def get_config(self):
         config = super().get_config()
@@ -298,10 +326,22 @@ class CausalDepthwiseConv(QuantizableLayer):
         zeros = tf.zeros([1, self.kernel_size - 1, self.channels, self.multiplier], self.kernel.dtype)
         return tf.concat([self.kernel, zeros], axis=1)
 
-    def call(self, x, training=None):
-        y = tf.nn.depthwise_conv2d(
-            tf.expand_dims(x, 1), self.fqw(self.causal_kernel()), strides=[1, 1, 1, 1], padding="SAME"
-        )
+    def call(self, x, training=None, deploy=False):
+        if deploy:
+            # Deployed form, same maths: k-1 zero steps in front of x (a CONCATENATION with a constant),
+            # then a VALID convolution with the k trained taps only: no zero taps in flash, half the
+            # MACs, and CMSIS-NN's scratch (2 x channels x taps) halves. (Symmetric per-tensor weight
+            # quantisation: the zero taps never changed the weight scale.)
+            b = x.shape[0]
+            pad = tf.zeros([b if b is not None else 1, self.kernel_size - 1, self.channels], x.dtype)
+            padded = tf.concat([pad, x], axis=1)
+            y = tf.nn.depthwise_conv2d(
+                tf.expand_dims(padded, 1), self.fqw(self.kernel), strides=[1, 1, 1, 1], padding="VALID"
+            )
+        else:
+            y = tf.nn.depthwise_conv2d(
+                tf.expand_dims(x, 1), self.fqw(self.causal_kernel()), strides=[1, 1, 1, 1], padding="SAME"
+            )
         y = tf.squeeze(y, axis=1) + self.bias
         y = self.fq("conv", y, training)
         gate = self.fq("sigmoid", tf.sigmoid(y), training)
@@ -354,22 +394,25 @@ class EncoderLayer(QuantizableLayer):
         c2 = tf.exp(tf.reduce_sum(self.lambda_q2 * self.lambda_k2))
         return c1, c2
 
-    def call(self, inputs, training=None, deploy=False, first_token_only=False):
+    def call(self, inputs, training=None, deploy=False, first_token_only=False, causal_valid=False,
+             query_blocks=1):
         """Training and evaluation use the defaults. `build_deploy_model` sets `deploy=True`: the same
         maths in the form TFLM runs in the least arena (context matmul on pre-transposed keys), and on
         the last layer `first_token_only=True`: only position 0, the one the head reads, is computed
-        (keys and values still come from every position). Output (B, 1, d) then."""
+        (keys and values still come from every position). Output (B, 1, d) then. `causal_valid`
+        (deploy only): the causal convolution as zero steps + a VALID convolution with the k trained
+        taps (see `CausalDepthwiseConv.call`)."""
         if first_token_only and not deploy:
             raise ValueError("first_token_only is a deployed-graph option (deploy=True)")
         x, segment_ids = inputs
         y = self.norm(x, training=training)
         c1, c2 = self.path_scales()
         context = self.attention([y, segment_ids], training=training, deploy=deploy,
-                                 first_token_only=first_token_only)
+                                 first_token_only=first_token_only, query_blocks=query_blocks)
         att = _linear(context, self.fqw(c1 * self.attention_out_kernel), c1 * self.attention_out_bias)
         att = self.fq("attention_out", att, training)
         # causal: position 0 sees only itself, so the conv of y[:, :1] alone is exact for it
-        conv = self.conv(y[:, :1] if first_token_only else y, training=training)
+        conv = self.conv(y[:, :1] if first_token_only else y, training=training, deploy=deploy and causal_valid)
         conv = _linear(conv, self.fqw(-c2 * self.conv_out_kernel), -c2 * self.conv_out_bias)
         conv = self.fq("conv_out", conv, training)
         return att + conv

@@ -81,14 +81,17 @@ def backbone_layer_names(config: EmbBertConfig) -> list[str]:
 
 
 def build_deploy_model(model: keras.Model, config: EmbBertConfig, length: int | None = None, *,
-                       transposed_keys: bool = True, first_token_only: bool = True) -> keras.Model:
+                       transposed_keys: bool = True, first_token_only: bool = True,
+                       causal_valid: bool = True, query_blocks: int = 1) -> keras.Model:
     """Batch 1, static length, same layer objects (so the trained weights are shared).
 
     The deployed form of the same maths (the training graph is untouched; both options are
     call arguments of `EncoderLayer`): `transposed_keys` computes the context matmul on a
     pre-transposed y (no persistent transposed copy in TFLM's BATCH_MATMUL),
     `first_token_only` makes the last encoder layer compute position 0 only (the head reads
-    nothing else). Both False: the graph as it was before issue 12 (for comparisons)."""
+    nothing else), `causal_valid` convolves with the k trained taps after k-1 zero steps instead of
+    a SAME convolution with k-1 zero taps, `query_blocks` > 1 runs the attention of every layer
+    but a token-0 one in that many query blocks. All False / 1: the graph as it was before issue 12."""
     length = length or config.max_length
     if length > config.model.max_positions:
         raise EmbBertError(f"length {length} exceeds the model's {config.model.max_positions} positions")
@@ -98,7 +101,8 @@ def build_deploy_model(model: keras.Model, config: EmbBertConfig, length: int | 
     for i in range(n):
         x = _layer_by_role(model, f"encoder_{i}")(
             [x, seg_ids], training=False, deploy=transposed_keys,
-            first_token_only=first_token_only and transposed_keys and i == n - 1)
+            first_token_only=first_token_only and transposed_keys and i == n - 1,
+            causal_valid=causal_valid and transposed_keys, query_blocks=query_blocks if transposed_keys else 1)
     logits = _layer_by_role(model, "head")(x, training=False)
     return keras.Model({TOKEN_IDS: tok, SEGMENT_IDS: seg}, logits, name="embbert_deploy")
 

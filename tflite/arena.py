@@ -9,13 +9,15 @@
   bytes, total footprint, largest tensors, MACs, host TFLM latency and a fit table
   for the target boards -> arena_report.json / .md / .png.
 
-Margin: the minimum is measured on the host (64-bit pointers, reference kernels).
-On a Cortex-M / Xtensa build the pointer-holding structures shrink, but the
-optimised kernels (CMSIS-NN, ESP-NN) request scratch buffers the reference kernels
-do not (im2col-style int16 copies for convolutions: about 2 bytes x input channels
-x kernel taps), and a different TFLM version can change its bookkeeping. So the
-recommended arena is the host minimum + 10 % + that scratch estimate, rounded up
-to 256 bytes.
+Margin (derived, see `margin_for`): the exact scratch the CMSIS-NN kernels of this graph
+request on a Cortex-M4 (their `*_get_buffer_size` rules, read from the public sources):
+DEPTHWISE_CONV_2D with one output channel per input channel, batch 1 and no dilation asks for
+2 x in-channels x kernel taps bytes (arm_depthwise_conv_s8_opt_get_buffer_size_dsp);
+FULLY_CONNECTED and BATCH_MATMUL s8 ask for 0 bytes without MVE (Helium); SOFTMAX, ADD, MUL,
+TRANSPOSE none. TFLM places the scratch in the shared arena for the life of its operator, so
+at worst it adds its size to the peak. Nothing is added for the pointer size: the 64-bit host
+needs more than a 32-bit target (a model whose host minimum was 61,232 B ran on a Cortex-M4 in
+57,700 B, ../shared/reference/deployment.md).
 """
 from __future__ import annotations
 
@@ -39,24 +41,59 @@ REPORT_JSON = "arena_report.json"
 REPORT_MD = "arena_report.md"
 REPORT_PNG = "arena_report.png"
 ALIGN = 16
-MARGIN_FRACTION = 0.10
-MARGIN_ROUND = 256
+MARGIN_ROUND = 16
 KIB = 1024
+#: TFLM runtime + kernels for EmbBERT's ops, Cortex-M4F, -Os core / -O2 kernels, TFLM 90b983c2
+#: (measured outside the project, ../shared/reference/deployment.md): ~96 KB reference kernels,
+#: ~133 KB with CMSIS-NN. The ESP32 figures are not measured: the Cortex-M4 CMSIS-NN figure is used.
+TFLM_RUNTIME_FLASH_BYTES = 133 * KIB
 
-#: Target boards (../shared/reference/deployment.md) and the share the rest of the firmware takes.
+#: Target boards (../shared/reference/deployment.md). `ram_reserve_bytes`: RAM the rest of the firmware
+#: takes; `flash_bytes`: flash an application may use.
 BOARDS = (
-    {"name": "Arduino Nano 33 BLE", "ram_bytes": 256 * KIB, "flash_bytes": 1024 * KIB,
-     "ram_reserve_bytes": 64 * KIB, "flash_reserve_bytes": 256 * KIB,
-     "reserve_note": "Mbed OS core, stacks and heap ~64 KB RAM; bootloader + Mbed OS + TFLM code ~256 KB flash"},
-    {"name": "ESP32", "ram_bytes": 320 * KIB, "flash_bytes": 4096 * KIB,
+    {"key": "nano33ble", "name": "Arduino Nano 33 BLE", "ram_bytes": 256 * KIB, "flash_bytes": 983040,
+     "ram_reserve_bytes": 64 * KIB, "flash_reserve_bytes": 0,
+     "reserve_note": "flash: 983,040 B for the sketch (ArduinoCore-mbed boards.txt, nano33ble.upload.maximum_size; "
+                     "the bootloader takes the first 64 KiB of 1 MiB), of which the Mbed OS core's own code is not "
+                     "measured here; RAM: 64 KiB assumed for the Mbed OS core, stacks and heap (an estimate: no "
+                     "Arduino build was possible here; the IDE's 'Global variables use ...' line of a build gives "
+                     "the real figure)"},
+    {"key": "esp32", "name": "ESP32", "ram_bytes": 320 * KIB, "flash_bytes": 4096 * KIB,
      "ram_reserve_bytes": 64 * KIB, "flash_reserve_bytes": 1024 * KIB,
-     "reserve_note": "320 KB usable static DRAM minus ~64 KB for ESP-IDF/FreeRTOS; "
-                     "bootloader, partitions and IDF + TFLM code ~1 MB flash"},
-    {"name": "ESP32-S3", "ram_bytes": 512 * KIB, "flash_bytes": 8192 * KIB,
+     "reserve_note": "320 KiB usable static DRAM minus ~64 KiB for ESP-IDF/FreeRTOS (estimate); "
+                     "bootloader, partition table and ESP-IDF ~1 MiB flash (estimate)"},
+    {"key": "esp32s3", "name": "ESP32-S3", "ram_bytes": 512 * KIB, "flash_bytes": 8192 * KIB,
      "ram_reserve_bytes": 128 * KIB, "flash_reserve_bytes": 1024 * KIB,
-     "reserve_note": "~128 KB SRAM for ESP-IDF, caches and stacks (no PSRAM assumed); "
-                     "bootloader, partitions and IDF + TFLM code ~1 MB flash"},
+     "reserve_note": "~128 KiB SRAM for ESP-IDF, caches and stacks, no PSRAM assumed (estimate); "
+                     "bootloader, partition table and ESP-IDF ~1 MiB flash (estimate)"},
 )
+BOARD_KEYS = tuple(b["key"] for b in BOARDS)
+
+
+def board(key: str) -> dict[str, Any]:
+    for b in BOARDS:
+        if b["key"] == key:
+            return b
+    raise EmbBertError(f"unknown board {key!r} (choose from {', '.join(BOARD_KEYS)})")
+
+
+def arena_budget_for(key: str) -> int:
+    """RAM a board leaves for the tensor arena."""
+    b = board(key)
+    return b["ram_bytes"] - b["ram_reserve_bytes"]
+
+
+def tokenizer_table_bytes(run_dir) -> int | None:
+    """Flash of the on-device tokenizer tables (the arrays `embbert export` writes), None without a tokenizer."""
+    from .export import build_tokenizer_tables
+
+    try:
+        config = EmbBertConfig.load(run_dir)
+        t = build_tokenizer_tables(config.tokenizer_dir(Path(run_dir)))
+    except (EmbBertError, OSError):
+        return None
+    return (2 * len(t.byte_ids) + 8 * len(t.merges) + 6 * len(t.norm) + sum(len(o) for _, o in t.norm)
+            + 8 * len(t.drop_ranges) + 4 * len(t.classes))
 
 
 def _invoke_once(interp, graph: Graph) -> None:
@@ -66,37 +103,124 @@ def _invoke_once(interp, graph: Graph) -> None:
     interp.invoke()
 
 
+_PROBE = r"""
+import os, sys
+import numpy as np
+from tflite_micro.python.tflite_micro import runtime
+data = open(sys.argv[1], "rb").read()
+shapes = [(tuple(int(v) for v in s.split(",")), np.dtype(d)) for s, d in (x.split(":") for x in sys.argv[2].split(";"))]
+devnull = os.open(os.devnull, os.O_WRONLY)
+os.dup2(devnull, 2)
+for line in sys.stdin:
+    n = int(line)
+    try:
+        interp = runtime.Interpreter.from_bytes(data, arena_size=n)
+        for pos, (shape, dtype) in enumerate(shapes):
+            interp.set_input(np.zeros(shape, dtype), pos)
+        interp.invoke()
+        ok = 1
+    except RuntimeError:
+        ok = 0
+    print(ok, flush=True)
+"""
+
+
+class ArenaProbe:
+    """Tries arena sizes in a child process (the TFLM Python runtime).
+
+    TFLM's Python runtime crashes (SIGSEGV in `Interpreter.__init__`) for some arena sizes far
+    below the minimum instead of reporting them too small (tiny preset, L=32: 20,160 bytes; any
+    other size from 1,000 to 36,544 was refused cleanly). A crash in the child counts as "does not
+    fit" and the child is restarted, so the bisection never takes the command down."""
+
+    def __init__(self, tflite_bytes: bytes, graph: Graph | None = None):
+        import tempfile
+
+        graph = graph or read_graph(tflite_bytes)
+        self._file = tempfile.NamedTemporaryFile(suffix=".tflite")
+        self._file.write(bytes(tflite_bytes))
+        self._file.flush()
+        self._shapes = ";".join(
+            f"{','.join(map(str, graph.tensors[i].shape))}:{'int32' if graph.tensors[i].dtype == 'int32' else 'int8'}"
+            for i in graph.inputs)
+        self._proc = None
+
+    def _start(self):
+        import subprocess
+        import sys
+
+        self._proc = subprocess.Popen([sys.executable, "-c", _PROBE, self._file.name, self._shapes],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                      text=True)
+
+    def works(self, arena_size: int) -> bool:
+        for _ in range(2):
+            if self._proc is None or self._proc.poll() is not None:
+                self._start()
+            try:
+                self._proc.stdin.write(f"{int(arena_size)}\n")
+                self._proc.stdin.flush()
+                line = self._proc.stdout.readline()
+            except BrokenPipeError:
+                line = ""
+            if line.strip() in ("0", "1"):
+                return line.strip() == "1"
+            self._proc.wait()
+            if self._proc.returncode not in (None, 0) and self._proc.returncode < 0:
+                self._proc = None
+                return False  # killed by a signal for this size: it does not work with it
+            self._proc = None
+        raise EmbBertError("the TFLM probe process failed to start (is tflite-micro installed?)")
+
+    def close(self):
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.stdin.close()
+            self._proc.wait()
+        self._file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 def arena_works(tflite_bytes: bytes, arena_size: int, graph: Graph | None = None) -> bool:
     """True when TFLM allocates the model in `arena_size` bytes and runs one inference."""
-    graph = graph or read_graph(tflite_bytes)
-    try:
-        interp = tflm_interpreter(tflite_bytes, arena_size)
-        with captured_stderr():
-            _invoke_once(interp, graph)
-    except (EmbBertError, RuntimeError) as exc:
-        if "too small" in str(exc) or isinstance(exc, RuntimeError):
-            return False
-        raise
-    return True
+    with ArenaProbe(tflite_bytes, graph) as probe:
+        return probe.works(arena_size)
+
+
+_MINIMA: dict[str, int] = {}  # sha256 of the model -> its minimal arena (the bisection is deterministic)
 
 
 def minimal_arena(tflite_bytes: bytes) -> int:
     """The smallest arena (multiple of 16 bytes) TFLM accepts for the model: bisection."""
+    import hashlib
+
+    key = hashlib.sha256(bytes(tflite_bytes)).hexdigest()
+    if key not in _MINIMA:
+        _MINIMA[key] = _bisect_arena(tflite_bytes)
+    return _MINIMA[key]
+
+
+def _bisect_arena(tflite_bytes: bytes) -> int:
     graph = read_graph(tflite_bytes)
-    hi = max(ALIGN, (len(tflite_bytes) // 4) // ALIGN * ALIGN)
-    while not arena_works(tflite_bytes, hi, graph):
-        hi *= 2
-        if hi > 1 << 31:
-            raise EmbBertError("TFLM does not accept the model with any arena up to 2 GB")
-    lo = 0  # a 0-byte arena never works
-    while hi - lo > ALIGN:
-        mid = (lo + hi) // 2 // ALIGN * ALIGN
-        if mid <= lo:
-            mid = lo + ALIGN
-        if arena_works(tflite_bytes, mid, graph):
-            hi = mid
-        else:
-            lo = mid
+    with ArenaProbe(tflite_bytes, graph) as probe:
+        hi = max(ALIGN, (len(tflite_bytes) // 4) // ALIGN * ALIGN)
+        while not probe.works(hi):
+            hi *= 2
+            if hi > 1 << 31:
+                raise EmbBertError("TFLM does not accept the model with any arena up to 2 GB")
+        lo = 0  # a 0-byte arena never works
+        while hi - lo > ALIGN:
+            mid = (lo + hi) // 2 // ALIGN * ALIGN
+            if mid <= lo:
+                mid = lo + ALIGN
+            if probe.works(mid):
+                hi = mid
+            else:
+                lo = mid
     return hi
 
 
@@ -123,6 +247,8 @@ def recorded_allocations(tflite_bytes: bytes, arena_size: int) -> dict[str, Any]
 
 
 def host_latency_ms(tflite_bytes: bytes, arena_size: int, runs: int = 20) -> float:
+    """Host TFLM time per inference: the minimum CPU time (process_time) of `runs` invokes, which a
+    loaded machine inflates far less than a wall-clock median."""
     graph = read_graph(tflite_bytes)
     interp = tflm_interpreter(tflite_bytes, arena_size)
     times = []
@@ -132,88 +258,154 @@ def host_latency_ms(tflite_bytes: bytes, arena_size: int, runs: int = 20) -> flo
             # TFLM reuses the input buffers for later tensors: set the inputs before every invoke
             for pos, idx in enumerate(graph.inputs):
                 interp.set_input(np.zeros(graph.tensors[idx].shape, dtype=np.int32), pos)
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             interp.invoke()
-            times.append(time.perf_counter() - t0)
-    return round(1000 * statistics.median(times), 3)
+            times.append(time.process_time() - t0)
+    return round(1000 * min(times), 3)
+
+
+def cmsis_nn_scratch(graph: Graph) -> list[dict[str, Any]]:
+    """Scratch buffers the CMSIS-NN kernels request for this graph on a Cortex-M4 (DSP, no MVE)."""
+    out = []
+    for op in graph.ops:
+        if op.name == "DEPTHWISE_CONV_2D" and len(op.inputs) > 1:
+            x, w = graph.tensors[op.inputs[0]].shape, graph.tensors[op.inputs[1]].shape
+            y = graph.tensors[op.outputs[0]].shape
+            if len(x) == 4 and len(w) == 4 and x[0] == 1 and x[3] == y[3]:
+                out.append({"op": op.index, "name": op.name, "bytes": 2 * x[3] * w[1] * w[2],
+                            "rule": "arm_depthwise_conv_s8_opt_get_buffer_size_dsp: 2 x in-channels x taps"})
+    return out
 
 
 def scratch_estimate(graph: Graph) -> int:
-    """Largest optimised-kernel scratch buffer (CMSIS-NN/ESP-NN im2col, int16): 2 x in-channels x taps."""
-    best = 0
-    for op in graph.ops:
-        if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D") and len(op.inputs) > 1:
-            x, w = graph.tensors[op.inputs[0]].shape, graph.tensors[op.inputs[1]].shape
-            if len(x) == 4 and len(w) == 4:
-                best = max(best, 2 * x[3] * w[1] * w[2])
-    return best
+    """The largest CMSIS-NN scratch buffer of the graph (scratch buffers live one operator each)."""
+    return max((s["bytes"] for s in cmsis_nn_scratch(graph)), default=0)
 
 
 def margin_for(min_arena: int, graph: Graph) -> int:
-    raw = MARGIN_FRACTION * min_arena + scratch_estimate(graph)
-    return int(-(-raw // MARGIN_ROUND) * MARGIN_ROUND)
+    """Recommended minus minimal arena: the largest CMSIS-NN scratch, rounded up to 16 bytes (see module doc)."""
+    return int(-(-max(scratch_estimate(graph), MARGIN_ROUND) // MARGIN_ROUND) * MARGIN_ROUND)
 
 
-def largest_tensors(graph: Graph, n: int = 8) -> list[dict[str, Any]]:
+def largest_tensors(graph: Graph, n: int = 8, names: dict[int, str] | None = None) -> list[dict[str, Any]]:
     acts = [t for t in graph.tensors if not t.constant]
     acts.sort(key=lambda t: -t.nbytes)
-    return [{"name": t.name.split(";")[0], "layer": t.layer, "dtype": t.dtype, "shape": t.shape,
-             "bytes": t.nbytes} for t in acts[:n]]
+    return [_tensor_row(t, names) for t in acts[:n]]
 
 
-def board_fit(model_bytes: int, arena_bytes: int) -> list[dict[str, Any]]:
+def _tensor_row(t, names: dict[int, str] | None) -> dict[str, Any]:
+    from .ops import layer_of
+
+    name = (names or {}).get(t.index) or t.name
+    return {"index": t.index, "name": name.split(";")[0], "layer": layer_of(name), "dtype": t.dtype,
+            "shape": t.shape, "bytes": t.nbytes}
+
+
+def peak_tensors(graph: Graph, names: dict[int, str] | None = None) -> dict[str, Any]:
+    """The operator at which the most bytes are alive in the shared arena, and those tensors."""
+    from .ops import plan_buffers
+
+    buffers = plan_buffers(graph)
+    if not buffers:
+        return {"op": None, "bytes": 0, "tensors": []}
+    end = max(b.last for b in buffers)
+    scope = max(range(end + 1), key=lambda s: sum(b.size for b in buffers if b.first <= s <= b.last))
+    live = sorted((b for b in buffers if b.first <= scope <= b.last), key=lambda b: -b.size)
+    op = graph.ops[scope - 1] if scope >= 1 else None
+    return {"op": f"#{op.index} {op.name}" if op else "inputs", "bytes": sum(b.size for b in live),
+            "tensors": [_tensor_row(graph.tensors[b.tensor], names) for b in live]}
+
+
+def persistent_copies(graph: Graph) -> list[dict[str, Any]]:
+    """BATCH_MATMULs for which TFLM keeps a persistent transposed copy of an input (adj_y unset / adj_x set)."""
+    from .ops import batch_matmul_flags
+
+    out = []
+    for op, (adj_x, adj_y) in batch_matmul_flags(graph).items():
+        o = graph.ops[op]
+        if not adj_y:
+            out.append({"op": op, "input": "rhs", "bytes": graph.tensors[o.inputs[1]].nbytes})
+        if adj_x:
+            out.append({"op": op, "input": "lhs", "bytes": graph.tensors[o.inputs[0]].nbytes})
+    return out
+
+
+def board_fit(model_bytes: int, arena_bytes: int, tokenizer_bytes: int | None = None) -> list[dict[str, Any]]:
+    """Fit per board: RAM for the arena; flash for model + tokenizer tables + TFLM runtime and kernels."""
+    flash_need = model_bytes + (tokenizer_bytes or 0) + TFLM_RUNTIME_FLASH_BYTES
     rows = []
     for b in BOARDS:
         ram = b["ram_bytes"] - b["ram_reserve_bytes"]
         flash = b["flash_bytes"] - b["flash_reserve_bytes"]
-        rows.append({**b, "ram_available_bytes": ram, "flash_available_bytes": flash,
-                     "ram_headroom_bytes": ram - arena_bytes, "flash_headroom_bytes": flash - model_bytes,
-                     "fits": arena_bytes <= ram and model_bytes <= flash})
+        rows.append({**b, "ram_available_bytes": ram, "flash_available_bytes": flash, "flash_needed_bytes": flash_need,
+                     "ram_headroom_bytes": ram - arena_bytes, "flash_headroom_bytes": flash - flash_need,
+                     "fits": arena_bytes <= ram and flash_need <= flash})
     return rows
 
 
-def _kb(n: int) -> str:
-    return f"{n / 1000:.1f} kB"
+def _kib(n: int) -> str:
+    return f"{n / KIB:.1f} KiB"
 
 
 def report_markdown(r: dict[str, Any]) -> str:
-    br = r["breakdown"]
+    """The report as a user reads it: bytes, with KiB (1 KiB = 1,024 bytes) in brackets, throughout."""
+    br, pk = r["breakdown"], r["peak"]
+    title = f"# TFLM arena report: {r.get('run', '')} (L={r.get('max_length', '?')})"
     lines = [
-        "# TFLM arena report", "",
-        f"Model `{r['model_file']}`: {r['model_bytes']} bytes ({_kb(r['model_bytes'])}), "
-        f"ops {', '.join(r['ops'])}.", "",
+        title, "",
+        "Units: bytes, with KiB (1 KiB = 1,024 bytes) in brackets.", "",
+        f"Model `{r['model_file']}`: {r['model_bytes']:,} bytes ({_kib(r['model_bytes'])}); graph options: "
+        f"{r.get('graph_options', 'unknown')}; ops {', '.join(r['ops'])}.", "",
         "| figure | bytes |", "|---|---:|",
-        f"| model (flash) | {r['model_bytes']} |",
-        f"| minimal arena (host, bisection to {ALIGN} B) | {r['min_arena_bytes']} |",
-        f"| recorded arena total (RecordingMicroAllocator) | {br['total_bytes']} |",
-        f"| - persistent (tail) | {br['persistent_bytes']} |",
-        f"| - non-persistent (head) | {br['non_persistent_bytes']} |",
-        f"| margin | {r['margin_bytes']} |",
-        f"| recommended arena (RAM) | {r['recommended_arena_bytes']} |",
-        f"| total footprint (model + recommended arena) | {r['total_footprint_bytes']} |", "",
+        f"| model (flash) | {r['model_bytes']:,} ({_kib(r['model_bytes'])}) |",
+        f"| minimal arena (host, bisection to {ALIGN} B) | {r['min_arena_bytes']:,} ({_kib(r['min_arena_bytes'])}) |",
+        f"| - persistent (TFLM bookkeeping, kernel data, transposed copies) | {br['persistent_bytes']:,} |",
+        f"| - shared (tensors, planned) | {br['non_persistent_bytes']:,} |",
+        f"| margin (CMSIS-NN scratch) | {r['margin_bytes']:,} |",
+        f"| recommended arena (RAM) | {r['recommended_arena_bytes']:,} ({_kib(r['recommended_arena_bytes'])}) |",
+        f"| model + recommended arena | {r['total_footprint_bytes']:,} ({_kib(r['total_footprint_bytes'])}) |", "",
         f"Margin: {r['margin_rule']}", "",
-        f"MACs per inference: {r['macs']} ({', '.join(f'{k} {v}' for k, v in r['macs_per_op'].items())}). "
-        f"Host TFLM time per inference: {r['host_latency_ms']} ms (median of 20, reference kernels).", "",
-        "## Arena breakdown (RecordingMicroAllocator)", "",
-        "| category | bytes | requested | allocations |", "|---|---:|---:|---:|",
+        f"Speed: {r['macs']:,} MACs per inference ({', '.join(f'{k} {v:,}' for k, v in r['macs_per_op'].items())}); "
+        f"host TFLM {r['host_latency_ms']} ms per inference (minimum CPU time of 20 invokes, reference kernels, "
+        "x86-64).", "",
+        f"## Tensors alive at the peak (operator {pk['op']}, {pk['bytes']:,} bytes)", "",
+        "| tensor | layer | shape | bytes |", "|---|---|---|---:|",
     ]
+    for t in pk["tensors"]:
+        lines.append(f"| `{t['name']}` | {t['layer']} | {t['shape']} | {t['bytes']:,} |")
+    copies = r["persistent_copies"]
+    lines += ["", "## Persistent transposed copies (BATCH_MATMUL without adj_y)", ""]
+    if copies:
+        lines += [f"- operator #{c['op']}: {c['input']} copy, {c['bytes']:,} bytes" for c in copies]
+    else:
+        lines.append("None: every BATCH_MATMUL reads its inputs in place.")
+    plan = r.get("memory_plan") or {}
+    if plan:
+        lines += ["", f"Memory plan: best first-fit plan of the tensors {plan.get('planned_bytes', 0):,} bytes "
+                  f"({plan.get('rule')}; live-bytes lower bound {plan.get('live_lower_bound_bytes', 0):,}); TFLM's "
+                  f"minimal arena {plan.get('tflm_min_arena_without_plan', '?'):,} bytes with its own greedy plan, "
+                  f"{plan.get('tflm_min_arena_with_plan', '?'):,} with the offline plan: "
+                  f"{'offline plan written into the model' if plan.get('written') else 'not written (no gain)'}."]
+    lines += ["", "## Arena breakdown (RecordingMicroAllocator)", "",
+              "| category | bytes | requested | allocations |", "|---|---:|---:|---:|"]
     for name, c in br["categories"].items():
-        lines.append(f"| {name} | {c['bytes']} | {c['requested_bytes']} | {c['allocations']} |")
-    lines += ["", "## Largest activation tensors", "", "| tensor | layer | shape | bytes |", "|---|---|---|---:|"]
-    for t in r["largest_tensors"]:
-        lines.append(f"| `{t['name']}` | {t['layer']} | {t['shape']} | {t['bytes']} |")
-    lines += ["", "## Board fit (recommended arena)", "",
-              "| board | RAM for arena | arena | RAM headroom | flash for model | model | flash headroom | fits |",
-              "|---|---:|---:|---:|---:|---:|---:|---|"]
+        lines.append(f"| {name} | {c['bytes']:,} | {c['requested_bytes']:,} | {c['allocations']} |")
+    lines += ["", "## Board fit", "",
+              f"Flash needed: model + tokenizer tables ({r.get('tokenizer_table_bytes') or 0:,}) + TFLM runtime and "
+              f"kernels ({TFLM_RUNTIME_FLASH_BYTES:,}, Cortex-M4 CMSIS-NN build of TFLM 90b983c2, measured outside "
+              "the project).", "",
+              "| board | RAM for the arena | arena | RAM headroom | flash available | flash needed | flash headroom "
+              "| fits |", "|---|---:|---:|---:|---:|---:|---:|---|"]
     for b in r["boards"]:
-        lines.append(f"| {b['name']} | {_kb(b['ram_available_bytes'])} | {_kb(r['recommended_arena_bytes'])} | "
-                     f"{_kb(b['ram_headroom_bytes'])} | {_kb(b['flash_available_bytes'])} | {_kb(r['model_bytes'])} | "
-                     f"{_kb(b['flash_headroom_bytes'])} | {'yes' if b['fits'] else 'NO'} |")
+        lines.append(f"| {b['name']} | {b['ram_available_bytes']:,} | {r['recommended_arena_bytes']:,} | "
+                     f"{b['ram_headroom_bytes']:,} | {b['flash_available_bytes']:,} | {b['flash_needed_bytes']:,} | "
+                     f"{b['flash_headroom_bytes']:,} | {'yes' if b['fits'] else 'NO'} |")
     lines += ["", "Reserves assumed:", ""] + [f"- {b['name']}: {b['reserve_note']}." for b in r["boards"]]
     return "\n".join(lines) + "\n"
 
 
 def report_plot(r: dict[str, Any]) -> bytes:
+    """One panel per board: RAM (arena vs what the board leaves) and flash (needed vs available), in KiB."""
     import io
 
     import matplotlib
@@ -222,20 +414,24 @@ def report_plot(r: dict[str, Any]) -> bytes:
     import matplotlib.pyplot as plt
 
     boards = r["boards"]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    x = np.arange(len(boards))
-    names = [b["name"] for b in boards]
-    for ax, kind, used, label in ((axes[0], "flash", r["model_bytes"], "model"),
-                                  (axes[1], "ram", r["recommended_arena_bytes"], "recommended arena")):
-        total = [b[f"{kind}_bytes"] / 1000 for b in boards]
-        avail = [b[f"{kind}_available_bytes"] / 1000 for b in boards]
-        ax.bar(x - 0.2, total, 0.4, label=f"board {kind}", color="#cccccc")
-        ax.bar(x - 0.2, avail, 0.4, label=f"{kind} after reserve", color="#88aadd")
-        ax.bar(x + 0.2, [used / 1000] * len(boards), 0.4, label=label, color="#dd7744")
-        ax.set_xticks(x, names, fontsize=8)
-        ax.set_ylabel("kB")
-        ax.set_title(f"{'Model bytes vs flash' if kind == 'flash' else 'Arena bytes vs RAM'}")
-        ax.legend(fontsize=7)
+    fig, axes = plt.subplots(1, len(boards), figsize=(4 * len(boards), 3.6))
+    for ax, b in zip(np.atleast_1d(axes), boards):
+        kinds = ("RAM", "flash")
+        avail = [b["ram_available_bytes"] / KIB, b["flash_available_bytes"] / KIB]
+        used = [r["recommended_arena_bytes"] / KIB, b["flash_needed_bytes"] / KIB]
+        for i in range(2):
+            ok = used[i] <= avail[i]
+            ax.barh(i, avail[i], color="#dddddd", label="available" if i == 0 else None)
+            ax.barh(i, used[i], height=0.5, color="#4a9a4a" if ok else "#cc4444",
+                    label=("needed: fits" if ok else "needed: does NOT fit"))
+            ax.text(used[i], i, f" {used[i]:.0f}{' ok' if ok else ' NO'}", va="center", fontsize=8)
+        ax.set_yticks([0, 1], kinds)
+        ax.set_xlim(0, max(max(avail), max(used)) * 1.25)
+        ax.set_xlabel("KiB")
+        ax.set_title(f"{b['name']}: {'fits' if b['fits'] else 'does NOT fit'}", fontsize=9)
+        ax.legend(fontsize=6, loc="lower right")
+    fig.suptitle(f"{r.get('run', '')} L={r.get('max_length', '?')}: arena {r['recommended_arena_bytes']:,} B, "
+                 f"model {r['model_bytes']:,} B", fontsize=10)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
@@ -245,11 +441,14 @@ def report_plot(r: dict[str, Any]) -> bytes:
 
 def arena_report(run_dir, *, write: bool = True) -> dict[str, Any]:
     """Measure the model of RUN_DIR and write arena_report.json / .md / .png."""
+    from .convert import NAMES_FILE, tensor_names
+
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise EmbBertError(f"{run_dir}: not a directory (expected a run directory)")
     data = load_tflite(run_dir / INT8_MODEL)
     graph = read_graph(data)
+    names = tensor_names(run_dir)
     minimum = minimal_arena(data)
     breakdown = recorded_allocations(data, minimum)
     if breakdown["total_bytes"] > minimum:
@@ -257,30 +456,47 @@ def arena_report(run_dir, *, write: bool = True) -> dict[str, Any]:
     margin = margin_for(minimum, graph)
     recommended = minimum + margin
     m = macs(graph)
+    tok_bytes = tokenizer_table_bytes(run_dir)
+    info = {}
+    try:
+        info = json.loads((run_dir / NAMES_FILE).read_text())
+    except (OSError, ValueError):
+        pass
+    scratch = cmsis_nn_scratch(graph)
     report = {
         "model_file": INT8_MODEL,
+        "run": run_dir.name,
         "model_bytes": len(data),
         "min_arena_bytes": minimum,
         "recorded_arena_bytes": breakdown["total_bytes"],
         "alignment_slack_bytes": minimum - breakdown["total_bytes"],
         "margin_bytes": margin,
-        "margin_rule": (f"{int(MARGIN_FRACTION * 100)} % of the host minimum (64-bit host vs 32-bit target "
-                        f"bookkeeping, TFLM version drift) + {scratch_estimate(graph)} bytes of optimised-kernel "
-                        f"scratch (CMSIS-NN/ESP-NN: 2 x in-channels x taps of the largest convolution), "
-                        f"rounded up to {MARGIN_ROUND} bytes"),
+        "margin_rule": (f"the largest CMSIS-NN scratch buffer of this graph on a Cortex-M4, "
+                        f"{scratch_estimate(graph):,} bytes ({scratch[0]['rule'] if scratch else 'none requested'}), "
+                        f"rounded up to {MARGIN_ROUND} bytes; nothing for the pointer size (the 64-bit host minimum "
+                        "is above a 32-bit target's)"),
+        "cmsis_nn_scratch": scratch,
         "recommended_arena_bytes": recommended,
         "total_footprint_bytes": len(data) + recommended,
+        "tokenizer_table_bytes": tok_bytes,
+        "tflm_runtime_flash_bytes": TFLM_RUNTIME_FLASH_BYTES,
         "breakdown": breakdown,
-        "largest_tensors": largest_tensors(graph),
+        "peak": peak_tensors(graph, names),
+        "persistent_copies": persistent_copies(graph),
+        "largest_tensors": largest_tensors(graph, names=names),
+        "memory_plan": info.get("plan"),
+        "graph_options": GraphOptionsLabel(info.get("options")),
         "macs": m["total"],
         "macs_per_op": m["per_op"],
         "host_latency_ms": host_latency_ms(data, recommended),
         "ops": graph.op_names,
-        "boards": board_fit(len(data), recommended),
+        "boards": board_fit(len(data), recommended, tok_bytes),
         "host": "x86-64 (64-bit pointers), tflite-micro Python runtime, reference kernels",
     }
     try:
-        report["config"] = {"preset": EmbBertConfig.load(run_dir).preset}
+        config = EmbBertConfig.load(run_dir)
+        report["config"] = {"preset": config.preset}
+        report["max_length"] = config.max_length
     except EmbBertError:
         pass
     if write:
@@ -291,4 +507,59 @@ def arena_report(run_dir, *, write: bool = True) -> dict[str, Any]:
     return report
 
 
-__all__ = ["minimal_arena", "arena_report", "arena_works", "recorded_allocations", "BOARDS", "REPORT_JSON"]
+def GraphOptionsLabel(options: dict | None) -> str:  # noqa: N802 - reads as the label it returns
+    if not options:
+        return "unknown (model converted before graph options were recorded)"
+    on = [k for k, v in options.items() if v]
+    return ", ".join(on) if on else "none"
+
+
+__all__ = ["minimal_arena", "arena_report", "arena_works", "recorded_allocations", "BOARDS", "BOARD_KEYS", "REPORT_JSON",
+           "ArenaProbe", "arena_budget_for", "board", "board_fit", "margin_for", "cmsis_nn_scratch", "peak_tensors",
+           "persistent_copies", "TFLM_RUNTIME_FLASH_BYTES"]
+
+
+def lever_table(run_dir, lengths, *, max_calibration: int = 100, out=None) -> list[dict[str, Any]]:
+    """docs/memory.md's table: the run's QAT model converted at each length with the levers added one
+    by one (each row measured: FlatBuffer bytes, exact minimal arena, its persistent / shared split,
+    recommended arena, MACs). Prints one JSON line per row (and appends it to `out`)."""
+    import dataclasses
+
+    from embbert.keras_model.model import load_model
+
+    from .convert import GraphOptions, build_int8, encoded_split
+
+    steps = [("before issue 12", GraphOptions(False, False, False, False, False)),
+             ("+ context on pre-transposed keys", GraphOptions(True, False, False, False, False)),
+             ("+ last layer on token 0", GraphOptions(True, True, False, False, False)),
+             ("+ causal conv: zero steps + VALID k taps", GraphOptions(True, True, False, False, True)),
+             ("+ names stripped", GraphOptions(True, True, True, False, True)),
+             ("+ offline memory plan (if it pays)", GraphOptions(True, True, True, True, True))]
+    run_dir = Path(run_dir)
+    base = EmbBertConfig.load(run_dir)
+    rows = []
+    for length in lengths:
+        config = dataclasses.replace(base, max_length=int(length))
+        tok, seg, _, _ = encoded_split(run_dir, config, "train", max_calibration)
+
+        def rep():
+            for i in range(tok.shape[0]):
+                yield {"token_ids": tok[i:i + 1], "segment_ids": seg[i:i + 1]}
+
+        qat = load_model(run_dir, qat=True, config=config)
+        for label, options in steps:
+            data, info = build_int8(qat, config, rep, options)
+            graph = read_graph(data)
+            minimum = minimal_arena(data)
+            rec = recorded_allocations(data, minimum)
+            row = {"L": int(length), "lever": label, "model_bytes": len(data), "min_arena_bytes": minimum,
+                   "persistent_bytes": rec["persistent_bytes"], "shared_bytes": rec["non_persistent_bytes"],
+                   "margin_bytes": margin_for(minimum, graph),
+                   "recommended_arena_bytes": minimum + margin_for(minimum, graph), "macs": macs(graph)["total"],
+                   "plan": info.get("plan")}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            if out is not None:
+                with open(out, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+    return rows

@@ -39,6 +39,9 @@ def register(subparsers) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by `embbert train`")
     p.add_argument("--max-calibration", type=positive_int, default=200, metavar="N",
                    help="representative examples from the train split (default 200)")
+    p.add_argument("--arena-budget", type=positive_int, default=None, metavar="BYTES",
+                   help="RAM for the tensor arena: keep the graph options (fewest MACs first) whose recommended "
+                   "arena fits, or fail naming the smallest reachable arena")
     p.add_argument("--no-arena", action="store_true", help="skip the arena report")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
@@ -71,7 +74,8 @@ def cmd_convert(args) -> int:
     _preflight(args, ("qat.weights.h5",))
     from embbert.tflite.convert import convert_run
 
-    summary = convert_run(args.run_dir, max_calibration=args.max_calibration)
+    summary = convert_run(args.run_dir, max_calibration=args.max_calibration,
+                          arena_budget=getattr(args, "arena_budget", None))
     if not args.no_arena:
         from embbert.tflite.arena import arena_report
 
@@ -92,6 +96,10 @@ def cmd_convert(args) -> int:
         print(f"arena: minimum {a['min_arena_bytes']} bytes, recommended {a['recommended_arena_bytes']} "
               f"(margin {a['margin_bytes']}); footprint {a['total_footprint_bytes']} bytes; {fits}")
         print(f"wrote {args.run_dir}/arena_report.json, .md, .png")
+    if summary.get("budget"):
+        b = summary["budget"]
+        print(f"arena budget {b['budget_bytes']} bytes: kept graph options with a recommended arena of "
+              f"{b['recommended_arena_bytes']} bytes")
     return 0
 
 

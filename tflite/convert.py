@@ -18,18 +18,20 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
 import tempfile
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
-from embbert.config import EmbBertConfig, atomic_write_bytes
+from embbert.config import EmbBertConfig, atomic_write_bytes, atomic_write_text
 from embbert.errors import EmbBertError
 
-from .ops import FLOAT_TYPES, Graph, layer_of, op_layer, read_graph
+from .ops import FLOAT_TYPES, Graph, layer_of, op_layer, read_graph, schema
 
 INT8_MODEL = "model_int8.tflite"
 FLOAT32_MODEL = "model_float32.tflite"
@@ -211,8 +213,105 @@ def convert_keras(deploy_model, representative=None) -> bytes:
     return _convert(conv, "float32 model")
 
 
-def convert_run(run_dir, *, max_calibration: int = 200, float32: bool = True) -> dict[str, Any]:
-    """Write RUN_DIR/model_int8.tflite (validated for TFLM) and RUN_DIR/model_float32.tflite."""
+@dataclass(frozen=True)
+class GraphOptions:
+    """How the deployed int8 graph is built (docs/memory.md has the bytes of each lever).
+
+    transposed_keys: the context matmul reads a pre-transposed y (no persistent transposed copy
+      per BATCH_MATMUL in TFLM); first_token_only: the last encoder layer computes position 0
+      only; strip_names: tensor names (but the inputs' and outputs') and signature strings
+      removed, the names kept in model_int8.names.json; offline_plan: TFLM's
+      `OfflineMemoryAllocation` metadata (the best of several first-fit orders), written only
+      where TFLM's measured minimal arena is smaller with it than without; causal_valid: the
+      causal convolution as k-1 zero steps (CONCATENATION) + a VALID convolution with the k
+      trained taps instead of a SAME convolution with k-1 zero taps (half the CMSIS-NN scratch,
+      one more (L+k-1) x d buffer while it runs)."""
+    transposed_keys: bool = True
+    first_token_only: bool = True
+    strip_names: bool = True
+    offline_plan: bool = True
+    causal_valid: bool = True
+
+    def label(self) -> str:
+        on = [k for k, v in asdict(self).items() if v]
+        return "+".join(on) if on else "none"
+
+
+DEFAULT_OPTIONS = GraphOptions()
+PREVIOUS_GRAPH = GraphOptions(False, False, False, False, False)  # the graph before issue 12
+
+
+def build_int8(qat, config: EmbBertConfig, representative, options: GraphOptions) -> tuple[bytes, dict]:
+    """Convert, validate and finalise one deployed int8 graph: (bytes, info)."""
+    from embbert.keras_model.model import build_deploy_model
+
+    deploy = build_deploy_model(qat, config, transposed_keys=options.transposed_keys,
+                                first_token_only=options.first_token_only, causal_valid=options.causal_valid)
+    raw = convert_keras(deploy, representative)
+    validate_for_tflm(raw)  # on the named graph: messages name tensors and layers
+    data, info = finalize_model(raw, plan=False, strip_names=options.strip_names)
+    if options.offline_plan:
+        # Measured, not simulated: TFLM's arena with and without the offline plan; the smaller one is kept.
+        from .arena import minimal_arena
+
+        planned, pinfo = finalize_model(raw, plan=True, strip_names=options.strip_names)
+        without, with_plan = minimal_arena(data), minimal_arena(planned)
+        pinfo["plan"].update(tflm_min_arena_without_plan=without, tflm_min_arena_with_plan=with_plan,
+                             written=with_plan < without)
+        if with_plan < without:
+            data, info = planned, pinfo
+        else:
+            info["plan"] = pinfo["plan"]
+    info["options"] = asdict(options)
+    return data, info
+
+
+def _measure(data: bytes, info: dict) -> tuple[int, int, int]:
+    """(MACs, recommended arena, minimal arena) of a candidate; recorded in info["arena"]."""
+    from .arena import margin_for, minimal_arena
+    from .ops import macs
+
+    graph = read_graph(data)
+    minimum = minimal_arena(data)
+    recommended = minimum + margin_for(minimum, graph)
+    info["arena"] = {"min_arena_bytes": minimum, "recommended_arena_bytes": recommended}
+    return macs(graph)["total"], recommended, minimum
+
+
+def _smallest_arena(candidates: list[tuple[bytes, dict]]) -> tuple[bytes, dict]:
+    """The candidate with the smallest recommended arena (then the fewest MACs, then the fewest bytes)."""
+    if len(candidates) == 1:
+        return candidates[0]
+    rows = [(_measure(d, i), len(d), d, i) for d, i in candidates]
+    best = min(rows, key=lambda r: (r[0][1], r[0][0], r[1]))
+    return best[2], best[3]
+
+
+def _budget_choice(candidates: list[tuple[bytes, dict]], budget: int) -> tuple[bytes, dict]:
+    """The candidate with the fewest MACs whose recommended arena fits `budget`, else EmbBertError."""
+    rows = []
+    for data, info in candidates:
+        m, recommended, minimum = _measure(data, info)
+        info["arena"]["budget_bytes"] = budget
+        rows.append((m, recommended, minimum, data, info))
+    fitting = sorted((r for r in rows if r[1] <= budget), key=lambda r: (r[0], r[1]))
+    if not fitting:
+        best = min(rows, key=lambda r: r[1])
+        raise EmbBertError(f"no graph fits an arena budget of {budget} bytes: the smallest reachable recommended "
+                           f"arena is {best[1]} bytes (minimum {best[2]} + margin {best[1] - best[2]}, options "
+                           f"{GraphOptions(**best[4]['options']).label()}); shorten --max-length or raise the budget")
+    return fitting[0][3], fitting[0][4]
+
+
+def convert_run(run_dir, *, max_calibration: int = 200, float32: bool = True, options: GraphOptions | None = None,
+                arena_budget: int | None = None) -> dict[str, Any]:
+    """Write RUN_DIR/model_int8.tflite (validated for TFLM) and RUN_DIR/model_float32.tflite.
+
+    Without a budget, both forms of the causal convolution are converted and the one with the
+    smaller recommended arena is kept. `arena_budget` (bytes): the candidates (both convolution
+    forms, with and without `first_token_only`) are measured and the one with the fewest MACs whose
+    recommended arena (minimum + margin) fits is kept, or one line names the smallest reachable
+    arena; nothing is written then."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise EmbBertError(f"{run_dir}: not a directory (expected a run directory from `embbert train`)")
@@ -223,6 +322,8 @@ def convert_run(run_dir, *, max_calibration: int = 200, float32: bool = True) ->
         raise EmbBertError(f"{run_dir}: no QAT model ({QAT_WEIGHTS}); run `embbert train` first")
     if max_calibration < 1:
         raise EmbBertError(f"max calibration examples must be >= 1, got {max_calibration}")
+    if arena_budget is not None and arena_budget < 1:
+        raise EmbBertError(f"arena budget must be a positive number of bytes, got {arena_budget}")
     tok, seg, _, _ = encoded_split(run_dir, config, "train", max_calibration)
 
     def representative():
@@ -230,14 +331,29 @@ def convert_run(run_dir, *, max_calibration: int = 200, float32: bool = True) ->
             yield {"token_ids": tok[i:i + 1], "segment_ids": seg[i:i + 1]}
 
     qat = load_model(run_dir, qat=True, config=config)
-    int8 = convert_keras(build_deploy_model(qat, config), representative)
-    ops = validate_for_tflm(int8)
+    options = options or DEFAULT_OPTIONS
+    # The two forms of the causal convolution trade CMSIS-NN scratch for a padded buffer: which one
+    # needs less arena depends on where the peak is, so both are converted and measured.
+    tries = [options]
+    if options.transposed_keys:
+        tries.append(replace(options, causal_valid=not options.causal_valid))
+    if arena_budget is None:
+        int8, info = _smallest_arena([build_int8(qat, config, representative, o) for o in tries])
+    else:
+        if options.first_token_only:
+            tries += [replace(o, first_token_only=False) for o in list(tries)]
+        int8, info = _budget_choice([build_int8(qat, config, representative, o) for o in tries], arena_budget)
+    options = GraphOptions(**info["options"])
+    ops = read_graph(int8).op_names
     float_bytes = None
     if float32:
         flt = load_model(run_dir, qat=False, config=config)
-        float_bytes = convert_keras(build_deploy_model(flt, config))
+        float_bytes = convert_keras(build_deploy_model(flt, config, transposed_keys=options.transposed_keys,
+                                                       first_token_only=options.first_token_only,
+                                                       causal_valid=options.causal_valid))
     atomic_write_bytes(run_dir / INT8_MODEL, int8)
     atomic_write_bytes(run_dir / INT8_SHA256, f"{hashlib.sha256(int8).hexdigest()}  {INT8_MODEL}\n".encode())
+    atomic_write_text(run_dir / NAMES_FILE, json.dumps(info, indent=1) + "\n")
     if float_bytes is not None:
         atomic_write_bytes(run_dir / FLOAT32_MODEL, float_bytes)
     graph = read_graph(int8)
@@ -248,6 +364,10 @@ def convert_run(run_dir, *, max_calibration: int = 200, float32: bool = True) ->
         "int8_bytes": len(int8),
         "float32_bytes": len(float_bytes) if float_bytes is not None else None,
         "ops": ops,
+        "graph_options": info["options"],
+        "memory_plan": info.get("plan"),
+        "budget": info.get("arena") if arena_budget is not None else None,
+        "candidates_measured": info.get("arena"),
         "calibration_examples": int(tok.shape[0]),
         "inputs": {graph.tensors[i].name: {"dtype": graph.tensors[i].dtype, "shape": graph.tensors[i].shape}
                    for i in graph.inputs},
@@ -255,6 +375,92 @@ def convert_run(run_dir, *, max_calibration: int = 200, float32: bool = True) ->
                    "scale": out.scale[0] if out.scale else None,
                    "zero_point": out.zero_point[0] if out.zero_point else None},
     }
+
+
+def tensor_names(run_dir) -> dict[int, str]:
+    """Converter names of the deployed model's tensors (the FlatBuffer itself has them stripped)."""
+    path = Path(run_dir) / NAMES_FILE
+    try:
+        return {int(k): v for k, v in json.loads(path.read_text())["names"].items()}
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
+# --------------------------------------------------------------------------
+# the deployed FlatBuffer: offline memory plan, names stripped
+# --------------------------------------------------------------------------
+OFFLINE_PLAN_METADATA = "OfflineMemoryAllocation"  # micro_allocation_info.cc, kOfflineMemAllocMetadata
+NAMES_FILE = "model_int8.names.json"  # tensor index -> converter name, for messages about a stripped model
+
+
+def _pack(model) -> bytes:
+    """Serialise a schema ModelT with every byte vector (weight buffers) 16-byte aligned, as the
+    converter leaves them (int32 biases and int8 weights are read in place by TFLM)."""
+    import flatbuffers
+
+    class AlignedBuilder(flatbuffers.Builder):
+        def StartVector(self, elemSize, numElems, alignment):  # noqa: N802, N803 - flatbuffers' names
+            return super().StartVector(elemSize, numElems, max(alignment, 16) if elemSize == 1 else alignment)
+
+    builder = AlignedBuilder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def offline_plan(graph: Graph) -> tuple[list[int], dict[str, Any]]:
+    """Offsets for TFLM's `OfflineMemoryAllocation` metadata (-1: planned by TFLM at run time)."""
+    from .ops import best_plan, live_lower_bound, place, plan_buffers, tflm_greedy_order
+
+    buffers = plan_buffers(graph)
+    offsets, peak, rule = best_plan(buffers)
+    _, greedy_peak = place(buffers, tflm_greedy_order(buffers))
+    plan = [-1] * len(graph.tensors)
+    for t, off in offsets.items():
+        plan[t] = off
+    return plan, {"planned_bytes": peak, "simulated_greedy_bytes": greedy_peak,
+                  "live_lower_bound_bytes": live_lower_bound(buffers), "rule": rule, "buffers": len(buffers)}
+
+
+def finalize_model(tflite_bytes: bytes, *, plan: bool = True, strip_names: bool = True,
+                   offsets: list[int] | None = None) -> tuple[bytes, dict]:
+    """The deployed FlatBuffer: with `plan`, an `OfflineMemoryAllocation` metadata entry (int32
+    [version 0, subgraph 0, n tensors, offset per tensor]) that TFLM's allocator uses instead of its
+    own greedy plan; with `strip_names`, every tensor name except the inputs' and outputs' and the
+    signature strings removed. `offsets`: a plan of your own (tests). Returns the bytes and
+    {"names": {index: name}, "plan": ...}."""
+    s = schema()
+    graph = read_graph(tflite_bytes)
+    model = s.ModelT.InitFromPackedBuf(bytearray(tflite_bytes), 0)
+    info: dict[str, Any] = {"names": {str(t.index): t.name for t in graph.tensors}}
+    sub = model.subgraphs[0]
+    if plan:
+        if offsets is None:
+            offsets, info["plan"] = offline_plan(graph)
+        else:
+            info["plan"] = {"given": True}
+        values = np.array([0, 0, len(offsets)] + offsets, dtype="<i4").view(np.uint8)
+        buf = s.BufferT()
+        buf.data = values
+        model.buffers = list(model.buffers or []) + [buf]
+        meta = s.MetadataT()
+        meta.name = OFFLINE_PLAN_METADATA
+        meta.buffer = len(model.buffers) - 1
+        model.metadata = [m for m in (model.metadata or []) if _name(m.name) != OFFLINE_PLAN_METADATA] + [meta]
+    if strip_names:
+        keep = set(graph.inputs) | set(graph.outputs)
+        for i, t in enumerate(sub.tensors):
+            if i not in keep:
+                t.name = ""
+        sub.name = ""
+        model.signatureDefs = None
+        model.description = ""
+    data = _pack(model)
+    read_graph(data)  # still a valid FlatBuffer
+    return data, info
+
+
+def _name(x) -> str:
+    return x.decode() if isinstance(x, (bytes, bytearray)) else str(x or "")
 
 
 def load_tflite(path) -> bytes:
@@ -270,5 +476,6 @@ def load_tflite(path) -> bytes:
     return data
 
 
-__all__ = ["TFLM_INT8_OPS", "INT8_MODEL", "FLOAT32_MODEL", "convert_run", "validate_for_tflm", "load_tflite",
+__all__ = ["TFLM_INT8_OPS", "INT8_MODEL", "FLOAT32_MODEL", "NAMES_FILE", "GraphOptions", "DEFAULT_OPTIONS",
+           "PREVIOUS_GRAPH", "build_int8", "finalize_model", "tensor_names", "convert_run", "validate_for_tflm", "load_tflite",
            "convert_keras", "encoded_split", "layer_of", "captured_stderr"]
