@@ -59,7 +59,7 @@ def register(sub) -> None:
     a.add_argument("--docs-dir", default=None,
                    help="where results.md/.json/.png go (default RUNS_DIR/results; give docs to update the "
                    "project's docs/results.md)")
-    a.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    a.add_argument("--seed", type=non_negative_int, default=0, help="random seed, >= 0 (default 0)")
     a.set_defaults(func=cmd_accuracy)
     for name in BENCH_MODULES:
         importlib.import_module(name).register_bench(bsub)

@@ -20,7 +20,7 @@ def _add_train_settings(p: argparse.ArgumentParser, *, lr: float) -> None:
     p.add_argument("--strategy", choices=STRATEGIES, default="default",
                    help="tf.distribute strategy: default; mirrored (MirroredStrategy over all local devices); "
                    "multi-worker (MultiWorkerMirroredStrategy over the workers of $TF_CONFIG, docs/training.md)")
-    p.add_argument("--seed", type=int, default=d.seed, help="random seed (default 0)")
+    p.add_argument("--seed", type=non_negative_int, default=d.seed, help="random seed, >= 0 (default 0)")
 
 
 def register(sub) -> None:

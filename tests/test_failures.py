@@ -171,6 +171,7 @@ _add("train", [
     ("multi-worker-index-out-of-range", ["train", "--task", "emotion", "--out", "r", "--strategy", "multi-worker"], 2,
      ONE_WORKER_OUT_OF_RANGE),
     ("unknown-strategy", ["train", "--task", "emotion", "--out", "r", "--strategy", "tpu"], 2),
+    ("seed-negative", ["train", "--task", "emotion", "--out", "r", "--seed", "-1"], 2),
 ])
 for _cmd, _needs in (("convert", "qat.weights.h5"), ("check", "model_int8.tflite")):
     _add(_cmd, [
