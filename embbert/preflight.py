@@ -56,7 +56,11 @@ def tokenizer_dir(path: str | None) -> str | None:
 def init_dir(path: str | None) -> str | None:
     if path is None:
         return None
-    return str(directory_with(path, CONFIG_FILE, "pretrained backbone directory", "--init").resolve())
+    from embbert.keras_model.presets import list_presets, preset_dir
+
+    if not Path(path).exists() and path in list_presets():  # a shipped pretrained preset, by name
+        return str(preset_dir(path))
+    return str(directory_with(path, CONFIG_FILE, "pretrained backbone directory or preset name", "--init").resolve())
 
 
 def files(paths, flag: str, what: str) -> None:

@@ -57,7 +57,7 @@ def register(sub) -> None:
     t.add_argument("--qat-learning-rate", type=positive_float, default=2e-5, help="QAT learning rate (default 2e-5)")
     t.add_argument("--steps-per-epoch", type=positive_int, default=None, help="steps per epoch (default: one pass)")
     t.add_argument("--max-train-examples", type=positive_int, default=None, help="use a seeded subset of the train split")
-    t.add_argument("--init", default=None, help="pretrained backbone directory from `embbert pretrain`")
+    t.add_argument("--init", default=None, help="pretrained backbone: a directory from `embbert pretrain` or a shipped preset name (tiny_en, embbert_en)")
     t.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     t.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs to RUN_DIR/tensorboard")
     _add_train_settings(t, lr=5e-5)

@@ -17,12 +17,20 @@ from embbert.errors import EmbBertError
 
 PRETRAINED_ROOT = Path(__file__).resolve().parent / "pretrained"
 SHIPPED_FILES = ("config.json", "backbone.weights.h5", "tokenizer", "README.md")
+#: The shipped preset that `embbert run --init auto` starts from, per model size.
+DEFAULT_FOR_SIZE = {"tiny": "tiny_en", "embbert": "embbert_en"}
 
 
 def list_presets() -> list[str]:
     if not PRETRAINED_ROOT.is_dir():
         return []
     return sorted(p.name for p in PRETRAINED_ROOT.iterdir() if (p / "backbone.weights.h5").is_file())
+
+
+def default_for(size: str) -> str | None:
+    """The shipped pretrained preset for a model size preset, or None when none is shipped."""
+    name = DEFAULT_FOR_SIZE.get(size)
+    return name if name in list_presets() else None
 
 
 def preset_dir(name: str) -> Path:
