@@ -82,14 +82,15 @@ def _iter_texts(texts_or_files: Iterable) -> Iterable[str]:
         if isinstance(item, Path):
             if not item.is_file():
                 raise EmbBertError(f"{item}: corpus file not found (expected a UTF-8 text file)")
-            try:
-                with open(item, encoding="utf-8") as f:
-                    for line in f:
-                        line = line.rstrip("\n")
-                        if line:
-                            yield line
-            except UnicodeDecodeError as exc:
-                raise EmbBertError(f"{item}: not valid UTF-8 text ({exc.reason} at byte {exc.start})") from None
+            with open(item, "rb") as f:
+                for n, raw in enumerate(f, 1):
+                    try:
+                        line = raw.decode("utf-8").rstrip("\n")
+                    except UnicodeDecodeError as exc:
+                        raise EmbBertError(f"{item}:{n}: not valid UTF-8 ({exc.reason} at byte {exc.start + 1} "
+                                           "of the line)") from None
+                    if line:
+                        yield line
         else:
             yield str(item)
 

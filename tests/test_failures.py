@@ -32,6 +32,7 @@ def _workspace(root: Path) -> None:
     root.mkdir(parents=True, exist_ok=True)
     (root / "afile.txt").write_text("not a folder\n")
     (root / "empty.txt").write_text("")
+    (root / "latin1.txt").write_bytes(b"hello world\ncaf\xe9 au lait\n")
     (root / "emptydir").mkdir()
     bad = root / "badjson"
     bad.mkdir()
@@ -97,6 +98,7 @@ _add("tokenizer train", [
     ("missing-corpus", ["tokenizer", "train", "--corpus", "missing.txt", "--out", "tok"], 1),
     ("corpus-is-dir", ["tokenizer", "train", "--corpus", "emptydir", "--out", "tok"], 1),
     ("empty-corpus", ["tokenizer", "train", "--corpus", "empty.txt", "--out", "tok"], 1),
+    ("corpus-not-utf8", ["tokenizer", "train", "--corpus", "latin1.txt", "--out", "tok"], 1),
     ("vocab-zero", ["tokenizer", "train", "--corpus", "afile.txt", "--vocab-size", "0", "--out", "tok"], 2),
     ("vocab-negative", ["tokenizer", "train", "--corpus", "afile.txt", "--vocab-size", "-5", "--out", "tok"], 2),
     ("vocab-text", ["tokenizer", "train", "--corpus", "afile.txt", "--vocab-size", "abc", "--out", "tok"], 2),
@@ -392,6 +394,17 @@ def test_bad_bytes_name_file_and_line(tmp_path, kind):
     (task / f"train.{kind}").write_bytes(good + bad_label)
     with pytest.raises(EmbBertError, match=rf"train\.{kind}:{line}: unknown label 7"):
         load_task(str(task))
+
+
+def test_bad_corpus_line_names_file_and_line(tmp_path):
+    from embbert.datasets.tokenizer import train_tokenizer
+    from embbert.errors import EmbBertError
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_bytes(b"hello world\n\ncaf\xe9 au lait\n")
+    with pytest.raises(EmbBertError, match=r"c\.txt:3: not valid UTF-8"):
+        train_tokenizer([corpus], vocab_size=300, out_dir=tmp_path / "tok")
+    assert not (tmp_path / "tok").exists()
 
 
 def test_outputs_respect_the_umask(tmp_path):
