@@ -37,11 +37,15 @@ def test_ops_and_dtypes(converted):
     assert sorted(g.tensors[i].dtype for i in g.inputs) == ["int32", "int32"]
     assert g.input_index("token_ids") != g.input_index("segment_ids")
     assert g.tensors[g.outputs[0]].dtype == "int8" and g.tensors[g.outputs[0]].shape == [1, 3]
+    ids = set(g.inputs)  # the int32 inputs and slices of them (the last layer's segment id of token 0)
+    for op in g.ops:
+        if op.name in ("STRIDED_SLICE", "RESHAPE") and op.inputs[0] in ids:
+            ids.update(op.outputs)
     for t in g.tensors:
         assert t.dtype in ("int8", "int32"), (t.name, t.dtype)
         assert all(d > 0 for d in t.shape_signature), t.name
         if t.dtype == "int32":
-            assert t.constant or t.index in g.inputs, t.name  # only inputs, index constants and biases
+            assert t.constant or t.index in ids, t.index  # only ids, index constants and biases
     for op in g.ops:
         if op.name == "FULLY_CONNECTED":
             assert g.tensors[op.inputs[1]].dtype == "int8"
