@@ -276,8 +276,9 @@ class EfficientAttention(QuantizableLayer):
         key_bias = tf.expand_dims(tf.gather(tf.stack([-penalty, zero, zero]), segment_ids), 1)
         keys_t = None
         parts = []
+        kernel, bias = self.fqw(self.query_kernel * scale), self.query_bias * scale  # one constant for all blocks
         for start in range(0, length, size):
-            q = _linear(y[:, start:start + size], self.fqw(self.query_kernel * scale), self.query_bias * scale)
+            q = _linear(y[:, start:start + size], kernel, bias)
             q = self.fq("query", q, False)
             scores = self.fq("scores", tf.matmul(q, y, transpose_b=True), False)
             probs = self.fq("probs", tf.nn.softmax(self.fq("masked_scores", scores + key_bias, False), axis=-1), False)

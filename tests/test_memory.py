@@ -213,7 +213,7 @@ def test_deploy_options_leave_the_training_graph_alone(tiny_run_dir):
     tok, seg, _, _ = encoded_split(tiny_run_dir, config, "test", 8)
     ref = model.predict({"token_ids": tok, "segment_ids": seg}, verbose=0)
     for kw in ({"transposed_keys": False, "first_token_only": False, "causal_valid": False}, {},
-               {"causal_valid": False}):
+               {"causal_valid": False}, {"query_blocks": 3}):
         dm = build_deploy_model(model, config, **kw)
         out = np.concatenate([dm({"token_ids": tok[i:i + 1], "segment_ids": seg[i:i + 1]}).numpy() for i in range(8)])
         np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)

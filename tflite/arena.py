@@ -510,7 +510,7 @@ def arena_report(run_dir, *, write: bool = True) -> dict[str, Any]:
 def GraphOptionsLabel(options: dict | None) -> str:  # noqa: N802 - reads as the label it returns
     if not options:
         return "unknown (model converted before graph options were recorded)"
-    on = [k for k, v in options.items() if v]
+    on = [k if v is True else f"{k}={v}" for k, v in options.items() if v and not (k == "query_blocks" and v == 1)]
     return ", ".join(on) if on else "none"
 
 
@@ -534,7 +534,9 @@ def lever_table(run_dir, lengths, *, max_calibration: int = 100, out=None) -> li
              ("+ last layer on token 0", GraphOptions(True, True, False, False, False)),
              ("+ causal conv: zero steps + VALID k taps", GraphOptions(True, True, False, False, True)),
              ("+ names stripped", GraphOptions(True, True, True, False, True)),
-             ("+ offline memory plan (if it pays)", GraphOptions(True, True, True, True, True))]
+             ("+ offline memory plan (if it pays)", GraphOptions(True, True, True, True, True)),
+             ("+ attention in 4 query blocks", GraphOptions(True, True, True, True, True, 4)),
+             ("  same, SAME-padded conv", GraphOptions(True, True, True, True, False, 4))]
     run_dir = Path(run_dir)
     base = EmbBertConfig.load(run_dir)
     rows = []

@@ -225,20 +225,23 @@ class GraphOptions:
       where TFLM's measured minimal arena is smaller with it than without; causal_valid: the
       causal convolution as k-1 zero steps (CONCATENATION) + a VALID convolution with the k
       trained taps instead of a SAME convolution with k-1 zero taps (half the CMSIS-NN scratch,
-      one more (L+k-1) x d buffer while it runs)."""
+      one more (L+k-1) x d buffer while it runs); query_blocks: the attention of every layer but a
+      token-0 one in that many query row blocks (one block's scores alive at a time)."""
     transposed_keys: bool = True
     first_token_only: bool = True
     strip_names: bool = True
     offline_plan: bool = True
     causal_valid: bool = True
+    query_blocks: int = 1
 
     def label(self) -> str:
-        on = [k for k, v in asdict(self).items() if v]
+        on = [k if v is True else f"{k}={v}" for k, v in asdict(self).items() if v and not (k == "query_blocks" and v == 1)]
         return "+".join(on) if on else "none"
 
 
 DEFAULT_OPTIONS = GraphOptions()
-PREVIOUS_GRAPH = GraphOptions(False, False, False, False, False)  # the graph before issue 12
+PREVIOUS_GRAPH = GraphOptions(False, False, False, False, False, 1)  # the graph before issue 12
+QUERY_BLOCKS = 4  # tried from L >= 128, where the L x L scores make the peak (docs/memory.md)
 
 
 def build_int8(qat, config: EmbBertConfig, representative, options: GraphOptions) -> tuple[bytes, dict]:
@@ -246,7 +249,8 @@ def build_int8(qat, config: EmbBertConfig, representative, options: GraphOptions
     from embbert.keras_model.model import build_deploy_model
 
     deploy = build_deploy_model(qat, config, transposed_keys=options.transposed_keys,
-                                first_token_only=options.first_token_only, causal_valid=options.causal_valid)
+                                first_token_only=options.first_token_only, causal_valid=options.causal_valid,
+                                query_blocks=options.query_blocks)
     raw = convert_keras(deploy, representative)
     validate_for_tflm(raw)  # on the named graph: messages name tensors and layers
     data, info = finalize_model(raw, plan=False, strip_names=options.strip_names)
@@ -288,13 +292,15 @@ def _smallest_arena(candidates: list[tuple[bytes, dict]]) -> tuple[bytes, dict]:
 
 
 def _budget_choice(candidates: list[tuple[bytes, dict]], budget: int) -> tuple[bytes, dict]:
-    """The candidate with the fewest MACs whose recommended arena fits `budget`, else EmbBertError."""
+    """The candidate whose recommended arena fits `budget`: exact graphs (no query blocks) first, then the
+    fewest MACs, then the smallest arena; else EmbBertError naming the smallest reachable arena."""
     rows = []
     for data, info in candidates:
         m, recommended, minimum = _measure(data, info)
         info["arena"]["budget_bytes"] = budget
         rows.append((m, recommended, minimum, data, info))
-    fitting = sorted((r for r in rows if r[1] <= budget), key=lambda r: (r[0], r[1]))
+    fitting = sorted((r for r in rows if r[1] <= budget),
+                     key=lambda r: (r[4]["options"].get("query_blocks", 1) > 1, r[0], r[1]))
     if not fitting:
         best = min(rows, key=lambda r: r[1])
         raise EmbBertError(f"no graph fits an arena budget of {budget} bytes: the smallest reachable recommended "
@@ -308,10 +314,10 @@ def convert_run(run_dir, *, max_calibration: int = 200, float32: bool = True, op
     """Write RUN_DIR/model_int8.tflite (validated for TFLM) and RUN_DIR/model_float32.tflite.
 
     Without a budget, both forms of the causal convolution are converted and the one with the
-    smaller recommended arena is kept. `arena_budget` (bytes): the candidates (both convolution
-    forms, with and without `first_token_only`) are measured and the one with the fewest MACs whose
-    recommended arena (minimum + margin) fits is kept, or one line names the smallest reachable
-    arena; nothing is written then."""
+    smaller recommended arena is kept. `arena_budget` (bytes): the same candidates, and from L=128
+    also with the attention in QUERY_BLOCKS query blocks (not bit-identical: used only when no exact
+    graph fits), are measured; the exact one with the fewest MACs whose recommended arena (minimum +
+    margin) fits is kept, or one line names the smallest reachable arena; nothing is written then."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise EmbBertError(f"{run_dir}: not a directory (expected a run directory from `embbert train`)")
@@ -337,11 +343,12 @@ def convert_run(run_dir, *, max_calibration: int = 200, float32: bool = True, op
     tries = [options]
     if options.transposed_keys:
         tries.append(replace(options, causal_valid=not options.causal_valid))
+        if arena_budget is not None and config.max_length >= 128 and options.query_blocks == 1:
+            # not bit-identical (docs/memory.md): only when a budget asks for it, and only if nothing exact fits
+            tries += [replace(o, query_blocks=QUERY_BLOCKS) for o in list(tries)]
     if arena_budget is None:
         int8, info = _smallest_arena([build_int8(qat, config, representative, o) for o in tries])
     else:
-        if options.first_token_only:
-            tries += [replace(o, first_token_only=False) for o in list(tries)]
         int8, info = _budget_choice([build_int8(qat, config, representative, o) for o in tries], arena_budget)
     options = GraphOptions(**info["options"])
     ops = read_graph(int8).op_names
@@ -350,7 +357,8 @@ def convert_run(run_dir, *, max_calibration: int = 200, float32: bool = True, op
         flt = load_model(run_dir, qat=False, config=config)
         float_bytes = convert_keras(build_deploy_model(flt, config, transposed_keys=options.transposed_keys,
                                                        first_token_only=options.first_token_only,
-                                                       causal_valid=options.causal_valid))
+                                                       causal_valid=options.causal_valid,
+                                                       query_blocks=options.query_blocks))
     atomic_write_bytes(run_dir / INT8_MODEL, int8)
     atomic_write_bytes(run_dir / INT8_SHA256, f"{hashlib.sha256(int8).hexdigest()}  {INT8_MODEL}\n".encode())
     atomic_write_text(run_dir / NAMES_FILE, json.dumps(info, indent=1) + "\n")
