@@ -53,7 +53,7 @@ def register(sub) -> None:
     a.add_argument("--batch-size", type=positive_int, default=32, help="batch size (default 32)")
     a.add_argument("--max-train-examples", type=positive_int, default=None, help="seeded subset of each train split")
     a.add_argument("--max-test-examples", type=positive_int, default=None, help="limit each check to N test examples")
-    a.add_argument("--init", default=None, help="pretrained backbone directory (`embbert pretrain`) for every task")
+    a.add_argument("--init", default=None, help="pretrained backbone for every task: a directory from `embbert pretrain` or a shipped preset name (embbert_en)")
     a.add_argument("--data-dir", default=None, help="data directory (default $EMBBERT_DATA_DIR, else the hub)")
     a.add_argument("--runs-dir", default="runs/bench", help="where the run directories go (default runs/bench)")
     a.add_argument("--docs-dir", default=None,
