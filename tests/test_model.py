@@ -160,7 +160,9 @@ def test_padding_does_not_change_logits(preset):
         a = short({"token_ids": tok[None], "segment_ids": seg[None]}, training=False).numpy()
         b = model({"token_ids": long_tok[None], "segment_ids": long_seg[None]}, training=False).numpy()
         assert np.abs(a).max() > 1e-3
-        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+        # float32 rounding only: the deployed graph computes the same sums in another order
+        # (pre-transposed keys, token 0 only), so allow 1e-5 relative as well as absolute
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
 def test_padding_is_masked_not_ignored_by_accident():
