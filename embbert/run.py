@@ -48,8 +48,8 @@ def register(sub) -> None:
     p.add_argument("--data-dir", default=None, help="data directory in hub layout (default $EMBBERT_DATA_DIR, else the hub)")
     p.add_argument("--init", default="auto",
                    help="pretrained backbone: a directory from `embbert pretrain`, a shipped preset name, 'none' "
-                   "(train from scratch) or 'auto' (default: the shipped preset of --preset, tiny -> tiny_en, "
-                   "embbert -> embbert_en; from scratch for the other sizes)")
+                   "(train from scratch) or 'auto' (default: tiny -> tiny_en; from scratch for the other sizes, "
+                   "where no shipped preset was measured to help: docs/presets.md)")
     p.add_argument("--out", default=None, help="run directory (default runs/<task>-<preset>-L<L>)")
     p.add_argument("--export-dir", default=None, help="where the C sources go (default: `embbert export`'s default)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="random seed, >= 0 (default 0)")
