@@ -445,7 +445,7 @@ def pretrain(
         if (out_dir / BACKBONE_WEIGHTS).exists() or state_dir.exists():
             raise EmbBertError(f"{out_dir} already holds a pretraining run; use --resume or choose another --out")
         settings = settings or PretrainSettings()
-    init_dir = resolve_pretrained(init) if init else None
+    init_dir = resolve_pretrained(init) if init and not resume else None  # a resume restores its checkpoint
     lines = read_corpus(corpus)
     created = not out_dir.exists()
     try:
