@@ -4,8 +4,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from embbert.cli import positive_int as _positive_int
-from embbert.errors import EmbBertError
+from embbert.core.args import positive_int as _positive_int
+from embbert.core.errors import EmbBertError
+
+from .loading import data_dir_arg
+from .tasks import task_arg
 
 
 def register(subparsers) -> None:
@@ -52,9 +55,7 @@ def cmd_data_list(args) -> int:
     from .loading import count_lines, local_files, resolve_data_dir, task_available_locally
     from .tasks import TASKS
 
-    from embbert import preflight
-
-    preflight.data_dir(args.data_dir)  # a named folder that does not exist: one-line error, exit 2
+    data_dir_arg(args.data_dir)  # a named folder that does not exist: one-line error, exit 2
     data_dir = resolve_data_dir(args.data_dir)
     rows = []
     for name, spec in TASKS.items():
@@ -78,7 +79,7 @@ def cmd_data_list(args) -> int:
 
 
 def cmd_tokenizer_train(args) -> int:
-    from embbert import preflight
+    from embbert.core import preflight
 
     from .tokenizer import train_tokenizer
 
@@ -90,11 +91,11 @@ def cmd_tokenizer_train(args) -> int:
             if not p.is_file():
                 raise EmbBertError(f"{p}: corpus file not found (expected a UTF-8 text file)")
     else:
-        from embbert import preflight
+        from embbert.core import preflight
 
         from .loading import load_task
 
-        data = load_task(preflight.task(args.task), preflight.data_dir(args.data_dir))
+        data = load_task(task_arg(args.task), data_dir_arg(args.data_dir))
         sources = list(data.train.texts_a) + list(data.train.texts_b or [])
     out = train_tokenizer(sources, vocab_size=args.vocab_size, out_dir=args.out)
     config = json.loads((out / "tokenizer_config.json").read_text(encoding="utf-8"))

@@ -15,7 +15,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from embbert.errors import EmbBertError
+from embbert.core.errors import EmbBertError, UsageError
 
 from .tasks import TaskSpec, get_task
 
@@ -40,6 +40,19 @@ def resolve_data_dir(arg: str | os.PathLike | None) -> Path | None:
         what = "is not a directory" if path.exists() else "not found"
         raise EmbBertError(f"{path}: {origin} {what} (expected a folder in hub layout: hub/<owner>/<name>/...)")
     return path
+
+
+def data_dir_arg(arg: str | None) -> str | None:
+    """`--data-dir` (or $EMBBERT_DATA_DIR) as an absolute path; a named folder that does not exist is an error."""
+    if arg is not None and not str(arg).strip():
+        raise UsageError("--data-dir: empty path")
+    try:
+        path = resolve_data_dir(arg)
+    except EmbBertError as exc:
+        raise UsageError(str(exc)) from None
+    return str(path.resolve()) if path is not None else None
+
+
 
 
 @dataclass

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from embbert.errors import EmbBertError
+from embbert.core.errors import EmbBertError
 
 METRICS = ("accuracy", "matthews", "f1_weighted", "spearman")
 

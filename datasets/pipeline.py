@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from embbert.errors import EmbBertError
+from embbert.core.errors import EmbBertError
 
 from .loading import Split
 from .tokenizer import CLS_ID, PAD_ID, SEP_ID, BpeTokenizer, load_tokenizer

@@ -6,7 +6,7 @@ import os
 import random
 from pathlib import Path
 
-from embbert.errors import EmbBertError
+from embbert.core.errors import EmbBertError
 
 from .tasks import TASK_FILE
 

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from embbert.errors import EmbBertError
+from embbert.core.errors import EmbBertError, UsageError
 
 from .metrics import METRICS
 
@@ -188,3 +188,14 @@ def get_task(name_or_dir: str | os.PathLike | TaskSpec) -> TaskSpec:
 
 
 __all__ = ["TaskSpec", "SplitMap", "TASKS", "TINYNLP", "GLUE", "get_task", "load_task_dir", "TASK_FILE"]
+
+
+def task_arg(name: str) -> str:
+    """A registered task name, or a task directory (returned as an absolute path)."""
+    try:
+        spec = get_task(name)
+    except EmbBertError as exc:
+        raise UsageError(str(exc)) from None
+    return str(Path(name).resolve()) if spec.family == "custom" else name
+
+

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from embbert.errors import EmbBertError
+from embbert.core.errors import EmbBertError
 
 PAD_ID = 0
 UNK_ID = 1
@@ -148,7 +148,7 @@ def train_tokenizer(
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    from embbert.config import public_mode
+    from embbert.core.files import public_mode
 
     public_mode(tmp)  # mkdtemp makes 0700: give the folder the user's umask (0755 under 022)
     try:

@@ -1,9 +1,10 @@
-"""The `embbert` console command.
+"""The `embbert` console command: the top of the package (it imports every stage, nothing imports it).
 
 Each stage's package adds its own sub-commands through a `register(subparsers)`
-function (module list below), so the command tree follows the folder path:
-datasets -> keras_model -> tflite -> micro_app. Heavy imports (TensorFlow) happen
-only inside the command functions, so `embbert --help` is instant.
+function (its `cli` module), so the command tree follows the folder path:
+datasets -> keras_model -> tflite -> micro_app; `run` and `bench` (this package) use
+every stage. Heavy imports (TensorFlow) happen only inside the command functions, so
+`embbert --help` is instant.
 
 Errors: every `EmbBertError` becomes one line on stderr and a non-zero exit;
 argument errors exit with 2; nothing prints a traceback unless EMBBERT_DEBUG=1.
@@ -12,23 +13,26 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import os
 import re
 import sys
 import threading
 from typing import Sequence
 
-from . import __version__
-from .errors import EmbBertError, UsageError
+from embbert import __version__, bench, run
+from embbert.core.args import OneLineParser
+from embbert.core.errors import EmbBertError
+from embbert.datasets import cli as datasets_cli
+from embbert.keras_model import cli as keras_model_cli
+from embbert.tflite import cli as tflite_cli
 
-#: Modules that contribute sub-commands, in the order of the data path.
+#: What contributes sub-commands, in the order of the data path.
 COMMAND_MODULES = (
-    "embbert.datasets.cli",  # data list, tokenizer train/encode
-    "embbert.keras_model.cli",  # model summary, pretrain, train
-    "embbert.tflite.cli",  # convert, check, export
-    "embbert.bench",  # bench ...
-    "embbert.run",  # run (the whole path)
+    datasets_cli,  # data list, tokenizer train/encode
+    keras_model_cli,  # model summary, pretrain, train
+    tflite_cli,  # convert, check, arena, export
+    bench,  # bench ...
+    run,  # run (the whole path)
 )
 
 
@@ -95,57 +99,6 @@ def filtered_stderr(pattern: re.Pattern = TF_NOISE):
         thread.join(timeout=10)
 
 
-class OneLineParser(argparse.ArgumentParser):
-    """argparse with a one-line error (no usage dump) and exit code 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def _number(cast, valid, expected: str):
-    """An argparse type: `cast` the text and check it, else a one-line 'expected ...' error."""
-
-    def parse(text: str):
-        try:
-            value = cast(text)
-        except ValueError:
-            value = None
-        if value is None or not valid(value):
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
-        return value
-
-    parse.__name__ = expected.replace(" ", "_")
-    return parse
-
-
-positive_int = _number(int, lambda v: v >= 1, "a positive integer")
-non_negative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
-positive_float = _number(float, lambda v: v > 0 and v != float("inf"), "a positive number")
-non_negative_float = _number(float, lambda v: 0 <= v < float("inf"), "a number >= 0")
-
-
-def check_tf_config() -> dict:
-    """$TF_CONFIG for `--strategy multi-worker`: a cluster of workers and this process's place in it."""
-    import json
-
-    text = os.environ.get("TF_CONFIG")
-    if not text:
-        raise UsageError("--strategy multi-worker needs $TF_CONFIG (cluster and task; see docs/training.md)")
-    try:
-        conf = json.loads(text)
-        workers = conf["cluster"]["worker"]
-        kind, index = conf["task"]["type"], conf["task"]["index"]
-    except (ValueError, KeyError, TypeError):
-        raise UsageError('$TF_CONFIG: expected JSON {"cluster": {"worker": ["host:port", ...]}, '
-                         '"task": {"type": "worker", "index": i}}') from None
-    if not isinstance(workers, list) or not workers or not all(isinstance(w, str) and ":" in w for w in workers):
-        raise UsageError("$TF_CONFIG: cluster.worker must be a non-empty list of \"host:port\" strings")
-    if kind != "worker" or not isinstance(index, int) or not 0 <= index < len(workers):
-        raise UsageError(f"$TF_CONFIG: task must be {{\"type\": \"worker\", \"index\": 0..{len(workers) - 1}}}, "
-                         f"got type {kind!r} index {index!r}")
-    return conf
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="embbert",
@@ -160,8 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"embbert {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="<command>", parser_class=OneLineParser)
     sub.required = True
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+    for module in COMMAND_MODULES:
+        module.register(sub)
     return parser
 
 
@@ -226,15 +179,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     return int(result or 0)
 
 
-def run_main() -> None:  # pragma: no cover - console entry point wrapper
-    code = main()
-    try:
-        sys.stdout.flush()
-    except BrokenPipeError:
-        _silence_stdout()
-        code = code or EXIT_CLOSED_STDOUT
-    sys.exit(code)
-
-
-__all__ = ["main", "build_parser", "OneLineParser", "UsageError", "positive_int", "positive_float", "non_negative_int",
-           "non_negative_float", "check_tf_config"]
+__all__ = ["main", "build_parser"]

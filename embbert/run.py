@@ -16,10 +16,14 @@ import shutil
 import time
 from pathlib import Path
 
-from . import preflight
-from .cli import non_negative_int, positive_float, positive_int
-from .config import PRESETS, EmbBertConfig, TrainConfig, atomic_write_text
-from .errors import EmbBertError, Interrupted, UsageError
+from embbert.core import preflight
+from embbert.core.args import non_negative_int, positive_float, positive_int
+from embbert.core.config import PRESETS, EmbBertConfig, TrainConfig
+from embbert.core.files import atomic_write_text
+from embbert.core.errors import EmbBertError, Interrupted, UsageError
+from embbert.datasets.loading import data_dir_arg
+from embbert.datasets.tasks import task_arg
+from embbert.keras_model.presets import init_arg
 
 DEFAULT_TASK = "emotion"
 
@@ -61,11 +65,6 @@ def register(sub) -> None:
                        help="continue the run in --out from its last finished stage (with its own settings)")
     again.add_argument("--force", action="store_true", help="delete the run in --out and start it again")
     p.set_defaults(func=cmd_run)
-
-
-def _stage(name: str):
-    print(f"\n== {name} ==", flush=True)
-    return time.time()
 
 
 STAGES_FILE = "stages.json"
@@ -230,9 +229,9 @@ def pretrained_choice(init: str | None, preset: str) -> str | None:
 
 def check_run_args(args) -> tuple[EmbBertConfig, Path]:
     """Everything `embbert run` can check before TensorFlow is imported: the config and the run folder."""
-    task = preflight.task(args.task)
-    data_dir = preflight.data_dir(args.data_dir)
-    args.init = preflight.init_dir(pretrained_choice(args.init, args.preset))
+    task = task_arg(args.task)
+    data_dir = data_dir_arg(args.data_dir)
+    args.init = init_arg(pretrained_choice(args.init, args.preset))
     task_name = Path(task).name if Path(task).is_absolute() else task
     out = preflight.output_dir(args.out or f"runs/{task_name}-{args.preset}-L{args.max_length}")
     if args.export_dir is not None:

@@ -4,11 +4,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from embbert import preflight
-from embbert.cli import non_negative_float, non_negative_int, positive_float, positive_int
-from embbert.config import PRESETS, STRATEGIES, EmbBertConfig, TrainConfig
-from embbert.errors import UsageError
-from embbert.errors import EmbBertError
+from embbert.core import preflight
+from embbert.core.args import non_negative_float, non_negative_int, positive_float, positive_int
+from embbert.core.config import PRESETS, STRATEGIES, EmbBertConfig, TrainConfig
+from embbert.core.errors import UsageError
+from embbert.core.errors import EmbBertError
+from embbert.datasets.loading import data_dir_arg
+from embbert.datasets.tasks import task_arg
+from embbert.keras_model.presets import init_arg
 
 
 def _add_train_settings(p: argparse.ArgumentParser, *, lr: float) -> None:
@@ -131,10 +134,10 @@ def cmd_summary(args) -> int:
 
 def check_train_args(args) -> EmbBertConfig:
     """Everything `embbert train` can check before TensorFlow is imported; the run's config."""
-    task = preflight.task(args.task)
-    data_dir = preflight.data_dir(args.data_dir)
+    task = task_arg(args.task)
+    data_dir = data_dir_arg(args.data_dir)
     args.tokenizer = preflight.tokenizer_dir(args.tokenizer)
-    args.init = preflight.init_dir(args.init)
+    args.init = init_arg(args.init)
     out = preflight.output_dir(args.out)
     state = out / ".train" / "state.json"
     holds_run = (out / "metrics.json").is_file() or (out / ".train").exists()
@@ -144,7 +147,7 @@ def check_train_args(args) -> EmbBertConfig:
     if holds_run and not args.resume:
         raise UsageError(f"{out} already holds a run; use --resume to continue it or choose another --out")
     if args.strategy == "multi-worker":
-        from embbert.cli import check_tf_config
+        from embbert.core.args import check_tf_config
 
         check_tf_config()
     return _config_from_args(args, task=task, data_dir=data_dir)
@@ -181,7 +184,7 @@ def check_pretrain_args(args) -> None:
     args.tokenizer = preflight.tokenizer_dir(args.tokenizer)
     preflight.output_dir(args.out)
     if args.strategy == "multi-worker":
-        from embbert.cli import check_tf_config
+        from embbert.core.args import check_tf_config
 
         check_tf_config()
 

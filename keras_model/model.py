@@ -15,8 +15,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from embbert.config import EmbBertConfig
-from embbert.errors import EmbBertError
+from embbert.core.config import EmbBertConfig
+from embbert.core.errors import EmbBertError
 
 from ._tf import keras, tf
 from .layers import ClassificationHead, EncoderLayer, MaskedLMHead, NanoEmbedder

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from embbert.errors import EmbBertError
+from embbert.core import preflight
+from embbert.core.config import CONFIG_FILE
+from embbert.core.errors import EmbBertError
 
 PRETRAINED_ROOT = Path(__file__).resolve().parent / "pretrained"
 SHIPPED_FILES = ("config.json", "backbone.weights.h5", "tokenizer", "README.md")
@@ -42,3 +44,13 @@ def preset_dir(name: str) -> Path:
         names = ", ".join(list_presets()) or "none shipped"
         raise EmbBertError(f"{name}: neither a pretrained directory nor a shipped preset (presets: {names})")
     return path
+
+
+def init_arg(path: str | None) -> str | None:
+    if path is None:
+        return None
+    if not Path(path).exists() and path in list_presets():  # a shipped pretrained preset, by name
+        return str(preset_dir(path))
+    return str(preflight.directory_with(path, CONFIG_FILE, "pretrained backbone directory or preset name", "--init").resolve())
+
+

@@ -45,8 +45,9 @@ from typing import Sequence
 
 import numpy as np
 
-from embbert.config import EmbBertConfig, atomic_write_text
-from embbert.errors import EmbBertError
+from embbert.core.config import EmbBertConfig
+from embbert.core.files import atomic_write_text
+from embbert.core.errors import EmbBertError
 
 from ._tf import keras, tf
 from .model import (BACKBONE_WEIGHTS, PRETRAINER_WEIGHTS, backbone_view, build_pretrainer, load_backbone_into,

@@ -1,7 +1,7 @@
 """`embbert model summary`: parameter counts, weight bytes and the largest activation."""
 from __future__ import annotations
 
-from embbert.config import EmbBertConfig
+from embbert.core.config import EmbBertConfig
 
 from .model import parameter_counts
 

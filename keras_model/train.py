@@ -27,8 +27,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from embbert.config import EmbBertConfig, atomic_write_bytes, atomic_write_text
-from embbert.errors import EmbBertError
+from embbert.core.config import EmbBertConfig
+from embbert.core.files import atomic_write_bytes, atomic_write_text
+from embbert.core.errors import EmbBertError
 
 from ._tf import keras, tf
 from .model import FLOAT_WEIGHTS, QAT_WEIGHTS, build_classifier, load_backbone_into, save_weights
@@ -64,7 +65,7 @@ def worker_index(strategy_name: str) -> int:
     """This process's index among the workers of $TF_CONFIG (0, the chief, outside multi-worker)."""
     if strategy_name != "multi-worker":
         return 0
-    from embbert.cli import check_tf_config
+    from embbert.core.args import check_tf_config
 
     return int(check_tf_config()["task"]["index"])
 

@@ -6,7 +6,7 @@ import pytest
 
 def make_tiny_run_dir(root, *, num_labels: int = 3, steps: int = 200, qat_steps: int = 40, seed: int = 0):
     """A run directory as `embbert train` leaves it: the tiny preset, a few steps on synthetic data."""
-    from embbert.config import EmbBertConfig
+    from embbert.core.config import EmbBertConfig
     from embbert.datasets.loading import load_task
     from embbert.datasets.pipeline import encode_texts
     from embbert.datasets.synthetic import write_synthetic_task
@@ -52,7 +52,7 @@ def tiny_run_accuracy(tiny_run_dir):
     """Test accuracy of the fixture's QAT model (the agreement tests assume a trained, decisive model)."""
     import numpy as np
 
-    from embbert.config import EmbBertConfig
+    from embbert.core.config import EmbBertConfig
     from embbert.keras_model.model import load_model
     from embbert.tflite.convert import encoded_split
 

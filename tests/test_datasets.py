@@ -8,7 +8,7 @@ from embbert.cli import main
 from embbert.datasets.loading import load_task, resolve_data_dir, task_available_locally
 from embbert.datasets.synthetic import write_corpus, write_synthetic_task
 from embbert.datasets.tasks import GLUE, TASKS, TINYNLP, get_task
-from embbert.errors import EmbBertError
+from embbert.core.errors import EmbBertError
 
 N = 20
 

@@ -27,7 +27,7 @@ MISSING = "no_such_dir"
 # ---------------------------------------------------------------------------
 def _workspace(root: Path) -> None:
     """Files the cases point at: a plain file, empty/odd folders, half-made run directories, a finished run."""
-    from embbert.config import EmbBertConfig
+    from embbert.core.config import EmbBertConfig
 
     root.mkdir(parents=True, exist_ok=True)
     (root / "afile.txt").write_text("not a folder\n")
@@ -373,7 +373,7 @@ def test_closed_stdout_ends_quietly(tmp_path):
 @pytest.mark.parametrize("kind", ["jsonl", "csv"])
 def test_bad_bytes_name_file_and_line(tmp_path, kind):
     from embbert.datasets.loading import load_task
-    from embbert.errors import EmbBertError
+    from embbert.core.errors import EmbBertError
 
     task = tmp_path / "t"
     task.mkdir()
@@ -398,7 +398,7 @@ def test_bad_bytes_name_file_and_line(tmp_path, kind):
 
 def test_bad_corpus_line_names_file_and_line(tmp_path):
     from embbert.datasets.tokenizer import train_tokenizer
-    from embbert.errors import EmbBertError
+    from embbert.core.errors import EmbBertError
 
     corpus = tmp_path / "c.txt"
     corpus.write_bytes(b"hello world\n\ncaf\xe9 au lait\n")
@@ -408,7 +408,7 @@ def test_bad_corpus_line_names_file_and_line(tmp_path):
 
 
 def test_outputs_respect_the_umask(tmp_path):
-    from embbert.config import atomic_write_text
+    from embbert.core.files import atomic_write_text
     from embbert.datasets.tokenizer import train_tokenizer
 
     old = os.umask(0o022)
@@ -428,7 +428,7 @@ def test_outputs_respect_the_umask(tmp_path):
 def test_named_data_dir_that_does_not_exist_is_an_error(tmp_path, monkeypatch):
     """A mistyped --data-dir went silently to the hub."""
     from embbert.datasets.loading import load_task
-    from embbert.errors import EmbBertError
+    from embbert.core.errors import EmbBertError
 
     monkeypatch.delenv("EMBBERT_DATA_DIR", raising=False)
     with pytest.raises(EmbBertError, match="data directory not found"):
@@ -452,7 +452,7 @@ def test_short_fuzz_run_of_the_c_tokenizer(tmp_path):
     """The libFuzzer test was skipped without clang; CI installs clang, and there it must run."""
     import shutil
 
-    from embbert.tflite.footprint import build_fuzzer, run_fuzzer
+    from embbert.bench.footprint import build_fuzzer, run_fuzzer
 
     if shutil.which("clang") is None:
         if os.environ.get("CI"):
@@ -471,7 +471,7 @@ def test_short_fuzz_run_of_the_c_tokenizer(tmp_path):
 def test_run_records_absolute_data_dir_and_convert_takes_data_dir(tmp_path, monkeypatch):
     import argparse
 
-    from embbert.config import EmbBertConfig
+    from embbert.core.config import EmbBertConfig
     from embbert.run import check_run_args
 
     data = tmp_path / "data"
@@ -504,7 +504,7 @@ def build_args(argv):
 # Finding 4: nothing writes into tracked files by default; an empty benchmark writes nothing
 # ---------------------------------------------------------------------------
 def test_bench_accuracy_defaults_away_from_docs_and_writes_nothing_when_nothing_ran(tmp_path, monkeypatch, capsys):
-    from embbert.bench import results_dir
+    from embbert.bench.accuracy import results_dir
 
     monkeypatch.chdir(tmp_path)
     args = build_args(["bench", "accuracy"])

@@ -10,13 +10,13 @@ import json
 import numpy as np
 import pytest
 
-from embbert.errors import EmbBertError
+from embbert.core.errors import EmbBertError
 
 
 @pytest.fixture(scope="module")
 def graphs(tiny_run_dir):
     """The tiny run's QAT model as the previous graph (before issue 12) and as the optimised one."""
-    from embbert.config import EmbBertConfig
+    from embbert.core.config import EmbBertConfig
     from embbert.keras_model.model import load_model
     from embbert.tflite.convert import DEFAULT_OPTIONS, PREVIOUS_GRAPH, build_int8, encoded_split
 
@@ -204,7 +204,7 @@ def test_margin_is_the_cmsis_nn_scratch(graphs):
 
 def test_deploy_options_leave_the_training_graph_alone(tiny_run_dir):
     """Float Keras: the deploy forms compute the same logits; first_token_only outside deploy is refused."""
-    from embbert.config import EmbBertConfig
+    from embbert.core.config import EmbBertConfig
     from embbert.keras_model.model import build_deploy_model, load_model
     from embbert.tflite.convert import encoded_split
 

@@ -3,7 +3,7 @@ import math
 import pytest
 
 from embbert.datasets.metrics import METRICS, as_percent, compute_metric
-from embbert.errors import EmbBertError
+from embbert.core.errors import EmbBertError
 
 
 def test_accuracy():

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from embbert.errors import EmbBertError
+from embbert.core.errors import EmbBertError
 
 HERE = Path(__file__).resolve().parent
 _spec = importlib.util.spec_from_file_location("micro_helpers", HERE.parent / "micro_app" / "tests" / "helpers.py")
@@ -58,7 +58,7 @@ def _settings(out: Path) -> dict[str, str]:
 def test_model_settings_agree_with_flatbuffer(exported, tmp_path):
     from ai_edge_litert.interpreter import Interpreter
 
-    from embbert.config import EmbBertConfig
+    from embbert.core.config import EmbBertConfig
 
     s = _settings(exported["out"])
     cfg = EmbBertConfig.load(exported["run"])
@@ -152,7 +152,7 @@ def test_cli_export(exported, tmp_path, capsys):
 def test_footprint_cortex_m4(exported, tmp_path):
     if not h.have("arm-none-eabi-gcc"):
         pytest.skip("arm-none-eabi-gcc not installed (apt-get install gcc-arm-none-eabi)")
-    from embbert.tflite.footprint import footprint_report
+    from embbert.bench.footprint import footprint_report
 
     md = tmp_path / "footprint.md"
     r = footprint_report(exported["out"], md)
@@ -170,7 +170,7 @@ def test_footprint_cortex_m4(exported, tmp_path):
 def test_fuzz_harness_runs_briefly(exported, tmp_path):
     if not h.have("clang"):
         pytest.skip("clang (with libFuzzer) not installed")
-    from embbert.tflite.footprint import build_fuzzer, run_fuzzer
+    from embbert.bench.footprint import build_fuzzer, run_fuzzer
 
     exe = build_fuzzer(exported["out"], tmp_path / "fuzz")
     r = run_fuzzer(exe, 8, tmp_path / "work")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from embbert.errors import EmbBertError
+from embbert.core.errors import EmbBertError
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "micro_app" / "example" / "emotion-tiny-L64"
@@ -250,7 +250,7 @@ def test_postprocess_on_host(tmp_path):
 @pytest.mark.skipif(not have("arm-none-eabi-gcc"), reason="arm-none-eabi-gcc not installed")
 def test_arduino_sources_cross_compile_for_cortex_m4(packages, tmp_path):
     """Every file of the Arduino library that needs no TFLM compiles for the Nano 33 BLE's M4F, warnings as errors."""
-    from embbert.tflite.footprint import CORTEX_M4
+    from embbert.bench.footprint import CORTEX_M4
 
     src = packages["arduino"] / "src"
     for name in ("embbert_tokenizer.c", "embbert_tokenizer_tables.c", "embbert_postprocess.c", "model_data.cpp"):

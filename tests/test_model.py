@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embbert.config import PRESETS, EmbBertConfig, ModelConfig, TrainConfig
-from embbert.errors import EmbBertError
+from embbert.core.config import PRESETS, EmbBertConfig, ModelConfig, TrainConfig
+from embbert.core.errors import EmbBertError
 
 REFERENCE_BACKBONE = {"nano": 65_856, "tiny": 146_048, "embbert": 357_248, "med": 1_834_752, "big": 7_306_752}
 SMALL_LENGTH = {"nano": 32, "tiny": 32, "embbert": 32, "med": 16, "big": 16}

@@ -8,8 +8,8 @@ import shutil
 import numpy as np
 import pytest
 
-from embbert.config import EmbBertConfig, TrainConfig
-from embbert.errors import EmbBertError
+from embbert.core.config import EmbBertConfig, TrainConfig
+from embbert.core.errors import EmbBertError
 
 CLS, MASK, SEP, PAD = 2, 3, 4, 0
 
@@ -88,7 +88,6 @@ def test_dynamic_masks_of_the_training_pipeline():
         if first is None:
             first = x["mask_positions"].copy()
         sel = w > 0
-        rows = np.repeat(np.arange(len(ids))[:, None], ids.shape[1], 1)[sel]
         tok = x["token_ids"]
         # a label is never a special token; positions are inside the sequence
         assert not np.isin(ids[sel], [PAD, CLS, SEP]).any()

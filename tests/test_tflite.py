@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from embbert.errors import EmbBertError
+from embbert.core.errors import EmbBertError
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,7 @@ def test_fixture_model_is_trained(tiny_run_accuracy):
 
 
 def test_tflm_agrees_with_tflite(converted):
-    from embbert.config import EmbBertConfig
+    from embbert.core.config import EmbBertConfig
     from embbert.tflite.check import tflite_predict, tflm_predict
     from embbert.tflite.convert import encoded_split
 
@@ -117,7 +117,7 @@ def test_arena_is_exact_and_reported(converted):
     assert (run / "arena_report.png").read_bytes()[:4] == b"\x89PNG"
     assert "Board fit" in (run / "arena_report.md").read_text()
     # the interpreter runs at the minimum and refuses 16 bytes less with a one-line error
-    from embbert.config import EmbBertConfig
+    from embbert.core.config import EmbBertConfig
     from embbert.tflite.convert import encoded_split
 
     tok, seg, _, _ = encoded_split(run, EmbBertConfig.load(run), "test", 3)
@@ -208,7 +208,7 @@ def test_limited_split_is_a_seeded_sample_not_the_first_rows(tmp_path):
     """Splits are often ordered by class (IMDb test: negatives, then positives)."""
     import json as _json
 
-    from embbert.config import EmbBertConfig
+    from embbert.core.config import EmbBertConfig
     from embbert.datasets.tokenizer import train_tokenizer
     from embbert.tflite.convert import encoded_split
 

@@ -13,7 +13,7 @@ from embbert.datasets.tokenizer import (
     CLS_ID, MAX_PIECE_BYTES, PAD_ID, SEP_ID, SPECIAL_TOKENS, keras_nlp_tokenizer, load_tokenizer, tf_tokenize,
     train_tokenizer,
 )
-from embbert.errors import EmbBertError
+from embbert.core.errors import EmbBertError
 
 WORDS = ("the quick brown fox jumps over lazy dog it's don't we're they've i'm you'll he'd café naïve résumé "
          "123 4567 hello!!! what?? ... -- état Ünïcödé 😀 🎉👍 straße ﬁ ßßßßßßßßßßßß xxxxxxxxxxxxxxxx 日本語 "

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embbert.config import EmbBertConfig, TrainConfig
-from embbert.errors import EmbBertError
+from embbert.core.config import EmbBertConfig, TrainConfig
+from embbert.core.errors import EmbBertError
 
 HISTORY_COLUMNS = ["stage", "epoch", "loss", "val_metric", "best", "seconds"]
 
@@ -238,7 +238,7 @@ MIRRORED_SCRIPT = textwrap.dedent(
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
     import numpy as np
-    from embbert.config import EmbBertConfig
+    from embbert.core.config import EmbBertConfig
     from embbert.keras_model.model import build_classifier
     from embbert.keras_model.train import compile_classifier, make_strategy
 
@@ -286,7 +286,7 @@ def test_make_strategy_names():
 
 # -- bench train-speed (smoke test, no timing assertions) ----------------------------------
 def test_bench_train_speed_smoke():
-    from embbert.keras_model.bench_speed import train_speed
+    from embbert.bench.train_speed import train_speed
 
     r = train_speed("nano", 16, batch_size=4, steps=2)
     assert r["preset"] == "nano" and r["max_length"] == 16 and r["batch_size"] == 4 and r["steps"] == 2
@@ -299,10 +299,10 @@ def test_bench_train_speed_smoke():
 def test_bench_train_speed_cli_registration():
     import argparse
 
-    from embbert.keras_model.bench_speed import _cmd_train_speed, register_bench
+    from embbert.bench.train_speed import _cmd_train_speed, register
 
     parser = argparse.ArgumentParser()
-    register_bench(parser.add_subparsers(dest="bench_command"))
+    register(parser.add_subparsers(dest="bench_command"))
     args = parser.parse_args(["train-speed", "--preset", "tiny", "--max-length", "32", "--steps", "3", "--json"])
     assert args.func is _cmd_train_speed
     assert (args.preset, args.max_length, args.batch_size, args.steps, args.json) == ("tiny", 32, 32, 3, True)
@@ -312,7 +312,7 @@ def test_bench_train_speed_cli_registration():
 
 def test_bench_train_speed_in_embbert_cli():
     from embbert.cli import build_parser
-    from embbert.keras_model.bench_speed import _cmd_train_speed
+    from embbert.bench.train_speed import _cmd_train_speed
 
     args = build_parser().parse_args(["bench", "train-speed", "--preset", "nano", "--max-length", "16",
                                       "--batch-size", "4", "--steps", "2", "--json"])

@@ -23,15 +23,15 @@ from __future__ import annotations
 
 import json
 import re
-import statistics
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from embbert.config import EmbBertConfig, atomic_write_bytes, atomic_write_text
-from embbert.errors import EmbBertError
+from embbert.core.config import EmbBertConfig
+from embbert.core.files import atomic_write_bytes, atomic_write_text
+from embbert.core.errors import EmbBertError
 
 from .check import tflm_interpreter
 from .convert import INT8_MODEL, captured_stderr, load_tflite
@@ -517,51 +517,3 @@ def GraphOptionsLabel(options: dict | None) -> str:  # noqa: N802 - reads as the
 __all__ = ["minimal_arena", "arena_report", "arena_works", "recorded_allocations", "BOARDS", "BOARD_KEYS", "REPORT_JSON",
            "ArenaProbe", "arena_budget_for", "board", "board_fit", "margin_for", "cmsis_nn_scratch", "peak_tensors",
            "persistent_copies", "TFLM_RUNTIME_FLASH_BYTES"]
-
-
-def lever_table(run_dir, lengths, *, max_calibration: int = 100, out=None) -> list[dict[str, Any]]:
-    """docs/memory.md's table: the run's QAT model converted at each length with the levers added one
-    by one (each row measured: FlatBuffer bytes, exact minimal arena, its persistent / shared split,
-    recommended arena, MACs). Prints one JSON line per row (and appends it to `out`)."""
-    import dataclasses
-
-    from embbert.keras_model.model import load_model
-
-    from .convert import GraphOptions, build_int8, encoded_split
-
-    steps = [("before issue 12", GraphOptions(False, False, False, False, False)),
-             ("+ context on pre-transposed keys", GraphOptions(True, False, False, False, False)),
-             ("+ last layer on token 0", GraphOptions(True, True, False, False, False)),
-             ("+ causal conv: zero steps + VALID k taps", GraphOptions(True, True, False, False, True)),
-             ("+ names stripped", GraphOptions(True, True, True, False, True)),
-             ("+ offline memory plan (if it pays)", GraphOptions(True, True, True, True, True)),
-             ("+ attention in 4 query blocks", GraphOptions(True, True, True, True, True, 4)),
-             ("  same, SAME-padded conv", GraphOptions(True, True, True, True, False, 4))]
-    run_dir = Path(run_dir)
-    base = EmbBertConfig.load(run_dir)
-    rows = []
-    for length in lengths:
-        config = dataclasses.replace(base, max_length=int(length))
-        tok, seg, _, _ = encoded_split(run_dir, config, "train", max_calibration)
-
-        def rep():
-            for i in range(tok.shape[0]):
-                yield {"token_ids": tok[i:i + 1], "segment_ids": seg[i:i + 1]}
-
-        qat = load_model(run_dir, qat=True, config=config)
-        for label, options in steps:
-            data, info = build_int8(qat, config, rep, options)
-            graph = read_graph(data)
-            minimum = minimal_arena(data)
-            rec = recorded_allocations(data, minimum)
-            row = {"L": int(length), "lever": label, "model_bytes": len(data), "min_arena_bytes": minimum,
-                   "persistent_bytes": rec["persistent_bytes"], "shared_bytes": rec["non_persistent_bytes"],
-                   "margin_bytes": margin_for(minimum, graph),
-                   "recommended_arena_bytes": minimum + margin_for(minimum, graph), "macs": macs(graph)["total"],
-                   "plan": info.get("plan")}
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-            if out is not None:
-                with open(out, "a") as f:
-                    f.write(json.dumps(row) + "\n")
-    return rows

@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from embbert.config import EmbBertConfig, atomic_write_text
-from embbert.errors import EmbBertError
+from embbert.core.config import EmbBertConfig
+from embbert.core.files import atomic_write_text
+from embbert.core.errors import EmbBertError
 
 from .convert import INT8_MODEL, captured_stderr, encoded_split, load_tflite
 from .ops import read_graph

@@ -4,7 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from embbert.cli import positive_int
+from embbert.core.args import positive_int
+from embbert.datasets.loading import data_dir_arg
 
 
 DATA_DIR_HELP = ("data directory in hub layout (default: the one recorded in RUN_DIR/config.json, else "
@@ -13,12 +14,12 @@ DATA_DIR_HELP = ("data directory in hub layout (default: the one recorded in RUN
 
 def _preflight(args, needed: tuple[str, ...]) -> None:
     """Check RUN_DIR and the data directory before TensorFlow is imported; record a new --data-dir."""
-    from embbert import preflight
-    from embbert.errors import UsageError
+    from embbert.core import preflight
+    from embbert.core.errors import UsageError
 
     config = preflight.run_dir(args.run_dir, needed)
     if args.data_dir is not None:
-        config.replace(data_dir=preflight.data_dir(args.data_dir)).save(args.run_dir)
+        config.replace(data_dir=data_dir_arg(args.data_dir)).save(args.run_dir)
     elif config.data_dir and not Path(config.data_dir).is_dir():
         raise UsageError(f"{args.run_dir}/config.json: recorded data directory {config.data_dir} not found; "
                          "give --data-dir")

@@ -28,8 +28,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from embbert.config import EmbBertConfig, atomic_write_bytes, atomic_write_text
-from embbert.errors import EmbBertError
+from embbert.core.config import EmbBertConfig
+from embbert.core.files import atomic_write_bytes, atomic_write_text
+from embbert.core.errors import EmbBertError
 
 from .ops import FLOAT_TYPES, Graph, layer_of, op_layer, read_graph, schema
 

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from embbert.config import EmbBertConfig
-from embbert.errors import EmbBertError
+from embbert.core.config import EmbBertConfig
+from embbert.core.errors import EmbBertError
 from embbert.tflite.ops import read_graph
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from embbert.errors import EmbBertError
+from embbert.core.errors import EmbBertError
 
 DTYPE_BYTES = {
     "float32": 4, "float16": 2, "int32": 4, "uint8": 1, "int64": 8, "bool": 1, "int16": 2,

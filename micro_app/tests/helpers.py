@@ -142,7 +142,7 @@ def build_tiny_tflite(path: Path, L: int, vocab_size: int, num_labels: int = 2, 
 
 def make_run_dir(root: Path, L: int = 32, num_labels: int = 2) -> Path:
     """A run directory as `embbert convert`/`check` leave it (tiny model)."""
-    from embbert.config import EmbBertConfig
+    from embbert.core.config import EmbBertConfig
 
     run = root / "run"
     run.mkdir(parents=True, exist_ok=True)

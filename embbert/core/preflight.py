@@ -2,39 +2,17 @@
 
 Each command validates its arguments here first, so a typo costs a fraction of a second
 (not the 8-50 s of a TensorFlow import) and fails before anything is written.
-Every check raises `UsageError` (one line, exit 2).
+Every check raises `UsageError` (one line, exit 2). The checks that need a stage's knowledge
+live with the stage: `embbert.datasets.loading.data_dir_arg`, `embbert.datasets.tasks.task_arg`,
+`embbert.keras_model.presets.init_arg`.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from .config import CONFIG_FILE, EmbBertConfig
+from .config import EmbBertConfig
 from .errors import EmbBertError, UsageError
-
-
-def data_dir(arg: str | None) -> str | None:
-    """`--data-dir` (or $EMBBERT_DATA_DIR) as an absolute path; a named folder that does not exist is an error."""
-    from embbert.datasets.loading import resolve_data_dir
-
-    if arg is not None and not str(arg).strip():
-        raise UsageError("--data-dir: empty path")
-    try:
-        path = resolve_data_dir(arg)
-    except EmbBertError as exc:
-        raise UsageError(str(exc)) from None
-    return str(path.resolve()) if path is not None else None
-
-
-def task(name: str) -> str:
-    """A registered task name, or a task directory (returned as an absolute path)."""
-    from embbert.datasets.tasks import get_task
-
-    try:
-        spec = get_task(name)
-    except EmbBertError as exc:
-        raise UsageError(str(exc)) from None
-    return str(Path(name).resolve()) if spec.family == "custom" else name
 
 
 def directory_with(path: str | os.PathLike, needed: str, what: str, flag: str) -> Path:
@@ -51,16 +29,6 @@ def tokenizer_dir(path: str | None) -> str | None:
     if path is None:
         return None
     return str(directory_with(path, "tokenizer.json", "tokenizer directory", "--tokenizer").resolve())
-
-
-def init_dir(path: str | None) -> str | None:
-    if path is None:
-        return None
-    from embbert.keras_model.presets import list_presets, preset_dir
-
-    if not Path(path).exists() and path in list_presets():  # a shipped pretrained preset, by name
-        return str(preset_dir(path))
-    return str(directory_with(path, CONFIG_FILE, "pretrained backbone directory or preset name", "--init").resolve())
 
 
 def files(paths, flag: str, what: str) -> None:

@@ -1,4 +1,4 @@
-"""`embbert bench footprint` and `embbert bench fuzz` (issue #6).
+"""`embbert bench footprint` and `embbert bench fuzz`.
 
 footprint: cross-compiles the on-device tokenizer, its tables and the model
 array for Cortex-M4 (arm-none-eabi-gcc, -mcpu=cortex-m4 -mfpu=fpv4-sp-d16
@@ -18,10 +18,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from embbert.config import atomic_write_text
-from embbert.errors import EmbBertError
+from embbert.core.files import atomic_write_text
+from embbert.core.errors import EmbBertError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 MICRO_SRC = REPO_ROOT / "micro_app" / "src"
 MICRO_TESTS = REPO_ROOT / "micro_app" / "tests"
 CORTEX_M4 = ["-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard", "-Os",
@@ -233,7 +233,7 @@ def _cmd_fuzz(args) -> int:
     return 1 if r["findings"] else 0
 
 
-def register_bench(bench_subparsers) -> None:
+def register(bench_subparsers) -> None:
     p = bench_subparsers.add_parser("footprint", help="flash/RAM of tokenizer, tables and model array on Cortex-M4")
     p.add_argument("--generated", default=str(REPO_ROOT / "micro_app" / "generated"),
                    help="folder written by `embbert export` (default: micro_app/generated)")

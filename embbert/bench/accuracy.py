@@ -1,20 +1,18 @@
-"""`embbert bench`: benchmarks. `accuracy` runs the TinyNLP and GLUE tasks end to end.
-
-Other benchmarks register themselves here: `train-speed` (keras_model),
-`footprint` and `fuzz` (tflite / micro_app).
-"""
+"""`embbert bench accuracy`: the TinyNLP and GLUE tasks end to end, next to the published figures."""
 from __future__ import annotations
 
-import importlib
 import json
 import platform
 import sys
 import time
 from pathlib import Path
 
-from .cli import non_negative_int, positive_float, positive_int
-from .config import PRESETS, EmbBertConfig, TrainConfig, atomic_write_bytes, atomic_write_text
-from .errors import EmbBertError
+from embbert.core.args import non_negative_int, positive_float, positive_int
+from embbert.core.config import PRESETS, EmbBertConfig, TrainConfig
+from embbert.core.files import atomic_write_bytes, atomic_write_text
+from embbert.core.errors import EmbBertError
+from embbert.datasets.loading import data_dir_arg
+from embbert.keras_model.presets import init_arg
 
 #: Sequence length per task: short single texts 64, pairs 128, long reviews/news 256/128.
 TASK_LENGTHS = {
@@ -22,19 +20,13 @@ TASK_LENGTHS = {
     "cola": 64, "sst2": 64, "mrpc": 128, "stsb": 128, "qqp": 128, "mnli-m": 128, "mnli-mm": 128,
     "qnli": 128, "rte": 128, "wnli": 128,
 }
-BENCH_MODULES = ("embbert.keras_model.bench_speed", "embbert.tflite.footprint")
 
 
 def published() -> dict:
     return json.loads((Path(__file__).parent / "data" / "published.json").read_text())
 
 
-def register(sub) -> None:
-    b = sub.add_parser("bench", help="benchmarks (accuracy, train-speed, footprint, fuzz)",
-                       description="Benchmarks. Results go to an output folder of the benchmark; the project's docs/ "
-                       "only when named explicitly (--docs-dir docs).")
-    bsub = b.add_subparsers(dest="bench_command", metavar="<benchmark>", parser_class=type(b))
-    bsub.required = True
+def register(bsub) -> None:
     a = bsub.add_parser(
         "accuracy",
         help="train, quantise, convert and check every available TinyNLP and GLUE task",
@@ -61,8 +53,6 @@ def register(sub) -> None:
                    "project's docs/results.md)")
     a.add_argument("--seed", type=non_negative_int, default=0, help="random seed, >= 0 (default 0)")
     a.set_defaults(func=cmd_accuracy)
-    for name in BENCH_MODULES:
-        importlib.import_module(name).register_bench(bsub)
 
 
 def _task_name(task: str) -> str:
@@ -146,10 +136,10 @@ def results_dir(args) -> Path:
 
 def check_accuracy_args(args) -> None:
     """What `bench accuracy` can check before TensorFlow is imported (unknown tasks are skipped, not errors)."""
-    from . import preflight
+    from embbert.core import preflight
 
-    args.data_dir = preflight.data_dir(args.data_dir)
-    args.init = preflight.init_dir(args.init)
+    args.data_dir = data_dir_arg(args.data_dir)
+    args.init = init_arg(args.init)
     preflight.output_dir(args.runs_dir, "--runs-dir")
     preflight.output_dir(results_dir(args), "--docs-dir")
 
@@ -182,20 +172,16 @@ def _pct(check: dict, key: str):
 
 
 def _versions() -> dict:
-    out = {"python": platform.python_version(), "machine": f"{platform.machine()} {platform.system()}"}
-    for mod in ("tensorflow", "tf_keras", "tensorflow_model_optimization", "keras_nlp", "tokenizers",
-                "ai_edge_litert", "numpy"):
-        try:
-            m = importlib.import_module(mod)
-            out[mod] = getattr(m, "__version__", "?")
-        except Exception:  # noqa: BLE001 - versions are informative only
-            out[mod] = "not importable"
-    try:
-        from importlib.metadata import version
+    """Python, machine and the installed versions of the packages a result depends on (read without importing them)."""
+    from importlib.metadata import PackageNotFoundError, version
 
-        out["tflite_micro"] = version("tflite-micro")
-    except Exception:  # noqa: BLE001
-        pass
+    out = {"python": platform.python_version(), "machine": f"{platform.machine()} {platform.system()}"}
+    for dist in ("tensorflow", "tf-keras", "tensorflow-model-optimization", "keras-nlp", "tokenizers",
+                 "ai-edge-litert", "numpy", "tflite-micro"):
+        try:
+            out[dist.replace("-", "_")] = version(dist)
+        except PackageNotFoundError:
+            out[dist.replace("-", "_")] = "not installed"
     return out
 
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 import time
 
-from embbert.cli import positive_int
-from embbert.config import PRESETS, EmbBertConfig
-from embbert.errors import EmbBertError
+from embbert.core.args import positive_int
+from embbert.core.config import PRESETS, EmbBertConfig
+from embbert.core.errors import EmbBertError
 
 WARMUP_STEPS = 2
 
@@ -48,10 +48,10 @@ def train_speed(preset: str, max_length: int, batch_size: int = 32, steps: int =
     """Training steps per second of the float and the QAT classifier (and QAT/float ratio)."""
     if batch_size < 1 or steps < 1:
         raise EmbBertError("batch size and steps must be >= 1")
-    from ._tf import keras
-    from .model import build_classifier
-    from .quantize import quantize_model
-    from .train import compile_classifier
+    from embbert.keras_model._tf import keras
+    from embbert.keras_model.model import build_classifier
+    from embbert.keras_model.quantize import quantize_model
+    from embbert.keras_model.train import compile_classifier
 
     config = EmbBertConfig.create(preset, max_length, num_labels=2)
     keras.utils.set_random_seed(seed)
@@ -89,7 +89,7 @@ def _cmd_train_speed(args) -> int:
     return 0
 
 
-def register_bench(bench_subparsers) -> None:
+def register(bench_subparsers) -> None:
     p = bench_subparsers.add_parser(
         "train-speed",
         help="training steps per second of the float and the QAT model",
@@ -104,4 +104,4 @@ def register_bench(bench_subparsers) -> None:
     p.set_defaults(func=_cmd_train_speed)
 
 
-__all__ = ["train_speed", "register_bench"]
+__all__ = ["train_speed", "register"]

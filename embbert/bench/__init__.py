@@ -1,0 +1,23 @@
+"""`embbert bench`: every benchmark of the project, one entry point.
+
+* `accuracy`    (accuracy.py)    train, quantise, convert and check the TinyNLP and GLUE tasks;
+* `train-speed` (train_speed.py) float vs QAT training steps per second;
+* `memory`      (memory.py)      bytes and arena of the deployed graph, lever by lever;
+* `footprint`, `fuzz` (footprint.py) Cortex-M4 flash of the C parts; libFuzzer on the tokenizer.
+"""
+from __future__ import annotations
+
+from . import accuracy, footprint, memory, train_speed
+
+
+def register(sub) -> None:
+    b = sub.add_parser("bench", help="benchmarks (accuracy, train-speed, memory, footprint, fuzz)",
+                       description="Benchmarks. Results go to an output folder of the benchmark; the project's docs/ "
+                       "only when named explicitly (--docs-dir docs).")
+    bsub = b.add_subparsers(dest="bench_command", metavar="<benchmark>", parser_class=type(b))
+    bsub.required = True
+    for module in (accuracy, train_speed, memory, footprint):
+        module.register(bsub)
+
+
+__all__ = ["register"]

@@ -1,0 +1,58 @@
+"""Argument types and the parser class every command uses (one-line errors, exit code 2)."""
+from __future__ import annotations
+
+import argparse
+import os
+
+from .errors import UsageError
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage dump) and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _number(cast, valid, expected: str):
+    """An argparse type: `cast` the text and check it, else a one-line 'expected ...' error."""
+
+    def parse(text: str):
+        try:
+            value = cast(text)
+        except ValueError:
+            value = None
+        if value is None or not valid(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    parse.__name__ = expected.replace(" ", "_")
+    return parse
+
+
+positive_int = _number(int, lambda v: v >= 1, "a positive integer")
+non_negative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
+positive_float = _number(float, lambda v: v > 0 and v != float("inf"), "a positive number")
+non_negative_float = _number(float, lambda v: 0 <= v < float("inf"), "a number >= 0")
+
+
+def check_tf_config() -> dict:
+    """$TF_CONFIG for `--strategy multi-worker`: a cluster of workers and this process's place in it."""
+    import json
+
+    text = os.environ.get("TF_CONFIG")
+    if not text:
+        raise UsageError("--strategy multi-worker needs $TF_CONFIG (cluster and task; see docs/training.md)")
+    try:
+        conf = json.loads(text)
+        workers = conf["cluster"]["worker"]
+        kind, index = conf["task"]["type"], conf["task"]["index"]
+    except (ValueError, KeyError, TypeError):
+        raise UsageError('$TF_CONFIG: expected JSON {"cluster": {"worker": ["host:port", ...]}, '
+                         '"task": {"type": "worker", "index": i}}') from None
+    if not isinstance(workers, list) or not workers or not all(isinstance(w, str) and ":" in w for w in workers):
+        raise UsageError("$TF_CONFIG: cluster.worker must be a non-empty list of \"host:port\" strings")
+    if kind != "worker" or not isinstance(index, int) or not 0 <= index < len(workers):
+        raise UsageError(f"$TF_CONFIG: task must be {{\"type\": \"worker\", \"index\": 0..{len(workers) - 1}}}, "
+                         f"got type {kind!r} index {index!r}")
+    return conf
