@@ -64,17 +64,18 @@ def cmd_data_list(args) -> int:
         rows.append({
             "task": name, "family": spec.family, "hub_id": spec.hub_id, "config": spec.hub_config,
             "available": task_available_locally(spec, data_dir) if data_dir else False,
-            "sizes": sizes, "num_labels": spec.num_labels, "metric": spec.metric,
+            "sizes": sizes, "num_labels": spec.num_labels, "metric": spec.metric, "max_length": spec.max_length,
         })
     if args.json:
         print(json.dumps({"data_dir": str(data_dir) if data_dir else None, "tasks": rows}, indent=2))
         return 0
     print(f"data dir: {data_dir if data_dir else '(none: hub only)'}")
-    print(f"{'task':<14} {'family':<8} {'local':<8} {'labels':>6}  {'metric':<12} sizes")
+    print(f"{'task':<14} {'family':<8} {'local':<8} {'labels':>6}  {'metric':<12} {'L':>4}  sizes")
     for r in rows:
         local = "yes" if r["available"] else ("partial" if r["sizes"] else "no")
         sizes = ", ".join(f"{k} {v}" for k, v in r["sizes"].items()) or "-"
-        print(f"{r['task']:<14} {r['family']:<8} {local:<8} {r['num_labels']:>6}  {r['metric']:<12} {sizes}")
+        print(f"{r['task']:<14} {r['family']:<8} {local:<8} {r['num_labels']:>6}  {r['metric']:<12} "
+              f"{r['max_length']:>4}  {sizes}")
     return 0
 
 

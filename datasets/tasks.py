@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from embbert.core.config import DEFAULT_MAX_LENGTH
 from embbert.core.errors import EmbBertError, UsageError
 
 from .metrics import METRICS
@@ -46,6 +47,8 @@ class TaskSpec:
     files: tuple[tuple[str, str], ...] = ()
     #: Local source other than the hub layout ("csv": `<data-dir>/local/<name>/*.csv`).
     local_source: str | None = None
+    #: The sequence length L a command uses for this task when none is given (`TASK_LENGTHS`).
+    max_length: int = DEFAULT_MAX_LENGTH
 
     @property
     def num_labels(self) -> int:
@@ -116,7 +119,14 @@ _GLUE = [
        "glue", test="validation"),
 ]
 
-TASKS: dict[str, TaskSpec] = {t.name: t for t in _TINYNLP + _GLUE}
+#: Default sequence length per task: short single texts 64, pairs 128, long reviews 256 (others 128).
+TASK_LENGTHS = {
+    "imdb": 256, "ag_news": 128, "cyberbullying": 64, "limit": 64, "emotion": 64, "nlu": 64, "snips": 64,
+    "cola": 64, "sst2": 64, "mrpc": 128, "stsb": 128, "qqp": 128, "mnli-m": 128, "mnli-mm": 128,
+    "qnli": 128, "rte": 128, "wnli": 128,
+}
+TASKS: dict[str, TaskSpec] = {t.name: replace(t, max_length=TASK_LENGTHS.get(t.name, DEFAULT_MAX_LENGTH))
+                              for t in _TINYNLP + _GLUE}
 TINYNLP: tuple[str, ...] = tuple(t.name for t in _TINYNLP)
 GLUE: tuple[str, ...] = tuple(t.name for t in _GLUE)
 ALIASES = {"sst-2": "sst2", "sts-b": "stsb", "mnli_matched": "mnli-m", "mnli_mismatched": "mnli-mm",
@@ -187,7 +197,8 @@ def get_task(name_or_dir: str | os.PathLike | TaskSpec) -> TaskSpec:
     )
 
 
-__all__ = ["TaskSpec", "SplitMap", "TASKS", "TINYNLP", "GLUE", "get_task", "load_task_dir", "TASK_FILE"]
+__all__ = ["TaskSpec", "SplitMap", "TASKS", "TINYNLP", "GLUE", "get_task", "load_task_dir", "TASK_FILE", "TASK_LENGTHS",
+           "task_arg", "max_length_for"]
 
 
 def task_arg(name: str) -> str:
@@ -199,3 +210,8 @@ def task_arg(name: str) -> str:
     return str(Path(name).resolve()) if spec.family == "custom" else name
 
 
+def max_length_for(task: str | os.PathLike | TaskSpec | None, given: int | None = None) -> int:
+    """The one default rule for L: the value given, else the task's (`TASK_LENGTHS`), else DEFAULT_MAX_LENGTH."""
+    if given is not None:
+        return given
+    return get_task(task).max_length if task is not None else DEFAULT_MAX_LENGTH

@@ -21,8 +21,9 @@ from embbert.core.args import non_negative_int, positive_float, positive_int
 from embbert.core.config import PRESETS, EmbBertConfig, TrainConfig
 from embbert.core.files import atomic_write_text
 from embbert.core.errors import EmbBertError, Interrupted, UsageError
+from embbert.core import layout
 from embbert.datasets.loading import data_dir_arg
-from embbert.datasets.tasks import task_arg
+from embbert.datasets.tasks import max_length_for, task_arg
 from embbert.keras_model.presets import init_arg
 
 DEFAULT_TASK = "emotion"
@@ -39,7 +40,8 @@ def register(sub) -> None:
     )
     p.add_argument("--task", default=DEFAULT_TASK, help=f"task name or task directory (default {DEFAULT_TASK})")
     p.add_argument("--preset", choices=sorted(PRESETS), default="tiny", help="model size preset (default tiny)")
-    p.add_argument("--max-length", type=positive_int, default=64, help="sequence length L (default 64)")
+    p.add_argument("--max-length", type=positive_int, default=None,
+                   help="sequence length L (default: the task's, `embbert data list`: 64 for emotion)")
     p.add_argument("--epochs", type=positive_int, default=3, help="float epochs, >= 1 (default 3)")
     p.add_argument("--qat-epochs", type=non_negative_int, default=1, help="QAT epochs (default 1)")
     p.add_argument("--batch-size", type=positive_int, default=32, help="batch size (default 32)")
@@ -67,37 +69,31 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_run)
 
 
-STAGES_FILE = "stages.json"
 STAGES = ("train", "convert", "check", "arena", "export")
-#: What a run directory can hold (`--force` removes these and nothing else).
-RUN_ARTEFACTS = ("config.json", "tokenizer", ".train", "float.weights.h5", "qat.weights.h5", "history.csv",
-                 "metrics.json", "tensorboard", "model_int8.tflite", "model_float32.tflite", "check.json",
-                 "arena_report.json", "arena_report.md", "arena_report.png", "micro_app", "summary.txt",
-                 "run.json", STAGES_FILE)
 
 
 def stages_done(out: Path) -> dict:
     """The run's record of finished stages ({"done": [...], ...}); an older run counts train by metrics.json."""
     try:
-        record = json.loads((out / STAGES_FILE).read_text(encoding="utf-8"))
+        record = json.loads((out / layout.STAGES).read_text(encoding="utf-8"))
         if not isinstance(record.get("done"), list):
             raise ValueError
     except FileNotFoundError:
         record = {"done": []}
     except (OSError, ValueError, AttributeError):
-        raise EmbBertError(f"{out / STAGES_FILE}: not a valid stage record; use --force to start the run again") from None
-    if "train" not in record["done"] and (out / "metrics.json").is_file() and not (out / ".train").exists():
+        raise EmbBertError(f"{out / layout.STAGES}: not a valid stage record; use --force to start the run again") from None
+    if "train" not in record["done"] and (out / layout.METRICS).is_file() and not (out / layout.TRAIN_STATE_DIR).exists():
         record["done"].insert(0, "train")
     return record
 
 
 def holds_run(out: Path) -> bool:
-    return any((out / name).exists() for name in ("config.json", ".train", "metrics.json", STAGES_FILE))
+    return any((out / name).exists() for name in (layout.CONFIG, layout.TRAIN_STATE_DIR, layout.METRICS, layout.STAGES))
 
 
 def clear_run(out: Path) -> None:
     """`--force`: remove the run's artefacts (only the names a run writes)."""
-    for name in RUN_ARTEFACTS:
+    for name in layout.RUN_FILES:
         p = out / name
         if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p)
@@ -129,16 +125,16 @@ def run_pipeline(config: EmbBertConfig, out: Path, *, init=None, max_examples=No
         timings[f"{stage}_s"] = time.time() - started
         done.append(stage)
         record.update(extra)
-        atomic_write_text(out / STAGES_FILE, json.dumps(record, indent=2) + "\n")
+        atomic_write_text(out / layout.STAGES, json.dumps(record, indent=2) + "\n")
 
     def skip(number: int, stage: str) -> None:
         print(f"\n== {number}/5 {stage}: already done ==", flush=True)
 
     if "train" in done:
         skip(1, "train")
-        result["metrics"] = json.loads((out / "metrics.json").read_text())
+        result["metrics"] = json.loads((out / layout.METRICS).read_text())
     else:
-        resume = (out / ".train" / "state.json").is_file()
+        resume = (out / layout.TRAIN_STATE_DIR / layout.TRAIN_STATE).is_file()
         t = _stage(f"1/5 train {config.task} ({config.preset}, L={config.max_length})"
                    + (" - resuming the interrupted training" if resume else ""))
         result["metrics"] = train(config, out, init=init, resume=resume, verbose=verbose)
@@ -152,14 +148,14 @@ def run_pipeline(config: EmbBertConfig, out: Path, *, init=None, max_examples=No
         finish("convert", t)
     if "check" in done:
         skip(3, "check")
-        result["check"] = json.loads((out / "check.json").read_text())
+        result["check"] = json.loads((out / layout.CHECK).read_text())
     else:
         t = _stage("3/5 check with Keras, TFLite and TFLM")
         result["check"] = check_run(out, max_examples=max_examples)
         finish("check", t)
     if "arena" in done:
         skip(4, "arena-size report")
-        result["arena"] = json.loads((out / "arena_report.json").read_text())
+        result["arena"] = json.loads((out / layout.ARENA_JSON).read_text())
     else:
         t = _stage("4/5 arena-size report")
         result["arena"] = arena_report(out)
@@ -198,8 +194,8 @@ def summarise(config: EmbBertConfig, out: Path, result: dict) -> str:
                      f"(RAM headroom {b['ram_headroom_bytes'] / 1024:.0f} KiB, "
                      f"flash headroom {b['flash_headroom_bytes'] / 1024:.0f} KiB)")
     lines.append("  files:")
-    for name in ("config.json", "float.weights.h5", "qat.weights.h5", "metrics.json", "history.csv",
-                 "model_int8.tflite", "model_float32.tflite", "check.json", "arena_report.md", "arena_report.png"):
+    for name in (layout.CONFIG, layout.FLOAT_WEIGHTS, layout.QAT_WEIGHTS, layout.METRICS, layout.HISTORY,
+                 layout.INT8_MODEL, layout.FLOAT_MODEL, layout.CHECK, layout.ARENA_MD, layout.ARENA_PNG):
         if (out / name).exists():
             lines.append(f"    {out / name}")
     exported = result["exported"]
@@ -230,6 +226,7 @@ def pretrained_choice(init: str | None, preset: str) -> str | None:
 def check_run_args(args) -> tuple[EmbBertConfig, Path]:
     """Everything `embbert run` can check before TensorFlow is imported: the config and the run folder."""
     task = task_arg(args.task)
+    args.max_length = max_length_for(task, args.max_length)
     data_dir = data_dir_arg(args.data_dir)
     args.init = init_arg(pretrained_choice(args.init, args.preset))
     task_name = Path(task).name if Path(task).is_absolute() else task
@@ -244,7 +241,7 @@ def check_run_args(args) -> tuple[EmbBertConfig, Path]:
             state = f"finished stages: {', '.join(done)}" if done else "an unfinished training"
             raise UsageError(f"{out} already holds a run ({state}): use --resume to continue it, "
                              "--force to start it again, or choose another --out")
-        elif not (out / "config.json").is_file():
+        elif not (out / layout.CONFIG).is_file():
             raise UsageError(f"{out}: the run has no config.json to resume from; use --force to start it again")
         else:
             config = EmbBertConfig.load(out)  # the run's own settings, not this command line's
@@ -293,7 +290,7 @@ def cmd_run(args) -> int:
     config = EmbBertConfig.load(out)
     text = summarise(config, out, result)
     print(text)
-    atomic_write_text(out / "summary.txt", text.lstrip() + "\n")
-    atomic_write_text(out / "run.json", json.dumps({k: v for k, v in result.items() if k != "conversion"},
+    atomic_write_text(out / layout.SUMMARY, text.lstrip() + "\n")
+    atomic_write_text(out / layout.RUN_RECORD, json.dumps({k: v for k, v in result.items() if k != "conversion"},
                                                    indent=2, default=str) + "\n")
     return 0

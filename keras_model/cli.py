@@ -4,13 +4,12 @@ from __future__ import annotations
 import argparse
 import json
 
-from embbert.core import preflight
+from embbert.core import layout, preflight
 from embbert.core.args import non_negative_float, non_negative_int, positive_float, positive_int
-from embbert.core.config import PRESETS, STRATEGIES, EmbBertConfig, TrainConfig
-from embbert.core.errors import UsageError
-from embbert.core.errors import EmbBertError
+from embbert.core.config import DEFAULT_MAX_LENGTH, PRESETS, STRATEGIES, EmbBertConfig, TrainConfig
+from embbert.core.errors import EmbBertError, UsageError
 from embbert.datasets.loading import data_dir_arg
-from embbert.datasets.tasks import task_arg
+from embbert.datasets.tasks import max_length_for, task_arg
 from embbert.keras_model.presets import init_arg
 
 
@@ -26,6 +25,16 @@ def _add_train_settings(p: argparse.ArgumentParser, *, lr: float) -> None:
     p.add_argument("--seed", type=non_negative_int, default=d.seed, help="random seed, >= 0 (default 0)")
 
 
+
+def tokenizer_arg(path: str | None) -> str | None:
+    """`--tokenizer`: a tokenizer folder (as an absolute path), or None."""
+    if path is None:
+        return None
+    from embbert.datasets.tokenizer import TOKENIZER_FILE
+
+    return str(preflight.directory_with(path, TOKENIZER_FILE, "tokenizer directory", "--tokenizer").resolve())
+
+
 def register(sub) -> None:
     model = sub.add_parser("model", help="inspect the EmbBERT model", description="Inspect the EmbBERT model.")
     msub = model.add_subparsers(dest="model_command", metavar="<command>", parser_class=type(model))
@@ -38,7 +47,7 @@ def register(sub) -> None:
     )
     s.add_argument("--preset", choices=sorted(PRESETS), required=True, help="model size preset")
     s.add_argument("--num-labels", type=positive_int, required=True, help="number of classes (1 = regression)")
-    s.add_argument("--max-length", type=positive_int, default=None, help="sequence length L (default: the preset's)")
+    s.add_argument("--max-length", type=positive_int, default=None, help=f"sequence length L (default {DEFAULT_MAX_LENGTH})")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_summary)
 
@@ -51,7 +60,9 @@ def register(sub) -> None:
     )
     t.add_argument("--task", required=True, help="task name (see `embbert data list`) or a task directory with task.json")
     t.add_argument("--preset", choices=sorted(PRESETS), default="tiny", help="model size preset (default tiny)")
-    t.add_argument("--max-length", type=positive_int, default=128, help="sequence length L (default 128)")
+    t.add_argument("--max-length", type=positive_int, default=None,
+                   help=f"sequence length L (default: the task's, `embbert data list`; {DEFAULT_MAX_LENGTH} for a task "
+                   "directory)")
     t.add_argument("--out", required=True, help="run directory to write")
     t.add_argument("--data-dir", default=None, help="data directory in hub layout (default $EMBBERT_DATA_DIR, else the hub)")
     t.add_argument("--tokenizer", default=None, help="tokenizer directory (default: train one on the task's train split)")
@@ -77,7 +88,7 @@ def register(sub) -> None:
     p.add_argument("--corpus", nargs="+", default=None,
                    help="plain-text files (one paragraph per line) or .jsonl files with a \"text\" field")
     p.add_argument("--preset", choices=sorted(PRESETS), default="tiny", help="model size preset (default tiny)")
-    p.add_argument("--max-length", type=positive_int, default=128, help="sequence length L (default 128)")
+    p.add_argument("--max-length", type=positive_int, default=None, help=f"sequence length L (default {DEFAULT_MAX_LENGTH})")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--steps", type=positive_int, default=10000, help="training steps (default 10000)")
     p.add_argument("--warmup-steps", type=non_negative_int, default=None,
@@ -136,13 +147,13 @@ def check_train_args(args) -> EmbBertConfig:
     """Everything `embbert train` can check before TensorFlow is imported; the run's config."""
     task = task_arg(args.task)
     data_dir = data_dir_arg(args.data_dir)
-    args.tokenizer = preflight.tokenizer_dir(args.tokenizer)
+    args.tokenizer = tokenizer_arg(args.tokenizer)
     args.init = init_arg(args.init)
     out = preflight.output_dir(args.out)
-    state = out / ".train" / "state.json"
-    holds_run = (out / "metrics.json").is_file() or (out / ".train").exists()
+    state = out / layout.TRAIN_STATE_DIR / layout.TRAIN_STATE
+    holds_run = (out / layout.METRICS).is_file() or (out / layout.TRAIN_STATE_DIR).exists()
     if args.resume and not state.is_file():
-        what = "the run there is finished" if (out / "metrics.json").is_file() else "no unfinished run there"
+        what = "the run there is finished" if (out / layout.METRICS).is_file() else "no unfinished run there"
         raise UsageError(f"{out}: nothing to resume ({what})")
     if holds_run and not args.resume:
         raise UsageError(f"{out} already holds a run; use --resume to continue it or choose another --out")
@@ -150,6 +161,7 @@ def check_train_args(args) -> EmbBertConfig:
         from embbert.core.args import check_tf_config
 
         check_tf_config()
+    args.max_length = max_length_for(task, args.max_length)
     return _config_from_args(args, task=task, data_dir=data_dir)
 
 
@@ -181,7 +193,7 @@ def check_pretrain_args(args) -> None:
         raise UsageError("give --corpus FILE... (or --resume to continue a run)")
     if args.corpus:
         preflight.files(args.corpus, "--corpus", "corpus file")
-    args.tokenizer = preflight.tokenizer_dir(args.tokenizer)
+    args.tokenizer = tokenizer_arg(args.tokenizer)
     preflight.output_dir(args.out)
     if args.strategy == "multi-worker":
         from embbert.core.args import check_tf_config

@@ -14,11 +14,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from embbert.core import preflight
-from embbert.core.config import CONFIG_FILE
 from embbert.core.errors import EmbBertError
+from embbert.core import layout
 
 PRETRAINED_ROOT = Path(__file__).resolve().parent / "pretrained"
-SHIPPED_FILES = ("config.json", "backbone.weights.h5", "tokenizer", "README.md")
 #: The shipped preset that `embbert run --init auto` starts from, per model size: only where it was
 #: measured to help (docs/presets.md). embbert_en is not a default: with the short fine-tuning
 #: recipe it trained emotion more slowly than a start from scratch (its model card).
@@ -28,7 +27,7 @@ DEFAULT_FOR_SIZE = {"tiny": "tiny_en"}
 def list_presets() -> list[str]:
     if not PRETRAINED_ROOT.is_dir():
         return []
-    return sorted(p.name for p in PRETRAINED_ROOT.iterdir() if (p / "backbone.weights.h5").is_file())
+    return sorted(p.name for p in PRETRAINED_ROOT.iterdir() if (p / layout.BACKBONE_WEIGHTS).is_file())
 
 
 def default_for(size: str) -> str | None:
@@ -40,7 +39,7 @@ def default_for(size: str) -> str | None:
 def preset_dir(name: str) -> Path:
     """The folder of a shipped pretrained preset; a one-line error names the choices."""
     path = PRETRAINED_ROOT / name
-    if "/" in name or "\\" in name or not (path / "backbone.weights.h5").is_file():
+    if "/" in name or "\\" in name or not (path / layout.BACKBONE_WEIGHTS).is_file():
         names = ", ".join(list_presets()) or "none shipped"
         raise EmbBertError(f"{name}: neither a pretrained directory nor a shipped preset (presets: {names})")
     return path
@@ -51,6 +50,6 @@ def init_arg(path: str | None) -> str | None:
         return None
     if not Path(path).exists() and path in list_presets():  # a shipped pretrained preset, by name
         return str(preset_dir(path))
-    return str(preflight.directory_with(path, CONFIG_FILE, "pretrained backbone directory or preset name", "--init").resolve())
+    return str(preflight.directory_with(path, layout.CONFIG, "pretrained backbone directory or preset name", "--init").resolve())
 
 

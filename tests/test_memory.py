@@ -38,7 +38,7 @@ def graphs(tiny_run_dir):
 
 def test_no_batch_matmul_keeps_a_transposed_copy(graphs):
     from embbert.tflite.arena import persistent_copies
-    from embbert.tflite.ops import batch_matmul_flags, read_graph
+    from embbert.tflite.graph import batch_matmul_flags, read_graph
 
     before = batch_matmul_flags(graphs["previous"])
     assert any(not adj_y for _, adj_y in before.values())  # the previous graph had them: the check can fail
@@ -61,7 +61,7 @@ def test_optimised_graph_agrees_with_previous(graphs):
 
 
 def test_optimised_graph_is_smaller_and_cheaper(graphs):
-    from embbert.tflite.ops import macs, read_graph
+    from embbert.tflite.graph import macs, read_graph
 
     prev, opt = graphs["previous"], graphs["optimised"]
     assert len(opt) < len(prev)  # names stripped
@@ -70,7 +70,7 @@ def test_optimised_graph_is_smaller_and_cheaper(graphs):
 
 
 def test_names_stripped_but_kept_for_messages(graphs):
-    from embbert.tflite.ops import read_graph
+    from embbert.tflite.graph import read_graph
 
     g = read_graph(graphs["optimised"])
     io = set(g.inputs) | set(g.outputs)
@@ -81,7 +81,7 @@ def test_names_stripped_but_kept_for_messages(graphs):
 
 
 def test_repacked_model_keeps_buffers_aligned(graphs):
-    from embbert.tflite.ops import schema
+    from embbert.tflite.graph import schema
 
     data = graphs["optimised"]
     model = schema().Model.GetRootAsModel(data, 0)
@@ -93,7 +93,7 @@ def test_repacked_model_keeps_buffers_aligned(graphs):
 
 
 def test_first_fit_planner_and_offline_plan():
-    from embbert.tflite.ops import PlanBuffer, best_plan, live_lower_bound, place, tflm_greedy_order
+    from embbert.tflite.planner import PlanBuffer, best_plan, live_lower_bound, place, tflm_greedy_order
 
     # worked by hand with TFLM's rule: D at 0, A at 0 (not alive with D), B above both at 96, C at 160
     bufs = [PlanBuffer(0, 64, 0, 1), PlanBuffer(1, 64, 1, 3), PlanBuffer(2, 32, 2, 3), PlanBuffer(3, 96, 3, 4)]
@@ -112,7 +112,8 @@ def test_offline_plan_is_what_tflm_uses(graphs):
     from embbert.tflite.arena import minimal_arena, recorded_allocations
     from embbert.tflite.check import tflm_predict
     from embbert.tflite.convert import OFFLINE_PLAN_METADATA, encoded_split, finalize_model
-    from embbert.tflite.ops import plan_buffers, read_graph, schema
+    from embbert.tflite.graph import read_graph, schema
+    from embbert.tflite.planner import plan_buffers
 
     data, info = finalize_model(graphs["previous"], plan=True, strip_names=False)
     model = schema().ModelT.InitFromPackedBuf(bytearray(data), 0)
@@ -192,7 +193,7 @@ def test_board_rule_and_flash_sum_fixed_numbers():
 
 def test_margin_is_the_cmsis_nn_scratch(graphs):
     from embbert.tflite.arena import cmsis_nn_scratch, margin_for
-    from embbert.tflite.ops import read_graph
+    from embbert.tflite.graph import read_graph
 
     m = graphs["config"].model
     prev = max(s["bytes"] for s in cmsis_nn_scratch(read_graph(graphs["previous"])))

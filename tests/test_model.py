@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embbert.core.config import PRESETS, EmbBertConfig, ModelConfig, TrainConfig
+from embbert.core.config import DEFAULT_MAX_LENGTH, PRESETS, EmbBertConfig, ModelConfig, TrainConfig
 from embbert.core.errors import EmbBertError
 
 REFERENCE_BACKBONE = {"nano": 65_856, "tiny": 146_048, "embbert": 357_248, "med": 1_834_752, "big": 7_306_752}
@@ -381,7 +381,7 @@ def test_config_json_round_trip(tmp_path):
     config.save(tmp_path)
     assert EmbBertConfig.load(tmp_path) == config
     assert EmbBertConfig.load(tmp_path / "config.json") == config
-    assert EmbBertConfig.create("nano").max_length == 256
+    assert EmbBertConfig.create("nano").max_length == DEFAULT_MAX_LENGTH == 128
     assert EmbBertConfig.create("big").model == PRESETS["big"]
 
 

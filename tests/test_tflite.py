@@ -26,7 +26,7 @@ def test_convert_writes_int8_and_float32(converted):
 
 def test_ops_and_dtypes(converted):
     from embbert.tflite.convert import TFLM_INT8_OPS, validate_for_tflm
-    from embbert.tflite.ops import read_graph
+    from embbert.tflite.graph import read_graph
 
     run, summary = converted
     data = (run / "model_int8.tflite").read_bytes()

@@ -32,14 +32,12 @@ import numpy as np
 from embbert.core.config import EmbBertConfig
 from embbert.core.files import atomic_write_bytes, atomic_write_text
 from embbert.core.errors import EmbBertError
+from embbert.core import layout
 
 from .check import tflm_interpreter
-from .convert import INT8_MODEL, captured_stderr, load_tflite
-from .ops import Graph, macs, read_graph
+from .convert import captured_stderr, load_tflite
+from .graph import Graph, macs, read_graph
 
-REPORT_JSON = "arena_report.json"
-REPORT_MD = "arena_report.md"
-REPORT_PNG = "arena_report.png"
 ALIGN = 16
 MARGIN_ROUND = 16
 KIB = 1024
@@ -294,7 +292,7 @@ def largest_tensors(graph: Graph, n: int = 8, names: dict[int, str] | None = Non
 
 
 def _tensor_row(t, names: dict[int, str] | None) -> dict[str, Any]:
-    from .ops import layer_of
+    from .graph import layer_of
 
     name = (names or {}).get(t.index) or t.name
     return {"index": t.index, "name": name.split(";")[0], "layer": layer_of(name), "dtype": t.dtype,
@@ -303,7 +301,7 @@ def _tensor_row(t, names: dict[int, str] | None) -> dict[str, Any]:
 
 def peak_tensors(graph: Graph, names: dict[int, str] | None = None) -> dict[str, Any]:
     """The operator at which the most bytes are alive in the shared arena, and those tensors."""
-    from .ops import plan_buffers
+    from .planner import plan_buffers
 
     buffers = plan_buffers(graph)
     if not buffers:
@@ -318,7 +316,7 @@ def peak_tensors(graph: Graph, names: dict[int, str] | None = None) -> dict[str,
 
 def persistent_copies(graph: Graph) -> list[dict[str, Any]]:
     """BATCH_MATMULs for which TFLM keeps a persistent transposed copy of an input (adj_y unset / adj_x set)."""
-    from .ops import batch_matmul_flags
+    from .graph import batch_matmul_flags
 
     out = []
     for op, (adj_x, adj_y) in batch_matmul_flags(graph).items():
@@ -441,12 +439,12 @@ def report_plot(r: dict[str, Any]) -> bytes:
 
 def arena_report(run_dir, *, write: bool = True) -> dict[str, Any]:
     """Measure the model of RUN_DIR and write arena_report.json / .md / .png."""
-    from .convert import NAMES_FILE, tensor_names
+    from .convert import tensor_names
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise EmbBertError(f"{run_dir}: not a directory (expected a run directory)")
-    data = load_tflite(run_dir / INT8_MODEL)
+    data = load_tflite(run_dir / layout.INT8_MODEL)
     graph = read_graph(data)
     names = tensor_names(run_dir)
     minimum = minimal_arena(data)
@@ -459,12 +457,12 @@ def arena_report(run_dir, *, write: bool = True) -> dict[str, Any]:
     tok_bytes = tokenizer_table_bytes(run_dir)
     info = {}
     try:
-        info = json.loads((run_dir / NAMES_FILE).read_text())
+        info = json.loads((run_dir / layout.TENSOR_NAMES).read_text())
     except (OSError, ValueError):
         pass
     scratch = cmsis_nn_scratch(graph)
     report = {
-        "model_file": INT8_MODEL,
+        "model_file": layout.INT8_MODEL,
         "run": run_dir.name,
         "model_bytes": len(data),
         "min_arena_bytes": minimum,
@@ -501,9 +499,9 @@ def arena_report(run_dir, *, write: bool = True) -> dict[str, Any]:
         pass
     if write:
         png = report_plot(report)
-        atomic_write_text(run_dir / REPORT_JSON, json.dumps(report, indent=2) + "\n")
-        atomic_write_text(run_dir / REPORT_MD, report_markdown(report))
-        atomic_write_bytes(run_dir / REPORT_PNG, png)
+        atomic_write_text(run_dir / layout.ARENA_JSON, json.dumps(report, indent=2) + "\n")
+        atomic_write_text(run_dir / layout.ARENA_MD, report_markdown(report))
+        atomic_write_bytes(run_dir / layout.ARENA_PNG, png)
     return report
 
 
@@ -514,6 +512,6 @@ def GraphOptionsLabel(options: dict | None) -> str:  # noqa: N802 - reads as the
     return ", ".join(on) if on else "none"
 
 
-__all__ = ["minimal_arena", "arena_report", "arena_works", "recorded_allocations", "BOARDS", "BOARD_KEYS", "REPORT_JSON",
+__all__ = ["minimal_arena", "arena_report", "arena_works", "recorded_allocations", "BOARDS", "BOARD_KEYS",
            "ArenaProbe", "arena_budget_for", "board", "board_fit", "margin_for", "cmsis_nn_scratch", "peak_tensors",
            "persistent_copies", "TFLM_RUNTIME_FLASH_BYTES"]

@@ -18,11 +18,11 @@ import numpy as np
 from embbert.core.config import EmbBertConfig
 from embbert.core.files import atomic_write_text
 from embbert.core.errors import EmbBertError
+from embbert.core import layout
 
-from .convert import INT8_MODEL, captured_stderr, encoded_split, load_tflite
-from .ops import read_graph
+from .convert import captured_stderr, encoded_split, load_tflite
+from .graph import read_graph
 
-CHECK_FILE = "check.json"
 
 
 def _check_inputs(token_ids, segment_ids) -> tuple[np.ndarray, np.ndarray]:
@@ -114,7 +114,7 @@ def check_run(run_dir, *, max_examples: int | None = None) -> dict[str, Any]:
     config = EmbBertConfig.load(run_dir)
     if max_examples is not None and max_examples < 1:
         raise EmbBertError(f"max examples must be >= 1, got {max_examples}")
-    data = load_tflite(run_dir / INT8_MODEL)
+    data = load_tflite(run_dir / layout.INT8_MODEL)
     graph = read_graph(data)
     out = graph.tensors[graph.outputs[0]]
     scale = out.scale[0] if out.scale else 1.0
@@ -162,7 +162,7 @@ def check_run(run_dir, *, max_examples: int | None = None) -> dict[str, Any]:
         },
         "output_quantization": {"scale": scale, "zero_point": zp},
     }
-    atomic_write_text(run_dir / CHECK_FILE, json.dumps(report, indent=2) + "\n")
+    atomic_write_text(run_dir / layout.CHECK, json.dumps(report, indent=2) + "\n")
     return report
 
 
@@ -180,4 +180,4 @@ def format_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["check_run", "tflite_predict", "tflm_predict", "tflm_interpreter", "format_table", "CHECK_FILE"]
+__all__ = ["check_run", "tflite_predict", "tflm_predict", "tflm_interpreter", "format_table"]

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 from embbert.core.args import positive_int
+from embbert.core import layout
 from embbert.datasets.loading import data_dir_arg
 
 
@@ -72,7 +73,7 @@ def register(subparsers) -> None:
 
 
 def cmd_convert(args) -> int:
-    _preflight(args, ("qat.weights.h5",))
+    _preflight(args, (layout.QAT_WEIGHTS,))
     from embbert.tflite.convert import convert_run
 
     summary = convert_run(args.run_dir, max_calibration=args.max_calibration,
@@ -96,7 +97,7 @@ def cmd_convert(args) -> int:
         fits = ", ".join(f"{k} {'fits' if v else 'does NOT fit'}" for k, v in a["boards"].items())
         print(f"arena: minimum {a['min_arena_bytes']} bytes, recommended {a['recommended_arena_bytes']} "
               f"(margin {a['margin_bytes']}); footprint {a['total_footprint_bytes']} bytes; {fits}")
-        print(f"wrote {args.run_dir}/arena_report.json, .md, .png")
+        print(f"wrote {Path(args.run_dir) / layout.ARENA_JSON}, .md, .png")
     if summary.get("budget"):
         b = summary["budget"]
         print(f"arena budget {b['budget_bytes']} bytes: kept graph options with a recommended arena of "
@@ -105,7 +106,7 @@ def cmd_convert(args) -> int:
 
 
 def cmd_check(args) -> int:
-    _preflight(args, ("model_int8.tflite",))
+    _preflight(args, (layout.INT8_MODEL,))
     from embbert.tflite.check import check_run, format_table
 
     report = check_run(args.run_dir, max_examples=args.max_examples)
@@ -118,5 +119,5 @@ def cmd_check(args) -> int:
         print(json.dumps(report, indent=2))
     else:
         print(format_table(report))
-        print(f"wrote {args.run_dir}/check.json")
+        print(f"wrote {Path(args.run_dir) / layout.CHECK}")
     return 0

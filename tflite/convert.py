@@ -31,12 +31,10 @@ import numpy as np
 from embbert.core.config import EmbBertConfig
 from embbert.core.files import atomic_write_bytes, atomic_write_text
 from embbert.core.errors import EmbBertError
+from embbert.core import layout
 
-from .ops import FLOAT_TYPES, Graph, layer_of, op_layer, read_graph, schema
+from .graph import FLOAT_TYPES, Graph, layer_of, op_layer, read_graph, schema
 
-INT8_MODEL = "model_int8.tflite"
-FLOAT32_MODEL = "model_float32.tflite"
-INT8_SHA256 = INT8_MODEL + ".sha256"  # sha256sum format; `embbert export` refuses a model that differs
 
 #: Operators with an int8 kernel in TensorFlow Lite Micro (../shared/reference/deployment.md).
 TFLM_INT8_OPS = frozenset({
@@ -274,7 +272,7 @@ def build_int8(qat, config: EmbBertConfig, representative, options: GraphOptions
 def _measure(data: bytes, info: dict) -> tuple[int, int, int]:
     """(MACs, recommended arena, minimal arena) of a candidate; recorded in info["arena"]."""
     from .arena import margin_for, minimal_arena
-    from .ops import macs
+    from .graph import macs
 
     graph = read_graph(data)
     minimum = minimal_arena(data)
@@ -360,16 +358,16 @@ def convert_run(run_dir, *, max_calibration: int = 200, float32: bool = True, op
                                                        first_token_only=options.first_token_only,
                                                        causal_valid=options.causal_valid,
                                                        query_blocks=options.query_blocks))
-    atomic_write_bytes(run_dir / INT8_MODEL, int8)
-    atomic_write_bytes(run_dir / INT8_SHA256, f"{hashlib.sha256(int8).hexdigest()}  {INT8_MODEL}\n".encode())
-    atomic_write_text(run_dir / NAMES_FILE, json.dumps(info, indent=1) + "\n")
+    atomic_write_bytes(run_dir / layout.INT8_MODEL, int8)
+    atomic_write_bytes(run_dir / layout.INT8_SHA256, f"{hashlib.sha256(int8).hexdigest()}  {layout.INT8_MODEL}\n".encode())
+    atomic_write_text(run_dir / layout.TENSOR_NAMES, json.dumps(info, indent=1) + "\n")
     if float_bytes is not None:
-        atomic_write_bytes(run_dir / FLOAT32_MODEL, float_bytes)
+        atomic_write_bytes(run_dir / layout.FLOAT_MODEL, float_bytes)
     graph = read_graph(int8)
     out = graph.tensors[graph.outputs[0]]
     return {
-        "int8_model": str(run_dir / INT8_MODEL),
-        "float32_model": str(run_dir / FLOAT32_MODEL) if float_bytes is not None else None,
+        "int8_model": str(run_dir / layout.INT8_MODEL),
+        "float32_model": str(run_dir / layout.FLOAT_MODEL) if float_bytes is not None else None,
         "int8_bytes": len(int8),
         "float32_bytes": len(float_bytes) if float_bytes is not None else None,
         "ops": ops,
@@ -388,7 +386,7 @@ def convert_run(run_dir, *, max_calibration: int = 200, float32: bool = True, op
 
 def tensor_names(run_dir) -> dict[int, str]:
     """Converter names of the deployed model's tensors (the FlatBuffer itself has them stripped)."""
-    path = Path(run_dir) / NAMES_FILE
+    path = Path(run_dir) / layout.TENSOR_NAMES
     try:
         return {int(k): v for k, v in json.loads(path.read_text())["names"].items()}
     except (OSError, ValueError, KeyError):
@@ -399,7 +397,6 @@ def tensor_names(run_dir) -> dict[int, str]:
 # the deployed FlatBuffer: offline memory plan, names stripped
 # --------------------------------------------------------------------------
 OFFLINE_PLAN_METADATA = "OfflineMemoryAllocation"  # micro_allocation_info.cc, kOfflineMemAllocMetadata
-NAMES_FILE = "model_int8.names.json"  # tensor index -> converter name, for messages about a stripped model
 
 
 def _pack(model) -> bytes:
@@ -418,7 +415,7 @@ def _pack(model) -> bytes:
 
 def offline_plan(graph: Graph) -> tuple[list[int], dict[str, Any]]:
     """Offsets for TFLM's `OfflineMemoryAllocation` metadata (-1: planned by TFLM at run time)."""
-    from .ops import best_plan, live_lower_bound, place, plan_buffers, tflm_greedy_order
+    from .planner import best_plan, live_lower_bound, place, plan_buffers, tflm_greedy_order
 
     buffers = plan_buffers(graph)
     offsets, peak, rule = best_plan(buffers)
@@ -485,6 +482,6 @@ def load_tflite(path) -> bytes:
     return data
 
 
-__all__ = ["TFLM_INT8_OPS", "INT8_MODEL", "FLOAT32_MODEL", "NAMES_FILE", "GraphOptions", "DEFAULT_OPTIONS",
+__all__ = ["TFLM_INT8_OPS", "GraphOptions", "DEFAULT_OPTIONS",
            "PREVIOUS_GRAPH", "build_int8", "finalize_model", "tensor_names", "convert_run", "validate_for_tflm", "load_tflite",
            "convert_keras", "encoded_split", "layer_of", "captured_stderr"]

@@ -31,11 +31,10 @@ from typing import Any
 
 from embbert.core.config import EmbBertConfig
 from embbert.core.errors import EmbBertError
-from embbert.tflite.ops import read_graph
+from embbert.core import layout
+from embbert.tflite.graph import read_graph
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-MODEL_FILE = "model_int8.tflite"
-ARENA_REPORT = "arena_report.json"
 CHUNK_BYTES = 128
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[MASK]", "[SEP]")
 CLASS_OTHER, CLASS_LETTER, CLASS_NUMBER, CLASS_SPACE = 0, 1, 2, 3
@@ -499,7 +498,6 @@ inline TfLiteStatus EmbBertRegisterOps(EmbBertOpResolver& resolver) {{
 # --------------------------------------------------------------------------
 # Inputs: checked before anything is written
 # --------------------------------------------------------------------------
-MODEL_SHA256 = MODEL_FILE + ".sha256"  # written by `embbert convert` (sha256sum format)
 MICRO_APP = REPO_ROOT / "micro_app"
 TARGETS = ("sources", "arduino", "platformio", "esp-idf", "cmake")
 MANIFEST = "embbert_export.json"
@@ -511,7 +509,7 @@ CORE_SOURCES = ("embbert_tokenizer.h", "embbert_tokenizer.c", "embbert_postproce
 
 
 def _recorded_sha256(run_dir: Path) -> str:
-    path = run_dir / MODEL_SHA256
+    path = run_dir / layout.INT8_SHA256
     if not path.is_file():
         raise EmbBertError(f"{path}: missing (no hash recorded at conversion); re-run `embbert convert {run_dir}`")
     fields = path.read_text(encoding="utf-8", errors="replace").split()
@@ -527,13 +525,13 @@ def _read_arena_report(arena_path: Path, model_len: int, arena_bytes: int | None
         recommended, minimum = int(arena["recommended_arena_bytes"]), int(arena["min_arena_bytes"])
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError):
         raise EmbBertError(f"{arena_path}: no recommended_arena_bytes / min_arena_bytes; "
-                           "re-run `embbert convert` (or `embbert check --arena`)") from None
+                           f"re-run `embbert check {arena_path.parent} --arena`") from None
     if "model_bytes" in arena and arena["model_bytes"] != model_len:
-        raise EmbBertError(f"{arena_path}: measured a model of {arena['model_bytes']} bytes, {MODEL_FILE} has "
-                           f"{model_len}; re-run `embbert check --arena`")
+        raise EmbBertError(f"{arena_path}: measured a model of {arena['model_bytes']} bytes, {layout.INT8_MODEL} has "
+                           f"{model_len}; re-run `embbert check {arena_path.parent} --arena`")
     if minimum < 16:
         raise EmbBertError(f"{arena_path}: min_arena_bytes {minimum} is not a measured TFLM arena; "
-                           "re-run `embbert check --arena`")
+                           f"re-run `embbert check {arena_path.parent} --arena`")
     chosen = recommended if arena_bytes is None else int(arena_bytes)
     what = "recommended_arena_bytes in the report" if arena_bytes is None else "--arena-bytes"
     if chosen < minimum:
@@ -548,17 +546,18 @@ def generated_sources(run_dir: str | os.PathLike, arena_bytes: int | None = None
     if not run_dir.is_dir():
         raise EmbBertError(f"{run_dir}: not a directory (expected a run directory)")
     config = EmbBertConfig.load(run_dir)
-    model_path, arena_path = run_dir / MODEL_FILE, run_dir / ARENA_REPORT
+    model_path, arena_path = run_dir / layout.INT8_MODEL, run_dir / layout.ARENA_JSON
     if not model_path.is_file():
-        raise EmbBertError(f"{model_path}: missing; run `embbert convert` first")
+        raise EmbBertError(f"{model_path}: missing; run `embbert convert {run_dir}` first")
     if not arena_path.is_file():
-        raise EmbBertError(f"{arena_path}: missing; run `embbert convert`/`embbert check` first")
+        raise EmbBertError(f"{arena_path}: missing; run `embbert convert {run_dir}` (or `embbert check {run_dir} "
+                           "--arena`) first")
     data = model_path.read_bytes()
     recorded = _recorded_sha256(run_dir)
     digest = hashlib.sha256(data).hexdigest()
     if digest != recorded:
         raise EmbBertError(f"{model_path}: sha256 {digest[:16]}... differs from the hash recorded at conversion "
-                           f"({recorded[:16]}...); the model changed after `embbert convert`: re-run it")
+                           f"({recorded[:16]}...); the model changed after `embbert convert`: re-run `embbert convert {run_dir}`")
     arena, chosen = _read_arena_report(arena_path, len(data), arena_bytes)
     tok_dir = config.tokenizer_dir(run_dir)
     info = read_model_info(data)
@@ -566,7 +565,7 @@ def generated_sources(run_dir: str | os.PathLike, arena_bytes: int | None = None
     if tables.vocab_size > config.model.vocab_size:
         # A smaller tokenizer is fine (a small corpus may not fill the preset's table: those rows are unused).
         raise EmbBertError(f"tokenizer has {tables.vocab_size} ids, more than the model's {config.model.vocab_size}")
-    source = f"{run_dir.name}/{MODEL_FILE}"
+    source = f"{run_dir.name}/{layout.INT8_MODEL}"
     files: dict[str, str] = {}
     files["model_data.h"], files["model_data.cc"] = model_data_sources(data, source)
     files["model_settings.h"] = model_settings_source(config, info, arena, tables.vocab_size, source, chosen)
@@ -574,7 +573,7 @@ def generated_sources(run_dir: str | os.PathLike, arena_bytes: int | None = None
     files["embbert_tokenizer_tables.h"], files["embbert_tokenizer_tables.c"] = tokenizer_sources(
         tables, f"{tok_dir.name}/ (vocab.json, merges.txt)")
     facts = {"run": run_dir.name, "task": config.task, "preset": config.preset, "max_length": config.max_length,
-             "labels": list(config.label_names), "model_file": MODEL_FILE, "model_bytes": len(data),
+             "labels": list(config.label_names), "model_file": layout.INT8_MODEL, "model_bytes": len(data),
              "model_sha256": digest, "ops": info.ops, "min_arena_bytes": int(arena["min_arena_bytes"]),
              "tensor_arena_bytes": (chosen + 15) // 16 * 16}
     return files, facts
@@ -982,7 +981,7 @@ def write_package(out: str | os.PathLike, files: dict[str, bytes]) -> list[Path]
 # --------------------------------------------------------------------------
 def default_out_dir(run_dir: Path, target: str = "sources") -> Path:
     """Inside the run directory, never in the checkout: RUN_DIR/micro_app/<target>."""
-    return Path(run_dir) / "micro_app" / target
+    return Path(run_dir) / layout.EXPORT_DIR / target
 
 
 def export_micro_app(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,

@@ -11,15 +11,11 @@ from embbert.core.args import non_negative_int, positive_float, positive_int
 from embbert.core.config import PRESETS, EmbBertConfig, TrainConfig
 from embbert.core.files import atomic_write_bytes, atomic_write_text
 from embbert.core.errors import EmbBertError
+from embbert.core import layout
 from embbert.datasets.loading import data_dir_arg
+from embbert.datasets.tasks import max_length_for
 from embbert.keras_model.presets import init_arg
 
-#: Sequence length per task: short single texts 64, pairs 128, long reviews/news 256/128.
-TASK_LENGTHS = {
-    "imdb": 256, "ag_news": 128, "cyberbullying": 64, "limit": 64, "emotion": 64, "nlu": 64, "snips": 64,
-    "cola": 64, "sst2": 64, "mrpc": 128, "stsb": 128, "qqp": 128, "mnli-m": 128, "mnli-mm": 128,
-    "qnli": 128, "rte": 128, "wnli": 128,
-}
 
 
 def published() -> dict:
@@ -37,7 +33,7 @@ def register(bsub) -> None:
     )
     a.add_argument("--tasks", nargs="+", default=None, help="task names or task directories (default: all TinyNLP + GLUE)")
     a.add_argument("--preset", choices=sorted(PRESETS), default="embbert", help="model preset (default embbert)")
-    a.add_argument("--max-length", type=positive_int, default=None, help="L for every task (default: per task, see docs)")
+    a.add_argument("--max-length", type=positive_int, default=None, help="L for every task (default: each task's, `embbert data list`)")
     a.add_argument("--epochs", type=positive_int, default=10, help="float epochs, >= 1 (default 10, the paper's)")
     a.add_argument("--qat-epochs", type=non_negative_int, default=2, help="QAT epochs (default 2)")
     a.add_argument("--learning-rate", type=positive_float, default=5e-5, help="float learning rate (default 5e-5, the paper's)")
@@ -92,7 +88,7 @@ def run_accuracy(args) -> dict:
             print(f"skip {name}: {reason}", flush=True)
             skipped.append({"task": name, "reason": reason})
             continue
-        L = args.max_length or TASK_LENGTHS.get(name, 128)
+        L = max_length_for(task, args.max_length)
         train = TrainConfig(batch_size=args.batch_size, learning_rate=args.learning_rate, epochs=args.epochs,
                             qat_epochs=args.qat_epochs, qat_learning_rate=args.qat_learning_rate, seed=args.seed,
                             max_train_examples=args.max_train_examples)
@@ -105,7 +101,7 @@ def run_accuracy(args) -> dict:
                 result = _load_finished(out)
             else:
                 result = run_pipeline(config, out, init=args.init, max_examples=args.max_test_examples,
-                                      export_dir=out / "micro_app", verbose=2)
+                                      export_dir=out / layout.EXPORT_DIR, verbose=2)
         except EmbBertError as exc:
             print(f"skip {name}: {exc}", flush=True)
             skipped.append({"task": name, "reason": str(exc)})
@@ -144,7 +140,7 @@ def check_accuracy_args(args) -> None:
     preflight.output_dir(results_dir(args), "--docs-dir")
 
 
-FINISHED_FILES = ("metrics.json", "check.json", "arena_report.json")
+FINISHED_FILES = (layout.METRICS, layout.CHECK, layout.ARENA_JSON)
 
 
 def _finished(run_dir: Path) -> bool:

@@ -8,6 +8,7 @@ from typing import Any
 from embbert.core.args import positive_int
 from embbert.core.config import EmbBertConfig
 from embbert.core import preflight
+from embbert.core import layout
 
 
 def lever_table(run_dir, lengths, *, max_calibration: int = 100, out=None) -> list[dict[str, Any]]:
@@ -20,7 +21,7 @@ def lever_table(run_dir, lengths, *, max_calibration: int = 100, out=None) -> li
 
     from embbert.tflite.arena import margin_for, minimal_arena, recorded_allocations
     from embbert.tflite.convert import GraphOptions, build_int8, encoded_split
-    from embbert.tflite.ops import macs, read_graph
+    from embbert.tflite.graph import macs, read_graph
 
     steps = [("before issue 12", GraphOptions(False, False, False, False, False)),
              ("+ context on pre-transposed keys", GraphOptions(True, False, False, False, False)),
@@ -61,7 +62,7 @@ def lever_table(run_dir, lengths, *, max_calibration: int = 100, out=None) -> li
 
 
 def _cmd_memory(args) -> int:
-    preflight.run_dir(args.run_dir, ("qat.weights.h5",))
+    preflight.run_dir(args.run_dir, (layout.QAT_WEIGHTS,))
     lever_table(args.run_dir, args.lengths, max_calibration=args.max_calibration, out=args.out)
     return 0
 

@@ -15,10 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from .errors import EmbBertError
+from . import layout
 from .files import atomic_write_text
 
-CONFIG_FILE = "config.json"
+CONFIG_FILE = layout.CONFIG
 FORMAT_VERSION = 1
+#: Sequence length L when no value and no task gives one (pretraining, `model summary`, custom tasks);
+#: a registered task has its own default (`embbert.datasets.tasks.TASK_LENGTHS`, `max_length_for`).
+DEFAULT_MAX_LENGTH = 128
 
 
 @dataclass(frozen=True)
@@ -129,7 +133,8 @@ class EmbBertConfig:
         model = preset(preset_name)
         if kwargs.get("label_names") is not None:
             kwargs["label_names"] = tuple(kwargs["label_names"])
-        return cls(preset=preset_name, model=model, max_length=max_length or model.max_positions, **kwargs)
+        return cls(preset=preset_name, model=model, max_length=DEFAULT_MAX_LENGTH if max_length is None else max_length,
+                   **kwargs)
 
     def replace(self, **changes: Any) -> "EmbBertConfig":
         if "train" in changes and isinstance(changes["train"], dict):

@@ -25,12 +25,6 @@ def directory_with(path: str | os.PathLike, needed: str, what: str, flag: str) -
     return p
 
 
-def tokenizer_dir(path: str | None) -> str | None:
-    if path is None:
-        return None
-    return str(directory_with(path, "tokenizer.json", "tokenizer directory", "--tokenizer").resolve())
-
-
 def files(paths, flag: str, what: str) -> None:
     for p in paths:
         if not Path(p).is_file():

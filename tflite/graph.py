@@ -1,8 +1,10 @@
 """Reading a .tflite FlatBuffer without TensorFlow: operators, tensors, layers, MACs.
 
-Used by `convert` (the TFLM checks), `check` (input tensors by name) and `arena`
-(largest tensors, MACs per inference). Only the FlatBuffer schema that ships with
-ai-edge-litert is imported.
+Used by `convert` (the TFLM checks), `check` (input tensors by name), `arena` (largest
+tensors, MACs per inference), `planner` and `export`. The FlatBuffer is read through the
+TFLite schema's generated Python bindings that the pinned `tflite-micro` wheel ships
+(`tflite_micro/tensorflow/lite/micro/python/schema_py_generated.py`): the object API
+(`ModelT.InitFromPackedBuf`), nothing parsed by hand.
 """
 from __future__ import annotations
 
@@ -22,11 +24,10 @@ FLOAT_TYPES = frozenset({"float32", "float16", "float64", "bfloat16", "complex64
 
 
 def schema():
-    try:
-        from ai_edge_litert import schema_py_generated as s  # light: no TensorFlow
-    except ImportError:  # pragma: no cover
-        from tensorflow.lite.python import schema_py_generated as s
-    return s
+    """The TFLite schema bindings of the tflite-micro wheel (no TensorFlow import)."""
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated
+
+    return schema_py_generated
 
 
 def _enum_names(enum_cls) -> dict[int, str]:
@@ -216,108 +217,5 @@ def batch_matmul_flags(data_or_graph) -> dict[int, tuple[bool, bool]]:
     return out
 
 
-# --------------------------------------------------------------------------
-# TFLM memory planning (micro_allocation_info.cc + greedy_memory_planner.cc, read with the search tools)
-# --------------------------------------------------------------------------
-PLAN_ALIGN = 16  # MicroArenaBufferAlignment(): every planned buffer size is rounded up to it
-
-
-@dataclass
-class PlanBuffer:
-    tensor: int
-    size: int  # bytes, rounded up to PLAN_ALIGN
-    first: int  # allocation scope of creation (inputs 0, the output of operator i: i + 1)
-    last: int  # last allocation scope that reads (or writes) it
-
-
-def plan_buffers(graph: Graph) -> list[PlanBuffer]:
-    """The tensors TFLM places in the shared (non-persistent) arena, with TFLM's lifetimes.
-
-    As `AllocationInfoBuilder::MarkAllocationLifetimes`: inputs are created at scope 0, operator i
-    runs in scope i + 1 (its outputs are created there, its inputs and outputs are used there),
-    the graph outputs live to the last scope. Constant tensors and empty ones are not planned.
-    A tensor is alive in [first, last]; two buffers whose ranges intersect never share bytes
-    (an operator's output never overlaps its inputs)."""
-    first: dict[int, int] = {i: 0 for i in graph.inputs}
-    last: dict[int, int] = {}
-    for i, op in enumerate(graph.ops):
-        scope = i + 1
-        for t in op.outputs:
-            first.setdefault(t, scope)
-        for t in op.inputs + op.outputs:
-            if t >= 0:
-                last[t] = scope
-    end = len(graph.ops)
-    for t in graph.outputs:
-        last[t] = end
-    out = []
-    for t in graph.tensors:
-        if t.constant or t.nbytes == 0 or t.index not in first or t.index not in last:
-            continue
-        size = -(-t.nbytes // PLAN_ALIGN) * PLAN_ALIGN
-        out.append(PlanBuffer(t.index, size, first[t.index], last[t.index]))
-    return out
-
-
-def place(buffers: list[PlanBuffer], order: list[int]) -> tuple[dict[int, int], int]:
-    """First-fit placement in the given order (TFLM's greedy rule): each buffer goes to the lowest
-    offset where it overlaps, in bytes, no already placed buffer that is alive at the same time.
-    Returns {tensor: offset} and the peak (bytes)."""
-    placed: list[tuple[int, int, PlanBuffer]] = []  # (offset, end, buffer), sorted by offset
-    offsets: dict[int, int] = {}
-    peak = 0
-    for k in order:
-        b = buffers[k]
-        cand = 0
-        for off, end, other in placed:
-            if other.first > b.last or b.first > other.last:
-                continue
-            if off - cand >= b.size:
-                break
-            cand = max(cand, end)
-        offsets[b.tensor] = cand
-        placed.append((cand, cand + b.size, b))
-        placed.sort(key=lambda e: e[0])
-        peak = max(peak, cand + b.size)
-    return offsets, peak
-
-
-def tflm_greedy_order(buffers: list[PlanBuffer]) -> list[int]:
-    """TFLM's own order: sizes descending, ties in tensor order (its bubble sort is stable)."""
-    return sorted(range(len(buffers)), key=lambda k: (-buffers[k].size, buffers[k].tensor))
-
-
-def live_lower_bound(buffers: list[PlanBuffer]) -> int:
-    """No plan can use less: the largest sum of sizes alive at one scope."""
-    if not buffers:
-        return 0
-    end = max(b.last for b in buffers)
-    return max(sum(b.size for b in buffers if b.first <= s <= b.last) for s in range(end + 1))
-
-
-def best_plan(buffers: list[PlanBuffer], tries: int = 64, seed: int = 0) -> tuple[dict[int, int], int, str]:
-    """The smallest of several first-fit orders: TFLM's, size with lifetime tie-breaks, creation
-    order, longest-lived first, and `tries` seeded random tie-breaks. (offsets, peak, rule)."""
-    n = len(buffers)
-    cands: list[tuple[str, list[int]]] = [
-        ("TFLM greedy (size, tensor index)", tflm_greedy_order(buffers)),
-        ("size, then earliest creation", sorted(range(n), key=lambda k: (-buffers[k].size, buffers[k].first))),
-        ("size, then latest last use", sorted(range(n), key=lambda k: (-buffers[k].size, -buffers[k].last))),
-        ("size x lifetime", sorted(range(n), key=lambda k: -buffers[k].size * (buffers[k].last - buffers[k].first + 1))),
-        ("creation order", sorted(range(n), key=lambda k: (buffers[k].first, -buffers[k].size))),
-        ("longest lifetime", sorted(range(n), key=lambda k: (-(buffers[k].last - buffers[k].first), -buffers[k].size))),
-    ]
-    rng = np.random.default_rng(seed)
-    for i in range(tries):
-        noise = rng.random(n)
-        cands.append((f"size, random tie-break #{i}", sorted(range(n), key=lambda k: (-buffers[k].size, noise[k]))))
-    best = None
-    for rule, order in cands:
-        offsets, peak = place(buffers, order)
-        if best is None or peak < best[1]:
-            best = (offsets, peak, rule)
-    return best
-
-
-__all__ = ["Graph", "Op", "Tensor", "read_graph", "layer_of", "op_layer", "macs", "op_macs", "FLOAT_TYPES",
-           "PlanBuffer", "batch_matmul_flags", "plan_buffers", "place", "best_plan", "tflm_greedy_order", "live_lower_bound"]
+__all__ = ["Graph", "Op", "Tensor", "read_graph", "schema", "layer_of", "op_layer", "macs", "op_macs", "FLOAT_TYPES",
+           "batch_matmul_flags"]
