@@ -34,6 +34,7 @@ from embbert.core.errors import EmbBertError
 from embbert.core import layout
 
 from .graph import FLOAT_TYPES, Graph, layer_of, op_layer, read_graph, schema
+from .planner import offline_plan
 
 
 #: Operators with an int8 kernel in TensorFlow Lite Micro (../shared/reference/deployment.md).
@@ -411,20 +412,6 @@ def _pack(model) -> bytes:
     builder = AlignedBuilder(1024)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
-
-
-def offline_plan(graph: Graph) -> tuple[list[int], dict[str, Any]]:
-    """Offsets for TFLM's `OfflineMemoryAllocation` metadata (-1: planned by TFLM at run time)."""
-    from .planner import best_plan, live_lower_bound, place, plan_buffers, tflm_greedy_order
-
-    buffers = plan_buffers(graph)
-    offsets, peak, rule = best_plan(buffers)
-    _, greedy_peak = place(buffers, tflm_greedy_order(buffers))
-    plan = [-1] * len(graph.tensors)
-    for t, off in offsets.items():
-        plan[t] = off
-    return plan, {"planned_bytes": peak, "simulated_greedy_bytes": greedy_peak,
-                  "live_lower_bound_bytes": live_lower_bound(buffers), "rule": rule, "buffers": len(buffers)}
 
 
 def finalize_model(tflite_bytes: bytes, *, plan: bool = True, strip_names: bool = True,

@@ -9,6 +9,7 @@ the smallest of several orders (written into the model as TFLM's offline memory 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -114,4 +115,16 @@ def best_plan(buffers: list[PlanBuffer], tries: int = 64, seed: int = 0) -> tupl
     return best
 
 
-__all__ = ["PlanBuffer", "plan_buffers", "place", "best_plan", "tflm_greedy_order", "live_lower_bound", "PLAN_ALIGN"]
+def offline_plan(graph: Graph) -> tuple[list[int], dict[str, Any]]:
+    """Offsets for TFLM's `OfflineMemoryAllocation` metadata (-1: planned by TFLM at run time)."""
+    buffers = plan_buffers(graph)
+    offsets, peak, rule = best_plan(buffers)
+    _, greedy_peak = place(buffers, tflm_greedy_order(buffers))
+    plan = [-1] * len(graph.tensors)
+    for t, off in offsets.items():
+        plan[t] = off
+    return plan, {"planned_bytes": peak, "simulated_greedy_bytes": greedy_peak,
+                  "live_lower_bound_bytes": live_lower_bound(buffers), "rule": rule, "buffers": len(buffers)}
+
+
+__all__ = ["offline_plan", "PlanBuffer", "plan_buffers", "place", "best_plan", "tflm_greedy_order", "live_lower_bound", "PLAN_ALIGN"]

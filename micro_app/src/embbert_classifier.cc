@@ -4,8 +4,6 @@
 // a static arena, AllocateTensors, input()/output(), Invoke, arena_used_bytes.
 #include "embbert_classifier.h"
 
-#include <string.h>
-
 #include "embbert_postprocess.h"
 #include "embbert_tokenizer.h"
 #include "model_data.h"

@@ -1,7 +1,6 @@
 // EmbBERT on ESP32: reads a line from the console, prints label, score,
 // latency in ms and the arena bytes used.
 #include <stdio.h>
-#include <string.h>
 
 #include "embbert_classifier.h"
 #include "esp_timer.h"
