@@ -16,12 +16,11 @@ import shutil
 import time
 from pathlib import Path
 
-from embbert.core import preflight
-from embbert.core.args import non_negative_int, positive_float, positive_int
-from embbert.core.config import PRESETS, EmbBertConfig, TrainConfig
-from embbert.core.files import atomic_write_text
+from embbert.core import layout, preflight
+from embbert.core.args import add_recipe_arguments, positive_int, recipe_from_args
+from embbert.core.config import PRESETS, QUICK_RECIPE, EmbBertConfig
 from embbert.core.errors import EmbBertError, Interrupted, UsageError
-from embbert.core import layout
+from embbert.core.files import atomic_write_text
 from embbert.datasets.loading import data_dir_arg
 from embbert.datasets.tasks import max_length_for, task_arg
 from embbert.keras_model.presets import init_arg
@@ -42,13 +41,8 @@ def register(sub) -> None:
     p.add_argument("--preset", choices=sorted(PRESETS), default="tiny", help="model size preset (default tiny)")
     p.add_argument("--max-length", type=positive_int, default=None,
                    help="sequence length L (default: the task's, `embbert data list`: 64 for emotion)")
-    p.add_argument("--epochs", type=positive_int, default=3, help="float epochs, >= 1 (default 3)")
-    p.add_argument("--qat-epochs", type=non_negative_int, default=1, help="QAT epochs (default 1)")
-    p.add_argument("--batch-size", type=positive_int, default=32, help="batch size (default 32)")
-    p.add_argument("--learning-rate", type=positive_float, default=1e-3,
-                   help="float learning rate (default 1e-3: chosen on emotion validation accuracy for the 3-epoch "
-                   "fine-tune from tiny_en, against 3e-4; docs/presets.md)")
-    p.add_argument("--qat-learning-rate", type=positive_float, default=1e-4, help="QAT learning rate (default 1e-4)")
+    add_recipe_arguments(p, QUICK_RECIPE, why_lr=": chosen on emotion validation accuracy for the 3-epoch "
+                         "fine-tune from tiny_en, against 3e-4; docs/presets.md")
     p.add_argument("--max-train-examples", type=positive_int, default=None, help="use a seeded subset of train")
     p.add_argument("--max-examples", type=positive_int, default=None, help="limit the check to N test examples")
     p.add_argument("--data-dir", default=None, help="data directory in hub layout (default $EMBBERT_DATA_DIR, else the hub)")
@@ -58,7 +52,6 @@ def register(sub) -> None:
                    "where no shipped preset was measured to help: docs/presets.md)")
     p.add_argument("--out", default=None, help="run directory (default runs/<task>-<preset>-L<L>)")
     p.add_argument("--export-dir", default=None, help="where the C sources go (default: `embbert export`'s default)")
-    p.add_argument("--seed", type=non_negative_int, default=0, help="random seed, >= 0 (default 0)")
     p.add_argument("--board", choices=("nano33ble", "esp32", "esp32s3"), default=None,
                    help="target board: convert with the graph options whose recommended arena fits the RAM the "
                    "board leaves for it (docs/memory.md), or stop at conversion naming the smallest reachable arena")
@@ -253,11 +246,7 @@ def check_run_args(args) -> tuple[EmbBertConfig, Path]:
             return config, out
     elif args.resume:
         print(f"{out}: no run to resume there: starting a new run", flush=True)
-    train = TrainConfig(
-        batch_size=args.batch_size, learning_rate=args.learning_rate, epochs=args.epochs,
-        qat_epochs=args.qat_epochs, qat_learning_rate=args.qat_learning_rate, seed=args.seed,
-        max_train_examples=args.max_train_examples,
-    )
+    train = recipe_from_args(args, max_train_examples=args.max_train_examples)
     config = EmbBertConfig.create(args.preset, args.max_length, task=task, data_dir=data_dir, train=train)
     return config, out
 

@@ -5,24 +5,21 @@ import argparse
 import json
 
 from embbert.core import layout, preflight
-from embbert.core.args import non_negative_float, non_negative_int, positive_float, positive_int
-from embbert.core.config import DEFAULT_MAX_LENGTH, PRESETS, STRATEGIES, EmbBertConfig, TrainConfig
+from embbert.core.args import add_recipe_arguments, non_negative_float, non_negative_int, positive_float, positive_int
+from embbert.core.config import DEFAULT_MAX_LENGTH, PAPER_RECIPE, PRESETS, STRATEGIES, EmbBertConfig, TrainConfig
 from embbert.core.errors import EmbBertError, UsageError
 from embbert.datasets.loading import data_dir_arg
 from embbert.datasets.tasks import max_length_for, task_arg
 from embbert.keras_model.presets import init_arg
 
 
-def _add_train_settings(p: argparse.ArgumentParser, *, lr: float) -> None:
+def _add_distributed_settings(p: argparse.ArgumentParser) -> None:
     d = TrainConfig()
-    p.add_argument("--batch-size", type=positive_int, default=d.batch_size, help=f"batch size (default {d.batch_size})")
-    p.add_argument("--learning-rate", type=positive_float, default=lr, help=f"AdamW learning rate (default {lr})")
     p.add_argument("--weight-decay", type=non_negative_float, default=d.weight_decay,
                    help=f"AdamW weight decay, >= 0 (default {d.weight_decay})")
-    p.add_argument("--strategy", choices=STRATEGIES, default="default",
+    p.add_argument("--strategy", choices=STRATEGIES, default=d.strategy,
                    help="tf.distribute strategy: default; mirrored (MirroredStrategy over all local devices); "
                    "multi-worker (MultiWorkerMirroredStrategy over the workers of $TF_CONFIG, docs/training.md)")
-    p.add_argument("--seed", type=non_negative_int, default=d.seed, help="random seed, >= 0 (default 0)")
 
 
 
@@ -66,15 +63,13 @@ def register(sub) -> None:
     t.add_argument("--out", required=True, help="run directory to write")
     t.add_argument("--data-dir", default=None, help="data directory in hub layout (default $EMBBERT_DATA_DIR, else the hub)")
     t.add_argument("--tokenizer", default=None, help="tokenizer directory (default: train one on the task's train split)")
-    t.add_argument("--epochs", type=positive_int, default=10, help="float epochs, >= 1 (default 10)")
-    t.add_argument("--qat-epochs", type=non_negative_int, default=2, help="quantisation-aware epochs (default 2)")
-    t.add_argument("--qat-learning-rate", type=positive_float, default=2e-5, help="QAT learning rate (default 2e-5)")
     t.add_argument("--steps-per-epoch", type=positive_int, default=None, help="steps per epoch (default: one pass)")
     t.add_argument("--max-train-examples", type=positive_int, default=None, help="use a seeded subset of the train split")
     t.add_argument("--init", default=None, help="pretrained backbone: a directory from `embbert pretrain` or a shipped preset name (tiny_en, embbert_en)")
     t.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     t.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs to RUN_DIR/tensorboard")
-    _add_train_settings(t, lr=5e-5)
+    add_recipe_arguments(t, PAPER_RECIPE, why_lr=", the paper's")
+    _add_distributed_settings(t)
     t.set_defaults(func=cmd_train)
 
     p = sub.add_parser(
@@ -103,8 +98,17 @@ def register(sub) -> None:
     p.add_argument("--tokenizer", default=None, help="tokenizer directory (default: train one on the corpus)")
     p.add_argument("--init", default=None, help="continue from a pretrained directory or preset name (e.g. tiny_en)")
     p.add_argument("--resume", action="store_true", help="continue the interrupted pretraining in --out")
-    _add_train_settings(p, lr=1e-3)
+    p.add_argument("--learning-rate", type=positive_float, default=PRETRAIN_LEARNING_RATE,
+                   help=f"peak AdamW learning rate (default {PRETRAIN_LEARNING_RATE:g})")
+    p.add_argument("--batch-size", type=positive_int, default=TrainConfig().batch_size,
+                   help=f"batch size (default {TrainConfig().batch_size})")
+    p.add_argument("--seed", type=non_negative_int, default=TrainConfig().seed, help="random seed, >= 0 (default 0)")
+    _add_distributed_settings(p)
     p.set_defaults(func=cmd_pretrain)
+
+
+#: Peak learning rate of MLM pretraining (docs/pretraining.md: the best of the measured peaks).
+PRETRAIN_LEARNING_RATE = 1e-3
 
 
 def _config_from_args(args, **extra) -> EmbBertConfig:

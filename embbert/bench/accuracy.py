@@ -7,11 +7,11 @@ import sys
 import time
 from pathlib import Path
 
-from embbert.core.args import non_negative_int, positive_float, positive_int
-from embbert.core.config import PRESETS, EmbBertConfig, TrainConfig
-from embbert.core.files import atomic_write_bytes, atomic_write_text
-from embbert.core.errors import EmbBertError
 from embbert.core import layout
+from embbert.core.args import add_recipe_arguments, positive_int, recipe_from_args
+from embbert.core.config import PAPER_RECIPE, PRESETS, EmbBertConfig
+from embbert.core.errors import EmbBertError
+from embbert.core.files import atomic_write_bytes, atomic_write_text
 from embbert.datasets.loading import data_dir_arg
 from embbert.datasets.tasks import max_length_for
 from embbert.keras_model.presets import init_arg
@@ -34,11 +34,7 @@ def register(bsub) -> None:
     a.add_argument("--tasks", nargs="+", default=None, help="task names or task directories (default: all TinyNLP + GLUE)")
     a.add_argument("--preset", choices=sorted(PRESETS), default="embbert", help="model preset (default embbert)")
     a.add_argument("--max-length", type=positive_int, default=None, help="L for every task (default: each task's, `embbert data list`)")
-    a.add_argument("--epochs", type=positive_int, default=10, help="float epochs, >= 1 (default 10, the paper's)")
-    a.add_argument("--qat-epochs", type=non_negative_int, default=2, help="QAT epochs (default 2)")
-    a.add_argument("--learning-rate", type=positive_float, default=5e-5, help="float learning rate (default 5e-5, the paper's)")
-    a.add_argument("--qat-learning-rate", type=positive_float, default=2e-5, help="QAT learning rate (default 2e-5)")
-    a.add_argument("--batch-size", type=positive_int, default=32, help="batch size (default 32)")
+    add_recipe_arguments(a, PAPER_RECIPE, why_lr=", the paper's")
     a.add_argument("--max-train-examples", type=positive_int, default=None, help="seeded subset of each train split")
     a.add_argument("--max-test-examples", type=positive_int, default=None, help="limit each check to N test examples")
     a.add_argument("--init", default=None, help="pretrained backbone for every task: a directory from `embbert pretrain` or a shipped preset name (embbert_en)")
@@ -47,7 +43,6 @@ def register(bsub) -> None:
     a.add_argument("--docs-dir", default=None,
                    help="where results.md/.json/.png go (default RUNS_DIR/results; give docs to update the "
                    "project's docs/results.md)")
-    a.add_argument("--seed", type=non_negative_int, default=0, help="random seed, >= 0 (default 0)")
     a.set_defaults(func=cmd_accuracy)
 
 
@@ -89,9 +84,7 @@ def run_accuracy(args) -> dict:
             skipped.append({"task": name, "reason": reason})
             continue
         L = max_length_for(task, args.max_length)
-        train = TrainConfig(batch_size=args.batch_size, learning_rate=args.learning_rate, epochs=args.epochs,
-                            qat_epochs=args.qat_epochs, qat_learning_rate=args.qat_learning_rate, seed=args.seed,
-                            max_train_examples=args.max_train_examples)
+        train = recipe_from_args(args, max_train_examples=args.max_train_examples)
         config = EmbBertConfig.create(args.preset, L, task=task, data_dir=args.data_dir, train=train)
         out = runs_dir / f"{name}-{args.preset}-L{L}"
         t0 = time.time()

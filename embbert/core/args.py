@@ -56,3 +56,27 @@ def check_tf_config() -> dict:
         raise UsageError(f"$TF_CONFIG: task must be {{\"type\": \"worker\", \"index\": 0..{len(workers) - 1}}}, "
                          f"got type {kind!r} index {index!r}")
     return conf
+
+
+def add_recipe_arguments(p: argparse.ArgumentParser, recipe, *, why_lr: str = "") -> None:
+    """--epochs, --qat-epochs, --learning-rate, --qat-learning-rate, --batch-size, --seed with the
+    defaults of a `TrainConfig` recipe (`core.config.PAPER_RECIPE` or `QUICK_RECIPE`)."""
+    p.add_argument("--epochs", type=positive_int, default=recipe.epochs,
+                   help=f"float epochs, >= 1 (default {recipe.epochs})")
+    p.add_argument("--qat-epochs", type=non_negative_int, default=recipe.qat_epochs,
+                   help=f"quantisation-aware epochs (default {recipe.qat_epochs})")
+    p.add_argument("--learning-rate", type=positive_float, default=recipe.learning_rate,
+                   help=f"float AdamW learning rate (default {recipe.learning_rate:g}{why_lr})")
+    p.add_argument("--qat-learning-rate", type=positive_float, default=recipe.qat_learning_rate,
+                   help=f"QAT learning rate (default {recipe.qat_learning_rate:g})")
+    p.add_argument("--batch-size", type=positive_int, default=recipe.batch_size,
+                   help=f"batch size (default {recipe.batch_size})")
+    p.add_argument("--seed", type=non_negative_int, default=recipe.seed, help=f"random seed, >= 0 (default {recipe.seed})")
+
+
+def recipe_from_args(args, **extra):
+    """The `TrainConfig` of the flags `add_recipe_arguments` declared (plus `extra` settings)."""
+    from .config import TrainConfig
+
+    return TrainConfig(epochs=args.epochs, qat_epochs=args.qat_epochs, learning_rate=args.learning_rate,
+                       qat_learning_rate=args.qat_learning_rate, batch_size=args.batch_size, seed=args.seed, **extra)
