@@ -82,7 +82,7 @@ def cmd_data_list(args) -> int:
 def cmd_tokenizer_train(args) -> int:
     from embbert.core import preflight
 
-    from .tokenizer import train_tokenizer
+    from .tokenizer import CONFIG_FILE, train_tokenizer
 
     preflight.output_dir(args.out)
 
@@ -92,14 +92,12 @@ def cmd_tokenizer_train(args) -> int:
             if not p.is_file():
                 raise EmbBertError(f"{p}: corpus file not found (expected a UTF-8 text file)")
     else:
-        from embbert.core import preflight
-
         from .loading import load_task
 
         data = load_task(task_arg(args.task), data_dir_arg(args.data_dir))
         sources = list(data.train.texts_a) + list(data.train.texts_b or [])
     out = train_tokenizer(sources, vocab_size=args.vocab_size, out_dir=args.out)
-    config = json.loads((out / "tokenizer_config.json").read_text(encoding="utf-8"))
+    config = json.loads((out / CONFIG_FILE).read_text(encoding="utf-8"))
     print(f"tokenizer written to {out} (vocabulary {config['vocab_size']}, {config['num_merges']} merges)")
     return 0
 

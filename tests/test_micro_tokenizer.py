@@ -20,7 +20,7 @@ STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    from embbert.tflite.export import build_tokenizer_tables, tokenizer_sources
+    from embbert.datasets.tokenizer import build_tokenizer_tables, tokenizer_sources
 
     root = tmp_path_factory.mktemp("micro_tok")
     tok_dir = h.train_tokenizer(root / "tokenizer")
@@ -152,7 +152,7 @@ def test_parity_10000_texts(built):
 
 def test_packing_single_and_pair(built):
     try:
-        from embbert.datasets.pipeline import pack as project_pack  # type: ignore
+        from embbert.datasets.tokenizer import pack as project_pack  # type: ignore
     except Exception:
         project_pack = None
     texts = make_texts(1200, seed=99)
@@ -193,3 +193,35 @@ def test_truncation_is_bounded_by_output(built):
     got = run_c(built["exe"], [f"S {raw.hex()}\n"], cap=8)
     toks = [int(x) for x in got[0].split("|")[0].split()]
     assert toks == h.pack(built["ref"].encode("word " * 100), None, L)[0]
+
+
+def test_c_side_and_python_side_take_special_ids_from_one_place(tmp_path):
+    """The C-table compiler and the Python encoder read vocab.json through one reader that checks the
+    special ids of `tokenizer.spec`; the C sources and the generated settings use those same ids."""
+    import json
+    import re
+
+    from embbert.core.errors import EmbBertError
+    from embbert.datasets.tokenizer import bpe, ctables, spec
+
+    ids = {"PAD": spec.PAD_ID, "UNK": spec.UNK_ID, "CLS": spec.CLS_ID, "MASK": spec.MASK_ID, "SEP": spec.SEP_ID}
+    assert [spec.SPECIAL_TOKENS[i] for i in ids.values()] == [f"[{name}]" for name in ids]
+    assert ctables.read_vocab_and_merges is bpe.read_vocab_and_merges  # the one reader
+    c_header = (h.SRC / "embbert_tokenizer.h").read_text()
+    settings = (h.MICRO_APP / "generated" / "model_settings.h").read_text()
+    for name, i in ids.items():
+        assert re.search(rf"#define EMBBERT_{name}_ID {i}\b", c_header), name
+        assert re.search(rf"kEmbBert{name.capitalize()}Id = {i},", settings), name
+    assert re.search(rf"#define EMBBERT_TOK_CHUNK_BYTES {spec.MAX_PIECE_BYTES}\b", c_header)
+
+    tok_dir = bpe.train_tokenizer(h.corpus()[:200], vocab_size=300, out_dir=tmp_path / "tok")
+    tok = bpe.load_tokenizer(tok_dir)
+    assert [tok.token_to_id(t) for t in spec.SPECIAL_TOKENS] == list(range(spec.NUM_SPECIAL_TOKENS))
+    assert ctables.build_tokenizer_tables(tok_dir).byte_ids == [tok.token_to_id(c)
+                                                               for c in spec.bytes_to_unicode().values()]
+    vocab = json.loads((tok_dir / spec.VOCAB_FILE).read_text(encoding="utf-8"))
+    vocab["[CLS]"], vocab["[SEP]"] = vocab["[SEP]"], vocab["[CLS]"]
+    (tok_dir / spec.VOCAB_FILE).write_text(json.dumps(vocab), encoding="utf-8")
+    for build in (bpe.load_tokenizer, ctables.build_tokenizer_tables):
+        with pytest.raises(EmbBertError, match=r"special token \[CLS\] must have id 2"):
+            build(tok_dir)

@@ -1,4 +1,4 @@
-"""Tokenizer training, keras-nlp vs `tokenizers` parity, packing and the tf.data pipeline."""
+"""Tokenizer training, encoding, packing and the tf.data pipeline (exactly `encode_texts`' arrays)."""
 import json
 import random
 
@@ -10,8 +10,7 @@ from embbert.datasets.loading import Split, load_task
 from embbert.datasets.pipeline import encode_texts, make_dataset, pack, segment_ids_from_token_ids, truncate_pair
 from embbert.datasets.synthetic import write_corpus, write_synthetic_task
 from embbert.datasets.tokenizer import (
-    CLS_ID, MAX_PIECE_BYTES, PAD_ID, SEP_ID, SPECIAL_TOKENS, keras_nlp_tokenizer, load_tokenizer, tf_tokenize,
-    train_tokenizer,
+    CLS_ID, MAX_PIECE_BYTES, PAD_ID, SEP_ID, SPECIAL_TOKENS, load_tokenizer, pack_batch, train_tokenizer,
 )
 from embbert.core.errors import EmbBertError
 
@@ -74,17 +73,53 @@ def test_long_pieces_are_chunked(tok_dir):
     assert tok.encode("a" * (2 * MAX_PIECE_BYTES)) == tok.encode("a" * MAX_PIECE_BYTES) * 2
 
 
-def test_keras_nlp_parity(tok_dir):
-    import tensorflow as tf
+def _reference_pack(ids_a, ids_b, L):
+    """The packing rule written as the loop of docs/tokenizer.md (independent of the vectorised packer)."""
+    a = list(ids_a)
+    if ids_b is None:
+        tokens = [CLS_ID] + a[: L - 1]
+        segments = [1] * len(tokens)
+    else:
+        b = list(ids_b)
+        while len(a) + len(b) > L - 3:
+            if len(a) >= len(b):
+                a.pop()
+            else:
+                b.pop()
+        tokens = [CLS_ID] + a + [SEP_ID] + b + [SEP_ID]
+        segments = [1] * (1 + len(a)) + [2] * (len(b) + 2)
+    return tokens + [PAD_ID] * (L - len(tokens)), segments + [0] * (L - len(segments))
 
+
+@pytest.mark.parametrize("pair", [False, True])
+def test_dataset_is_exactly_encode_texts_on_every_parity_text(tok_dir, pair):
     tok = load_tokenizer(tok_dir)
-    layer = keras_nlp_tokenizer(tok_dir)
-    ds = tf.data.Dataset.from_tensor_slices(PARITY_TEXTS).batch(64).map(lambda t: tf_tokenize(layer, t))
-    got = [row for batch in ds for row in batch.to_list()]
-    expected = tok.encode_batch(PARITY_TEXTS)
-    bad = [(t, e, g) for t, e, g in zip(PARITY_TEXTS, expected, got) if e != g]
-    assert not bad, bad[:3]
-    assert any(len(e) > 0 for e in expected)
+    texts_a = list(PARITY_TEXTS)
+    texts_b = list(reversed(PARITY_TEXTS)) if pair else None
+    split = Split(texts_a, texts_b, np.arange(len(texts_a), dtype=np.int64) % 3)
+    for L in (3, 8, 40, 400):  # 3: the shortest pair length; 400: longer than every single text
+        ref_t, ref_s = encode_texts(tok, texts_a, texts_b, L)
+        assert ref_t.dtype == np.int32 and ref_s.dtype == np.int32 and ref_t.shape == (len(texts_a), L)
+        ids_a = tok.encode_batch(texts_a)
+        ids_b = tok.encode_batch(texts_b) if pair else [None] * len(ids_a)
+        want = [_reference_pack(a, b, L) for a, b in zip(ids_a, ids_b)]
+        assert ref_t.tolist() == [t for t, _ in want] and ref_s.tolist() == [s for _, s in want]
+        xs = list(make_dataset(split, tok_dir, L, 16))
+        assert all(x["token_ids"].dtype.name == "int32" and x["segment_ids"].dtype.name == "int32" for x, _ in xs)
+        np.testing.assert_array_equal(np.concatenate([x["token_ids"].numpy() for x, _ in xs]), ref_t)
+        np.testing.assert_array_equal(np.concatenate([x["segment_ids"].numpy() for x, _ in xs]), ref_s)
+        np.testing.assert_array_equal(np.concatenate([y.numpy() for _, y in xs]), split.labels)
+    assert any(len(e) > 0 for e in tok.encode_batch(texts_a))
+
+
+def test_pack_batch_of_numpy_and_empty_rows():
+    t, s = pack_batch([np.array([7, 8, 9], np.int32), [], [5]], None, 3)
+    assert t.tolist() == [[CLS_ID, 7, 8], [CLS_ID, 0, 0], [CLS_ID, 5, 0]]
+    assert s.tolist() == [[1, 1, 1], [1, 0, 0], [1, 1, 0]]
+    t, s = pack_batch([], [], 5)
+    assert t.shape == s.shape == (0, 5) and t.dtype == s.dtype == np.int32
+    with pytest.raises(EmbBertError, match="2 first texts but 1 second"):
+        pack_batch([[1], [2]], [[3]], 5)
 
 
 def test_pack_single_and_pair():

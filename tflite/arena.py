@@ -83,7 +83,7 @@ def arena_budget_for(key: str) -> int:
 
 def tokenizer_table_bytes(run_dir) -> int | None:
     """Flash of the on-device tokenizer tables (the arrays `embbert export` writes), None without a tokenizer."""
-    from .export import build_tokenizer_tables
+    from embbert.datasets.tokenizer import build_tokenizer_tables
 
     try:
         config = EmbBertConfig.load(run_dir)

@@ -202,20 +202,11 @@ def fuzz_benchmark(seconds: int, out_md: str | Path | None, run_dir: str | Path 
 
 
 def _small_tables(tok_dir: Path, gen: Path) -> None:
-    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
+    """Tables of a 400-token tokenizer trained (with the project's trainer) into `tok_dir`."""
+    from embbert.datasets.tokenizer import build_tokenizer_tables, tokenizer_sources, train_tokenizer
 
-    from embbert.tflite.export import build_tokenizer_tables, tokenizer_sources
-
-    tok = Tokenizer(models.BPE())
-    tok.normalizer = normalizers.Sequence([normalizers.NFD(), normalizers.StripAccents(), normalizers.Lowercase()])
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
-                                                 pre_tokenizers.Split(Regex(".{1,128}"), behavior="isolated")])
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[MASK]", "[SEP]"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator(["the quick brown fox jumps over the lazy dog's back, it's 2024!"] * 50, trainer=trainer)
-    tok_dir.mkdir(parents=True)
-    tok.save(str(tok_dir / "tokenizer.json"))
-    tok.model.save(str(tok_dir))
+    train_tokenizer(["the quick brown fox jumps over the lazy dog's back, it's 2024!"] * 50, vocab_size=400,
+                    out_dir=tok_dir)
     h, c = tokenizer_sources(build_tokenizer_tables(tok_dir), "benchmark tokenizer")
     (gen / "embbert_tokenizer_tables.h").write_text(h)
     (gen / "embbert_tokenizer_tables.c").write_text(c)

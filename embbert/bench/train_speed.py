@@ -18,15 +18,17 @@ WARMUP_STEPS = 2
 def _random_batch(config: EmbBertConfig, batch_size: int, seed: int):
     import numpy as np
 
+    from embbert.datasets.tokenizer import CLS_ID, NUM_SPECIAL_TOKENS, PAD_ID, SEGMENT_A, SEGMENT_PAD
+
     rng = np.random.default_rng(seed)
     L = config.max_length
-    tokens = rng.integers(5, config.model.vocab_size, size=(batch_size, L), dtype=np.int32)
-    tokens[:, 0] = 2  # [CLS]
+    tokens = rng.integers(NUM_SPECIAL_TOKENS, config.model.vocab_size, size=(batch_size, L), dtype=np.int32)
+    tokens[:, 0] = CLS_ID
     lengths = rng.integers(2, L + 1, size=batch_size)
     positions = np.arange(L)[None, :]
     pad = positions >= lengths[:, None]
-    tokens[pad] = 0
-    segments = np.where(pad, 0, 1).astype(np.int32)
+    tokens[pad] = PAD_ID
+    segments = np.where(pad, SEGMENT_PAD, SEGMENT_A).astype(np.int32)
     labels = rng.integers(0, max(config.num_labels, 2), size=batch_size).astype(np.int64)
     if config.regression:
         labels = rng.random(batch_size).astype(np.float32)
