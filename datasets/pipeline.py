@@ -10,9 +10,10 @@ import os
 
 import numpy as np
 
+from embbert.core.config import CONFIG_FILE, EmbBertConfig
 from embbert.core.errors import EmbBertError
 
-from .loading import Split
+from .loading import Split, load_task
 from .tokenizer import check_length, encode_texts, pack, segment_ids_from_token_ids, truncate_pair
 
 
@@ -58,4 +59,21 @@ def make_dataset(
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-__all__ = ["pack", "truncate_pair", "encode_texts", "segment_ids_from_token_ids", "make_dataset"]
+def encoded_split(run_dir: str | os.PathLike, config: EmbBertConfig, split: str, limit: int | None = None):
+    """token_ids, segment_ids (int32 [N, L]) and labels of a split of the run's task."""
+    if not config.task:
+        raise EmbBertError(f"{run_dir}: {CONFIG_FILE} names no task")
+    data = load_task(config.task, config.data_dir, seed=config.train.seed)
+    part = getattr(data, split)
+    if limit is not None and len(part) > limit:
+        # A seeded random subset, not the first rows: splits are often ordered by class
+        # (IMDb's test split is all negatives, then all positives).
+        rng = np.random.default_rng(config.train.seed)
+        part = part.subset(sorted(rng.choice(len(part), size=limit, replace=False).tolist()))
+    if len(part) == 0:
+        raise EmbBertError(f"task {data.spec.name}: the {split} split is empty")
+    tok, seg = encode_texts(config.tokenizer_dir(run_dir), part.texts_a, part.texts_b, config.max_length)
+    return tok, seg, part.labels, data.spec
+
+
+__all__ = ["encoded_split", "pack", "truncate_pair", "encode_texts", "segment_ids_from_token_ids", "make_dataset"]

@@ -54,7 +54,7 @@ def tiny_run_accuracy(tiny_run_dir):
 
     from embbert.core.config import EmbBertConfig
     from embbert.keras_model.model import load_model
-    from embbert.tflite.convert import encoded_split
+    from embbert.datasets.pipeline import encoded_split
 
     config = EmbBertConfig.load(tiny_run_dir)
     tok, seg, labels, _ = encoded_split(tiny_run_dir, config, "test", None)

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from embbert.cli import main
+from embbert.core.errors import EmbBertError
 from embbert.datasets.loading import load_task, resolve_data_dir, task_available_locally
 from embbert.datasets.synthetic import write_corpus, write_synthetic_task
 from embbert.datasets.tasks import GLUE, TASKS, TINYNLP, get_task
-from embbert.core.errors import EmbBertError
 
 N = 20
 

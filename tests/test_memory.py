@@ -18,7 +18,8 @@ def graphs(tiny_run_dir):
     """The tiny run's QAT model as the previous graph (before issue 12) and as the optimised one."""
     from embbert.core.config import EmbBertConfig
     from embbert.keras_model.model import load_model
-    from embbert.tflite.convert import DEFAULT_OPTIONS, PREVIOUS_GRAPH, build_int8, encoded_split
+    from embbert.tflite.convert import DEFAULT_OPTIONS, PREVIOUS_GRAPH, build_int8
+    from embbert.datasets.pipeline import encoded_split
 
     config = EmbBertConfig.load(tiny_run_dir)
     tok, seg, _, _ = encoded_split(tiny_run_dir, config, "train", 60)
@@ -50,7 +51,7 @@ def test_no_batch_matmul_keeps_a_transposed_copy(graphs):
 
 def test_optimised_graph_agrees_with_previous(graphs):
     from embbert.tflite.check import tflm_predict
-    from embbert.tflite.convert import encoded_split
+    from embbert.datasets.pipeline import encoded_split
 
     tok, seg, _, _ = encoded_split(graphs["run"], graphs["config"], "test", 300)
     a = tflm_predict(graphs["previous"], tok, seg)
@@ -111,7 +112,8 @@ def test_first_fit_planner_and_offline_plan():
 def test_offline_plan_is_what_tflm_uses(graphs):
     from embbert.tflite.arena import minimal_arena, recorded_allocations
     from embbert.tflite.check import tflm_predict
-    from embbert.tflite.convert import OFFLINE_PLAN_METADATA, encoded_split, finalize_model
+    from embbert.tflite.convert import OFFLINE_PLAN_METADATA, finalize_model
+    from embbert.datasets.pipeline import encoded_split
     from embbert.tflite.graph import read_graph, schema
     from embbert.tflite.planner import plan_buffers
 
@@ -207,7 +209,7 @@ def test_deploy_options_leave_the_training_graph_alone(tiny_run_dir):
     """Float Keras: the deploy forms compute the same logits; first_token_only outside deploy is refused."""
     from embbert.core.config import EmbBertConfig
     from embbert.keras_model.model import build_deploy_model, load_model
-    from embbert.tflite.convert import encoded_split
+    from embbert.datasets.pipeline import encoded_split
 
     config = EmbBertConfig.load(tiny_run_dir)
     model = load_model(tiny_run_dir, config=config)

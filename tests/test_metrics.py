@@ -2,8 +2,8 @@ import math
 
 import pytest
 
-from embbert.datasets.metrics import METRICS, as_percent, compute_metric
 from embbert.core.errors import EmbBertError
+from embbert.datasets.metrics import METRICS, as_percent, compute_metric
 
 
 def test_accuracy():

@@ -69,7 +69,7 @@ def test_fixture_model_is_trained(tiny_run_accuracy):
 def test_tflm_agrees_with_tflite(converted):
     from embbert.core.config import EmbBertConfig
     from embbert.tflite.check import tflite_predict, tflm_predict
-    from embbert.tflite.convert import encoded_split
+    from embbert.datasets.pipeline import encoded_split
 
     run, _ = converted
     tok, seg, _, _ = encoded_split(run, EmbBertConfig.load(run), "test", 300)
@@ -118,7 +118,7 @@ def test_arena_is_exact_and_reported(converted):
     assert "Board fit" in (run / "arena_report.md").read_text()
     # the interpreter runs at the minimum and refuses 16 bytes less with a one-line error
     from embbert.core.config import EmbBertConfig
-    from embbert.tflite.convert import encoded_split
+    from embbert.datasets.pipeline import encoded_split
 
     tok, seg, _, _ = encoded_split(run, EmbBertConfig.load(run), "test", 3)
     assert tflm_predict(data, tok, seg, arena_size=n).shape == (3, 3)
@@ -210,7 +210,7 @@ def test_limited_split_is_a_seeded_sample_not_the_first_rows(tmp_path):
 
     from embbert.core.config import EmbBertConfig
     from embbert.datasets.tokenizer import train_tokenizer
-    from embbert.tflite.convert import encoded_split
+    from embbert.datasets.pipeline import encoded_split
 
     task = tmp_path / "ordered"
     task.mkdir()

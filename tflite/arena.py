@@ -29,10 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from embbert.core.config import EmbBertConfig
-from embbert.core.files import atomic_write_bytes, atomic_write_text
-from embbert.core.errors import EmbBertError
 from embbert.core import layout
+from embbert.core.config import EmbBertConfig
+from embbert.core.errors import EmbBertError
+from embbert.core.files import atomic_write_bytes, atomic_write_text
 
 from .check import tflm_interpreter
 from .convert import captured_stderr, load_tflite

@@ -15,12 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from embbert.core.config import EmbBertConfig
-from embbert.core.files import atomic_write_text
-from embbert.core.errors import EmbBertError
 from embbert.core import layout
+from embbert.core.config import EmbBertConfig
+from embbert.core.errors import EmbBertError
+from embbert.core.files import atomic_write_text
 
-from .convert import captured_stderr, encoded_split, load_tflite
+from embbert.datasets.pipeline import encoded_split
+
+from .convert import captured_stderr, load_tflite
 from .graph import read_graph
 
 

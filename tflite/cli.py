@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from embbert.core.args import positive_int
 from embbert.core import layout
+from embbert.core.args import positive_int
 from embbert.datasets.loading import data_dir_arg
 
 

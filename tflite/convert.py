@@ -28,10 +28,12 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from embbert.core.config import EmbBertConfig
-from embbert.core.files import atomic_write_bytes, atomic_write_text
-from embbert.core.errors import EmbBertError
 from embbert.core import layout
+from embbert.core.config import EmbBertConfig
+from embbert.core.errors import EmbBertError
+from embbert.core.files import atomic_write_bytes, atomic_write_text
+
+from embbert.datasets.pipeline import encoded_split
 
 from .graph import FLOAT_TYPES, Graph, layer_of, op_layer, read_graph, schema
 from .planner import offline_plan
@@ -177,26 +179,6 @@ def _convert(converter, what: str) -> bytes:
     if err is not None:
         raise EmbBertError(f"conversion of the {what} failed: {_converter_error(err, log)}")
     return bytes(data)
-
-
-def encoded_split(run_dir: Path, config: EmbBertConfig, split: str, limit: int | None = None):
-    """token_ids, segment_ids (int32 [N, L]) and labels of a split of the run's task."""
-    from embbert.datasets.loading import load_task
-    from embbert.datasets.pipeline import encode_texts
-
-    if not config.task:
-        raise EmbBertError(f"{run_dir}: config.json names no task")
-    data = load_task(config.task, config.data_dir, seed=config.train.seed)
-    part = getattr(data, split)
-    if limit is not None and len(part) > limit:
-        # A seeded random subset, not the first rows: splits are often ordered by class
-        # (IMDb's test split is all negatives, then all positives).
-        rng = np.random.default_rng(config.train.seed)
-        part = part.subset(sorted(rng.choice(len(part), size=limit, replace=False).tolist()))
-    if len(part) == 0:
-        raise EmbBertError(f"task {data.spec.name}: the {split} split is empty")
-    tok, seg = encode_texts(config.tokenizer_dir(run_dir), part.texts_a, part.texts_b, config.max_length)
-    return tok, seg, part.labels, data.spec
 
 
 def convert_keras(deploy_model, representative=None) -> bytes:
@@ -471,4 +453,4 @@ def load_tflite(path) -> bytes:
 
 __all__ = ["TFLM_INT8_OPS", "GraphOptions", "DEFAULT_OPTIONS",
            "PREVIOUS_GRAPH", "build_int8", "finalize_model", "tensor_names", "convert_run", "validate_for_tflm", "load_tflite",
-           "convert_keras", "encoded_split", "layer_of", "captured_stderr"]
+           "convert_keras", "layer_of", "captured_stderr"]

@@ -18,8 +18,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from embbert.core.files import atomic_write_text
 from embbert.core.errors import EmbBertError
+from embbert.core.files import atomic_write_text
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MICRO_SRC = REPO_ROOT / "micro_app" / "src"

@@ -5,10 +5,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from embbert.core.args import positive_int
-from embbert.core.config import EmbBertConfig
 from embbert.core import preflight
 from embbert.core import layout
+from embbert.core.args import positive_int
+from embbert.core.config import EmbBertConfig
 
 
 def lever_table(run_dir, lengths, *, max_calibration: int = 100, out=None) -> list[dict[str, Any]]:
@@ -20,7 +20,8 @@ def lever_table(run_dir, lengths, *, max_calibration: int = 100, out=None) -> li
     from embbert.keras_model.model import load_model
 
     from embbert.tflite.arena import margin_for, minimal_arena, recorded_allocations
-    from embbert.tflite.convert import GraphOptions, build_int8, encoded_split
+    from embbert.tflite.convert import GraphOptions, build_int8
+    from embbert.datasets.pipeline import encoded_split
     from embbert.tflite.graph import macs, read_graph
 
     steps = [("before issue 12", GraphOptions(False, False, False, False, False)),
