@@ -171,7 +171,8 @@ def check_train_args(args) -> EmbBertConfig:
 
 def cmd_train(args) -> int:
     config = check_train_args(args)
-    from .train import make_strategy, train
+    from .distribute import make_strategy
+    from .train import train
 
     if config.train.strategy == "multi-worker":
         make_strategy("multi-worker")  # TensorFlow wants it before any other operation
@@ -208,7 +209,7 @@ def check_pretrain_args(args) -> None:
 def cmd_pretrain(args) -> int:
     check_pretrain_args(args)
     if args.strategy == "multi-worker":
-        from .train import make_strategy
+        from .distribute import make_strategy
 
         make_strategy("multi-worker")  # TensorFlow wants it before any other operation
     from .pretrain import PretrainSettings, pretrain

@@ -45,20 +45,17 @@ from typing import Sequence
 
 import numpy as np
 
+from embbert.core import layout
 from embbert.core.config import EmbBertConfig
 from embbert.core.files import atomic_write_text
 from embbert.core.errors import EmbBertError
+from embbert.datasets.tokenizer import MERGES_FILE, VOCAB_FILE, pack_sequences, packing_stats
 
 from ._tf import keras, tf
-from .model import (BACKBONE_WEIGHTS, PRETRAINER_WEIGHTS, backbone_view, build_pretrainer, load_backbone_into,
-                    resolve_pretrained, save_weights)
-from .train import TOKENIZER_DIR, make_strategy
+from .distribute import make_strategy
+from .model import EmbBertBackbone, build_pretrainer, load_backbone_into, resolve_pretrained, save_weights
 
 MASK_RATE = 0.15
-STATE_DIR = ".pretrain"
-CACHE_DIR = "cache"
-HISTORY = "history.csv"
-SUMMARY = "pretrain.json"
 HELDOUT_FRACTION = 0.01
 HISTORY_FIELDS = ["step", "loss", "accuracy", "heldout_accuracy", "heldout_loss", "baseline_accuracy",
                   "learning_rate", "seconds", "tokens_per_second"]
@@ -142,45 +139,9 @@ def encode_lines(tokenizer, lines: list[str], batch: int = 4096) -> list[np.ndar
     return out
 
 
-def pack_sequences(encoded: list[np.ndarray], max_length: int, packing: str = "full") -> np.ndarray:
-    """Token ids [N, L]: "full" joins the lines ([SEP] after each) and cuts [CLS] + L-1 tokens;
-    "lines" puts one line per sequence ([CLS] line, truncated, right-padded)."""
-    from embbert.datasets.tokenizer import CLS_ID, PAD_ID, SEP_ID
-
-    L = max_length
-    if packing == "lines":
-        out = np.full((len(encoded), L), PAD_ID, np.int32)
-        out[:, 0] = CLS_ID
-        for i, ids in enumerate(encoded):
-            ids = ids[: L - 1]
-            out[i, 1:1 + len(ids)] = ids
-        return out
-    if packing != "full":
-        raise EmbBertError(f"unknown packing {packing!r}; choose full or lines")
-    stream = np.concatenate([np.append(ids, SEP_ID).astype(np.int32) for ids in encoded])
-    body = L - 1
-    n = -(-len(stream) // body)
-    padded = np.full(n * body, PAD_ID, np.int32)
-    padded[: len(stream)] = stream
-    return np.concatenate([np.full((n, 1), CLS_ID, np.int32), padded.reshape(n, body)], axis=1)
-
-
-def packing_stats(sequences: np.ndarray) -> dict:
-    """Share of padding and tokens per sequence of packed sequences."""
-    from embbert.datasets.tokenizer import PAD_ID
-
-    real = sequences != PAD_ID
-    return {
-        "sequences": int(len(sequences)),
-        "tokens": int(real.sum()),
-        "padding_share": float(1.0 - real.mean()) if real.size else 0.0,
-        "tokens_per_sequence": float(real.sum(axis=1).mean()) if len(real) else 0.0,
-    }
-
-
 def _cache_key(lines: list[str], tokenizer_dir: Path, L: int, packing: str, seed: int) -> str:
     h = hashlib.sha256()
-    for name in ("vocab.json", "merges.txt"):
+    for name in (VOCAB_FILE, MERGES_FILE):
         h.update((tokenizer_dir / name).read_bytes())
     h.update(f"{L}|{packing}|{seed}|{len(lines)}".encode())
     for line in lines:
@@ -273,8 +234,7 @@ def fixed_masks(sequences: np.ndarray, vocab_size: int, seed: int):
     """Seeded, fixed masks for evaluation (same 15 % / 80-10-10 rule as training), numpy only.
 
     Returns (inputs dict, mask_ids [N, P], mask_weights [N, P])."""
-    from embbert.datasets.pipeline import segment_ids_from_token_ids
-    from embbert.datasets.tokenizer import CLS_ID, MASK_ID, PAD_ID, SEP_ID
+    from embbert.datasets.tokenizer import CLS_ID, MASK_ID, PAD_ID, SEP_ID, segment_ids_from_token_ids
 
     rng = np.random.default_rng(seed)
     n, L = sequences.shape
@@ -402,8 +362,8 @@ def plot_history(rows: list[dict], path: Path, title: str) -> None:
 def _prepare_tokenizer(config: EmbBertConfig, out_dir: Path, lines: list[str], verbose: int) -> Path:
     from embbert.datasets.tokenizer import load_tokenizer, train_tokenizer
 
-    tok_dir = out_dir / TOKENIZER_DIR
-    if config.tokenizer and Path(config.tokenizer) != Path(TOKENIZER_DIR):
+    tok_dir = out_dir / layout.TOKENIZER_DIR
+    if config.tokenizer and Path(config.tokenizer) != Path(layout.TOKENIZER_DIR):
         source = Path(config.tokenizer)
         if not (source / "tokenizer.json").is_file():
             raise EmbBertError(f"{source}: tokenizer directory not found (no tokenizer.json)")
@@ -433,8 +393,8 @@ def pretrain(
 ) -> dict:
     """MLM-pretrain the backbone of `config` on `corpus` into `out_dir`; returns the summary."""
     out_dir = Path(out_dir)
-    state_dir = out_dir / STATE_DIR
-    settings_file = state_dir / "settings.json"
+    state_dir = out_dir / layout.PRETRAIN_STATE_DIR
+    settings_file = state_dir / layout.PRETRAIN_SETTINGS
     if resume:
         if not settings_file.is_file():
             raise EmbBertError(f"{out_dir}: nothing to resume (no unfinished pretraining there)")
@@ -443,7 +403,7 @@ def pretrain(
         settings = PretrainSettings(**saved["settings"])
         corpus, init = saved["corpus"], saved["init"]
     else:
-        if (out_dir / BACKBONE_WEIGHTS).exists() or state_dir.exists():
+        if (out_dir / layout.BACKBONE_WEIGHTS).exists() or state_dir.exists():
             raise EmbBertError(f"{out_dir} already holds a pretraining run; use --resume or choose another --out")
         settings = settings or PretrainSettings()
     init_dir = resolve_pretrained(init) if init and not resume else None  # a resume restores its checkpoint
@@ -461,7 +421,7 @@ def pretrain(
         if created:
             shutil.rmtree(out_dir, ignore_errors=True)
         raise
-    config = config.replace(tokenizer=TOKENIZER_DIR, task=None)
+    config = config.replace(tokenizer=layout.TOKENIZER_DIR, task=None)
     if not resume:
         config.save(out_dir)
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -470,7 +430,7 @@ def pretrain(
             "init": str(init_dir) if init_dir else None}, indent=2))
 
     L, bs, seed = config.max_length, config.train.batch_size, config.train.seed
-    data = prepare_data(lines, tok_dir, out_dir / CACHE_DIR, L, settings.packing, seed, verbose)
+    data = prepare_data(lines, tok_dir, out_dir / layout.PRETRAIN_CACHE_DIR, L, settings.packing, seed, verbose)
     train_stats, held_stats = packing_stats(data["train"]), packing_stats(data["heldout"])
     held = data["heldout"]
     if len(held) > settings.heldout_sequences:
@@ -484,7 +444,7 @@ def pretrain(
         model = build_pretrainer(config, P)
         if init_dir is not None and not resume:
             load_backbone_into(model, init_dir, config)
-            head = init_dir / PRETRAINER_WEIGHTS
+            head = init_dir / layout.PRETRAINER_WEIGHTS
             if head.is_file():
                 model.load_weights(str(head))
         model.compile(
@@ -497,7 +457,7 @@ def pretrain(
     windows = -(-settings.steps // settings.eval_every)
     tokens_per_step = bs * train_stats["tokens_per_sequence"]
     evaluation = HeldOutEvaluation(hx, hids, hw, int(data["most_frequent"]), tokens_per_step)
-    history_path = out_dir / HISTORY
+    history_path = out_dir / layout.PRETRAIN_HISTORY
     callbacks = [
         evaluation,
         keras.callbacks.CSVLogger(str(history_path), append=True),
@@ -512,10 +472,10 @@ def pretrain(
               verbose=2 if verbose else 0)
     wall = time.time() - t0
 
-    save_weights(model, out_dir / PRETRAINER_WEIGHTS)
-    save_weights(backbone_view(model, config), out_dir / BACKBONE_WEIGHTS)
+    save_weights(model, out_dir / layout.PRETRAINER_WEIGHTS)
+    save_weights(EmbBertBackbone.of(model), out_dir / layout.BACKBONE_WEIGHTS)
     rows = read_history(history_path)
-    plot_history(rows, out_dir / "history.png", f"MLM pretraining: {config.preset}, L={L}, {out_dir.name}")
+    plot_history(rows, out_dir / layout.PRETRAIN_PLOT, f"MLM pretraining: {config.preset}, L={L}, {out_dir.name}")
     last = rows[-1] if rows else {}
     summary = {
         "preset": config.preset,
@@ -536,6 +496,6 @@ def pretrain(
         "train_loss": last.get("loss"),
         "seconds_this_sitting": round(wall, 1),
     }
-    atomic_write_text(out_dir / SUMMARY, json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(out_dir / layout.PRETRAIN_SUMMARY, json.dumps(summary, indent=2) + "\n")
     shutil.rmtree(state_dir, ignore_errors=True)
     return summary

@@ -18,7 +18,8 @@ from __future__ import annotations
 import tensorflow_model_optimization as tfmot
 
 from ._tf import keras
-from .layers import CUSTOM_OBJECTS, QuantizableLayer
+from .backbone import unwrapped
+from .layers import CUSTOM_OBJECTS, NanoEmbedder, QuantizableLayer
 from .quantizers import ActivationQuantizer, WeightQuantizer
 
 _qk = tfmot.quantization.keras
@@ -74,7 +75,7 @@ def quantize_model(float_model: keras.Model) -> keras.Model:
             config = layer.get_config()
             config["quantize"] = True
             new = layer.__class__.from_config(config)
-            if layer.name == "embedder":
+            if isinstance(layer, NanoEmbedder):
                 return new
             return _qk.quantize_annotate_layer(new, quantize_config=EmbBertLayerQuantizeConfig())
         return layer.__class__.from_config(layer.get_config())
@@ -86,33 +87,23 @@ def quantize_model(float_model: keras.Model) -> keras.Model:
     return qat
 
 
-def _inner(layer):
-    return getattr(layer, "layer", layer)
-
-
 def copy_float_weights(float_model: keras.Model, qat_model: keras.Model) -> None:
-    """Copy every trainable weight of the float model into the QAT model, by layer and weight name."""
-    float_layers = {layer.name: layer for layer in float_model.layers}
-    for layer in qat_model.layers:
-        inner = _inner(layer)
-        source = float_layers.get(inner.name)
-        if source is None or not source.weights:
-            continue
-        by_name = {w.name.split("/", 1)[1]: w for w in source.trainable_weights}
-        for w in inner.trainable_weights:
-            key = w.name.split("/", 1)[1]
-            if key not in by_name:
-                raise ValueError(f"QAT weight {w.name} has no float counterpart")
-            w.assign(by_name[key])
+    """Copy every trainable weight of the float model into the QAT model it was cloned from.
 
-
-def float_weights_from_qat(qat_model: keras.Model, float_model: keras.Model) -> None:
-    """The inverse of `copy_float_weights` (the QAT model's trained float shadow weights)."""
-    qat_layers = {_inner(layer).name: _inner(layer) for layer in qat_model.layers}
-    for layer in float_model.layers:
-        source = qat_layers.get(layer.name)
-        if source is None or not layer.weights:
-            continue
-        by_name = {w.name.split("/", 1)[1]: w for w in source.trainable_weights}
-        for w in layer.trainable_weights:
-            w.assign(by_name[w.name.split("/", 1)[1]])
+    Layers are paired by position (`clone_model` and `quantize_apply` keep the layer order; a
+    QAT layer is the float one's class, possibly inside tfmot's QuantizeWrapperV2), and weights by
+    their order in the layer; each pair is checked (class, shape, name within the layer)."""
+    if len(float_model.layers) != len(qat_model.layers):
+        raise ValueError(f"QAT model has {len(qat_model.layers)} layers, the float model {len(float_model.layers)}")
+    for source, layer in zip(float_model.layers, qat_model.layers):
+        inner = unwrapped(layer)
+        if type(inner) is not type(source):
+            raise ValueError(f"QAT layer {layer.name} ({type(inner).__name__}) does not match float layer "
+                             f"{source.name} ({type(source).__name__})")
+        targets, values = inner.trainable_weights, source.trainable_weights
+        if len(targets) != len(values):
+            raise ValueError(f"QAT layer {layer.name} has {len(targets)} trainable weights, {source.name} {len(values)}")
+        for w, v in zip(targets, values):
+            if w.name.split("/", 1)[1] != v.name.split("/", 1)[1] or w.shape != v.shape:
+                raise ValueError(f"QAT weight {w.name} {w.shape} has no float counterpart (got {v.name} {v.shape})")
+            w.assign(v)

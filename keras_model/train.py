@@ -1,19 +1,28 @@
 """Fine-tuning: `model.fit` in float, then quantisation-aware `model.fit` (tfmot).
 
-Run directory layout (everything needed by the later stages):
+Run directory (file names: `embbert.core.layout`; everything the later stages need):
 
     config.json         the EmbBertConfig (task, preset, L, training settings, tokenizer path)
     tokenizer/          the tokenizer (trained on the task's train split if none was given)
     float.weights.h5    the float model, best validation epoch
     qat.weights.h5      the QAT model, best validation epoch
-    history.csv         one row per epoch and stage: loss, validation metric, time
+    history.csv         one row per epoch and stage: epoch, stage, loss, validation metric, best, seconds
     metrics.json        validation and test metric of the float and the QAT model
-    .train/             resume state (per-stage BackupAndRestore checkpoints, best weights);
-                        removed when the run completes
+    .train/             resume state: state.json (finished stages), per stage <stage>_backup/
+                        (BackupAndRestore) and <stage>_best/ (ModelCheckpoint); removed when the run completes
 
-Resume: each stage's `model.fit` runs with `BackupAndRestore`, so an interrupted
-run loses at most the epoch in progress; `.train/state.json` records finished
-stages, and the best-epoch weights and score are kept on disk.
+`_train` runs named steps: open the run directory -> load the task -> prepare the tokenizer ->
+build the datasets -> float stage -> evaluate -> QAT stage -> evaluate -> write metrics.json.
+Each stage's `model.fit` runs with, in this order, stock Keras callbacks where they fit:
+
+    TaskMetric        the task's metric on the validation split -> logs["val_<metric>"]
+    ModelCheckpoint   save_best_only on it (mode max): the best epoch's weights, restored at the end
+    EpochHistory      Keras' CSVLogger (append=True) with the run's columns: the history.csv row
+    BackupAndRestore  the resume checkpoint of the finished epoch
+
+Resume: an interrupted run loses at most the epoch in progress (BackupAndRestore); the stage's
+ModelCheckpoint starts from the best score of the stage in history.csv so far
+(`initial_value_threshold`), so the best epoch of the whole run is restored, also across restarts.
 """
 from __future__ import annotations
 
@@ -22,52 +31,21 @@ import json
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from embbert.core import layout
 from embbert.core.config import EmbBertConfig
-from embbert.core.files import atomic_write_bytes, atomic_write_text
+from embbert.core.files import atomic_write_text
 from embbert.core.errors import EmbBertError
 
 from ._tf import keras, tf
-from .model import FLOAT_WEIGHTS, QAT_WEIGHTS, build_classifier, load_backbone_into, save_weights
+from .distribute import make_strategy, wait_for_workers, worker_index
+from .model import build_classifier, load_backbone_into, save_weights
 from .quantize import quantize_model
-
-STATE_DIR = ".train"
-HISTORY = "history.csv"
-METRICS = "metrics.json"
-TOKENIZER_DIR = "tokenizer"
-
-
-_MULTI_WORKER: list = []  # the one MultiWorkerMirroredStrategy of this process
-
-
-def make_strategy(name: str) -> tf.distribute.Strategy:
-    """The distribution strategy of `--strategy` (the only code path for all).
-
-    multi-worker: MultiWorkerMirroredStrategy over the workers of $TF_CONFIG. TensorFlow needs it
-    created before any other operation, so the commands create it first; later calls return it.
-    """
-    if name == "default":
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multi-worker":
-        if not _MULTI_WORKER:
-            _MULTI_WORKER.append(tf.distribute.MultiWorkerMirroredStrategy())
-        return _MULTI_WORKER[0]
-    raise EmbBertError(f"unknown strategy {name!r}; choose default, mirrored or multi-worker")
-
-
-def worker_index(strategy_name: str) -> int:
-    """This process's index among the workers of $TF_CONFIG (0, the chief, outside multi-worker)."""
-    if strategy_name != "multi-worker":
-        return 0
-    from embbert.core.args import check_tf_config
-
-    return int(check_tf_config()["task"]["index"])
 
 
 def make_optimizer(learning_rate: float, weight_decay: float) -> keras.optimizers.Optimizer:
@@ -89,93 +67,124 @@ def predictions(model: keras.Model, dataset, regression: bool) -> np.ndarray:
     return out[:, 0] if regression else np.argmax(out, axis=-1)
 
 
-def labels_of(dataset) -> np.ndarray:
-    return np.concatenate([y.numpy() for _, y in dataset]) if dataset is not None else np.zeros(0)
+def score(model: keras.Model, dataset, labels, metric: str, regression: bool) -> float:
+    """The task's metric of the model's predictions on a dataset."""
+    from embbert.datasets.metrics import compute_metric
+
+    return float(compute_metric(metric, labels, predictions(model, dataset, regression)))
 
 
-class BestEpoch(keras.callbacks.Callback):
-    """Scores the task metric on the validation split after every epoch and keeps the best weights.
+# -- the callbacks of a stage --------------------------------------------------------------------
+class TaskMetric(keras.callbacks.Callback):
+    """After every epoch: the task's metric on the validation split, put into `logs` as
+    `val_<metric>` for the ModelCheckpoint and the history logger that come after it (NaN as
+    -inf: never an improvement)."""
 
-    The best score and weights are written to disk, so a resumed run still restores the
-    best epoch of the whole run, not only of the part after the interruption.
-    """
-
-    def __init__(self, val_ds, val_labels, metric: str, regression: bool, state_dir: Path, stage: str,
-                 history_path: Path):
+    def __init__(self, dataset, labels, metric: str, regression: bool):
         super().__init__()
-        self.val_ds, self.val_labels, self.metric, self.regression = val_ds, val_labels, metric, regression
-        self.best_path = state_dir / f"{stage}_best.npz"  # numpy: also loadable under multi-worker
-        self.score_path = state_dir / f"{stage}_best.json"
-        self.stage, self.history_path = stage, history_path
-        self.best = -np.inf
-        if self.score_path.is_file():
-            self.best = json.loads(self.score_path.read_text())["score"]
-        self._t0 = time.time()
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._t0 = time.time()
+        self.dataset, self.labels, self.metric, self.regression = dataset, labels, metric, regression
+        self.key = f"val_{metric}"
 
     def on_epoch_end(self, epoch, logs=None):
-        from embbert.datasets.metrics import compute_metric
-
-        score = float(compute_metric(self.metric, self.val_labels, predictions(self.model, self.val_ds, self.regression)))
-        if np.isnan(score):
-            score = -np.inf
-        improved = score > self.best
-        if improved:
-            self.best = score
-            save_arrays(self.best_path, self.model.get_weights())
-            atomic_write_text(self.score_path, json.dumps({"score": score, "epoch": epoch + 1}))
-        logs = dict(logs or {})
-        row = {
-            "stage": self.stage,
-            "epoch": epoch + 1,
-            "loss": f"{logs.get('loss', float('nan')):.6f}",
-            f"val_{self.metric}": f"{score:.6f}",
-            "best": int(improved),
-            "seconds": f"{time.time() - self._t0:.1f}",
-        }
-        _append_history(self.history_path, row)
-        print(f"  [{self.stage}] epoch {epoch + 1}: val {self.metric} = {score:.4f}{' (best)' if improved else ''}",
-              flush=True)
-
-    def restore_best(self) -> float:
-        if self.best_path.is_file():
-            self.model.set_weights(load_arrays(self.best_path))
-        return self.best
+        value = score(self.model, self.dataset, self.labels, self.metric, self.regression)
+        if logs is not None:
+            logs[self.key] = -np.inf if np.isnan(value) else value
 
 
-def save_arrays(path: Path, arrays: list) -> None:
-    """Weights as an .npz, written atomically (a MultiWorkerMirroredStrategy model cannot load a
-    .weights.h5 into its on-read variables, but takes numpy arrays through set_weights)."""
-    import io
+class EpochHistory(keras.callbacks.CSVLogger):
+    """history.csv: Keras' CSVLogger (append=True, so a resumed run goes on in the same file) with
+    the run's columns: epoch (from 1, as Keras prints it), stage, loss, val_metric (the task's
+    metric from `TaskMetric`), best (1 where the ModelCheckpoint kept the epoch) and seconds."""
 
-    buf = io.BytesIO()
-    np.savez(buf, **{f"w{i}": a for i, a in enumerate(arrays)})
-    atomic_write_bytes(path, buf.getvalue())
+    COLUMNS = ("stage", "loss", "val_metric", "best", "seconds")  # after CSVLogger's "epoch"
+
+    def __init__(self, path: Path, stage: str, monitor: str, checkpoint: keras.callbacks.ModelCheckpoint):
+        super().__init__(str(path), append=True)
+        self.keys = list(self.COLUMNS)  # fixed columns (CSVLogger otherwise takes the first epoch's log keys)
+        self.stage, self.monitor, self.checkpoint = stage, monitor, checkpoint
+        self._t0, self._best_before = time.time(), checkpoint.best
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t0, self._best_before = time.time(), self.checkpoint.best
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        value = float(logs.get(self.monitor, np.nan))
+        best = self.checkpoint.best != self._best_before  # the checkpoint (before this) saved the epoch
+        row = {"stage": self.stage, "loss": float(logs.get("loss", np.nan)), "val_metric": value,
+               "best": int(best), "seconds": round(time.time() - self._t0, 1)}
+        super().on_epoch_end(epoch + 1, row)
+        metric = self.monitor[len("val_"):]
+        print(f"  [{self.stage}] epoch {epoch + 1}: val {metric} = {value:.4f}{' (best)' if best else ''}", flush=True)
 
 
-def load_arrays(path: Path) -> list:
-    with np.load(path) as f:
-        return [f[f"w{i}"] for i in range(len(f.files))]
+def best_score(history: Path, stage: str) -> float | None:
+    """The best validation score of `stage` in a history.csv so far (None: no epoch yet)."""
+    if not history.is_file():
+        return None
+    with open(history, newline="") as f:
+        scores = [float(row["val_metric"]) for row in csv.DictReader(f) if row.get("stage") == stage]
+    return max(scores) if scores else None
 
 
-def _append_history(path: Path, row: dict) -> None:
-    fields = ["stage", "epoch", "loss", "val_metric", "best", "seconds"]
-    row = {("val_metric" if k.startswith("val_") else k): v for k, v in row.items()}
-    new = not path.is_file()
-    with open(path, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
+def restore_checkpoint(model: keras.Model, path: Path) -> bool:
+    """Load a ModelCheckpoint (TensorFlow checkpoint format: loadable under every strategy, unlike a
+    .weights.h5 under MultiWorkerMirroredStrategy); False when none was written."""
+    if not Path(f"{path}.index").is_file():
+        return False
+    status = model.load_weights(str(path))
+    if status is not None:
+        status.expect_partial()  # e.g. optimizer slots a fresh model has not created yet
+    return True
+
+
+# -- one training run ------------------------------------------------------------------------------
+@dataclass
+class _Task:
+    spec: Any  # embbert.datasets.tasks.TaskSpec
+    train: Any  # the train split (at most max_train_examples)
+    validation: Any
+    test: Any
+
+
+@dataclass
+class _Datasets:
+    train: Any
+    validation: Any
+    test: Any
+    validation_labels: np.ndarray
+    test_labels: np.ndarray
+    steps_per_epoch: int | None  # None: one pass over the train split per epoch
+
+
+@dataclass
+class _Run:
+    """What the stages of one run share."""
+
+    config: EmbBertConfig
+    run_dir: Path  # this worker's directory
+    shared_dir: Path  # the chief's run directory (the same but on multi-worker workers > 0)
+    metric: str
+    data: _Datasets
+    strategy: tf.distribute.Strategy
+    callbacks: Sequence[keras.callbacks.Callback]
+    tensorboard: bool
+    verbose: int
+
+    def state_path(self, stage: str, what: str) -> Path:
+        """The chief's resume state of a stage (shared by every worker): "backup" or "best"."""
+        return self.shared_dir / layout.TRAIN_STATE_DIR / f"{stage}_{what}"
+
+    def best_checkpoint(self, stage: str) -> Path:
+        return self.state_path(stage, "best") / "weights"
 
 
 def _prepare_tokenizer(config: EmbBertConfig, run_dir: Path, train_texts: Sequence[str]) -> EmbBertConfig:
     from embbert.datasets.tokenizer import load_tokenizer, train_tokenizer
 
-    target = run_dir / TOKENIZER_DIR
-    if config.tokenizer and Path(config.tokenizer) == Path(TOKENIZER_DIR) and (target / "tokenizer.json").is_file():
+    target = run_dir / layout.TOKENIZER_DIR
+    own = Path(layout.TOKENIZER_DIR)
+    if config.tokenizer and Path(config.tokenizer) == own and (target / "tokenizer.json").is_file():
         pass  # resuming: the run's own tokenizer
     elif config.tokenizer:
         source = Path(config.tokenizer)
@@ -194,7 +203,7 @@ def _prepare_tokenizer(config: EmbBertConfig, run_dir: Path, train_texts: Sequen
         raise EmbBertError(
             f"tokenizer has {vocab} tokens but the {config.preset} preset's embedding has {config.model.vocab_size}"
         )
-    return config.replace(tokenizer=TOKENIZER_DIR)
+    return config.replace(tokenizer=layout.TOKENIZER_DIR)
 
 
 def _discard(run_dir: Path, created: list[Path]) -> None:
@@ -228,22 +237,24 @@ def train(config: EmbBertConfig, run_dir: str | os.PathLike, **kwargs: Any) -> d
     removes whatever this call created, so the same command can simply be run again.
     """
     run_dir = Path(run_dir)
+    state_dir = run_dir / layout.TRAIN_STATE_DIR
     index = worker_index(config.train.strategy)
     if index > 0:
         # Multi-worker: only the chief (worker 0) writes the run directory. The other workers keep
-        # their files in RUN_DIR/.worker-<i>/ and share the chief's BackupAndRestore checkpoints,
-        # so a restarted cluster resumes from the chief's last finished epoch.
-        private = run_dir / f".worker-{index}"
-        kwargs["resume"] = bool(kwargs.get("resume")) and (private / STATE_DIR / "state.json").is_file()
-        result = _train(config, private, backup_root=run_dir / STATE_DIR, **kwargs)
+        # their files in RUN_DIR/.worker-<i>/ and share the chief's resume state (BackupAndRestore and
+        # best-epoch checkpoints), so a restarted cluster resumes from the chief's last finished epoch.
+        private = run_dir / f"{layout.WORKER_DIR_PREFIX}{index}"
+        own_state = private / layout.TRAIN_STATE_DIR / layout.TRAIN_STATE
+        kwargs["resume"] = bool(kwargs.get("resume")) and own_state.is_file()
+        result = _train(config, private, shared_dir=run_dir, **kwargs)
         shutil.rmtree(private, ignore_errors=True)
         return result
-    state_dir = run_dir / STATE_DIR
-    created = [p for p in (run_dir, state_dir, run_dir / TOKENIZER_DIR, run_dir / "config.json") if not p.exists()]
+    created = [p for p in (run_dir, state_dir, run_dir / layout.TOKENIZER_DIR, run_dir / layout.CONFIG)
+               if not p.exists()]
     try:
         return _train(config, run_dir, **kwargs)
     except BaseException:
-        if not (state_dir / "state.json").is_file():
+        if not (state_dir / layout.TRAIN_STATE).is_file():
             _discard(run_dir, created)
         raise
 
@@ -257,20 +268,42 @@ def _train(
     callbacks: Sequence[keras.callbacks.Callback] = (),
     tensorboard: bool = False,
     verbose: int = 1,
-    backup_root: Path | None = None,
+    shared_dir: str | os.PathLike | None = None,
 ) -> dict:
     """Fine-tune float then QAT; returns the metrics written to metrics.json."""
-    from embbert.datasets.loading import load_task, resolve_data_dir
-    from embbert.datasets.pipeline import make_dataset
-    from embbert.datasets.tasks import get_task
+    run_dir = Path(run_dir)
+    config, state = _open_run(config, run_dir, resume)
+    keras.utils.set_random_seed(config.train.seed)
+    config, task = _load_task(config)
+    if init and not config.tokenizer and not resume:
+        # The pretrained embeddings belong to the pretraining tokenizer: fine-tune with it.
+        config = config.replace(tokenizer=str(pretrained_tokenizer_dir(init)))
+    config = _prepare_tokenizer(config, run_dir, task.train.texts_a + (task.train.texts_b or []))
+    _start_run(config, run_dir, state)
+    run = _Run(config=config, run_dir=run_dir, shared_dir=Path(shared_dir) if shared_dir else run_dir,
+               metric=task.spec.metric, data=_make_datasets(config, task, run_dir / layout.TOKENIZER_DIR),
+               strategy=make_strategy(config.train.strategy), callbacks=callbacks, tensorboard=tensorboard,
+               verbose=verbose)
+    results: dict[str, Any] = {"task": config.task, "metric": run.metric, "preset": config.preset,
+                               "max_length": config.max_length}
+    float_model = _float_stage(run, state, init)
+    results.update(_evaluate(run, float_model, "float"))
+    qat_model = _qat_stage(run, float_model)
+    results.update(_evaluate(run, qat_model, "qat"))
+    results["train_examples"] = len(task.train)
+    results["test_examples"] = len(task.test)
+    _finish_run(run_dir, results)
+    return results
 
+
+def _open_run(config: EmbBertConfig, run_dir: Path, resume: bool) -> tuple[EmbBertConfig, dict]:
+    """A new run (refused where a run already is) or the unfinished run to resume: its config and state."""
     if not config.task:
         raise EmbBertError("no task given (--task)")
-    run_dir = Path(run_dir)
-    state_dir = run_dir / STATE_DIR
-    state_file = state_dir / "state.json"
+    state_dir = run_dir / layout.TRAIN_STATE_DIR
+    state_file = state_dir / layout.TRAIN_STATE
     if run_dir.exists() and any(run_dir.iterdir()) and not resume:
-        if (run_dir / METRICS).is_file() or state_dir.exists():
+        if (run_dir / layout.METRICS).is_file() or state_dir.exists():
             raise EmbBertError(f"{run_dir} already holds a run; use --resume to continue it or choose another --out")
     if resume:
         if not state_file.is_file():
@@ -278,87 +311,126 @@ def _train(
         config = EmbBertConfig.load(run_dir)  # the interrupted run's own settings
     state_dir.mkdir(parents=True, exist_ok=True)
     state = json.loads(state_file.read_text()) if state_file.is_file() else {"float_done": False}
+    return config, state
 
-    keras.utils.set_random_seed(config.train.seed)
+
+def _load_task(config: EmbBertConfig) -> tuple[EmbBertConfig, _Task]:
+    """The task's splits (the train split cut to max_train_examples, seeded); the config with its labels."""
+    from embbert.datasets.loading import load_task, resolve_data_dir
+    from embbert.datasets.tasks import get_task
+
     spec = get_task(config.task)
     data = load_task(spec, resolve_data_dir(config.data_dir), seed=config.train.seed)
     train_split = data.train
-    if config.train.max_train_examples and len(train_split) > config.train.max_train_examples:
+    limit = config.train.max_train_examples
+    if limit and len(train_split) > limit:
         rng = np.random.default_rng(config.train.seed)
-        train_split = train_split.subset(sorted(rng.choice(len(train_split), config.train.max_train_examples, replace=False)))
-    config = config.replace(
-        num_labels=spec.num_labels, label_names=tuple(spec.label_names or ()), task=str(config.task)
-    )
-    if init and not config.tokenizer and not resume:
-        # The pretrained embeddings belong to the pretraining tokenizer: fine-tune with it.
-        config = config.replace(tokenizer=str(pretrained_tokenizer_dir(init)))
-    config = _prepare_tokenizer(config, run_dir, train_split.texts_a + (train_split.texts_b or []))
+        train_split = train_split.subset(sorted(rng.choice(len(train_split), limit, replace=False)))
+    config = config.replace(num_labels=spec.num_labels, label_names=tuple(spec.label_names or ()), task=str(config.task))
+    return config, _Task(spec, train_split, data.validation, data.test)
+
+
+def _write_state(run_dir: Path, state: dict) -> None:
+    atomic_write_text(run_dir / layout.TRAIN_STATE_DIR / layout.TRAIN_STATE, json.dumps(state))
+
+
+def _start_run(config: EmbBertConfig, run_dir: Path, state: dict) -> None:
+    """Write config.json and the resume state: from here on the run can be resumed."""
     config.save(run_dir)
-    if not state_file.is_file():  # from here on the run can be resumed (config.json exists)
-        atomic_write_text(state_file, json.dumps(state))
-    tok_dir = run_dir / TOKENIZER_DIR
+    if not (run_dir / layout.TRAIN_STATE_DIR / layout.TRAIN_STATE).is_file():
+        _write_state(run_dir, state)
 
-    bs, L = config.train.batch_size, config.max_length
-    steps = config.train.steps_per_epoch  # None: one pass over the train split per epoch
-    train_ds = make_dataset(train_split, tok_dir, L, bs, shuffle=True, seed=config.train.seed, repeat=bool(steps))
-    val_ds = make_dataset(data.validation, tok_dir, L, bs)
-    test_ds = make_dataset(data.test, tok_dir, L, bs)
-    val_labels, test_labels = np.asarray(data.validation.labels), np.asarray(data.test.labels)
-    history_path = run_dir / HISTORY
 
-    strategy = make_strategy(config.train.strategy)
-    results: dict[str, Any] = {"task": config.task, "metric": spec.metric, "preset": config.preset, "max_length": L}
+def _make_datasets(config: EmbBertConfig, task: _Task, tokenizer_dir: Path) -> _Datasets:
+    from embbert.datasets.pipeline import make_dataset
 
-    def fit(model, stage: str, epochs: int, learning_rate: float) -> float:
-        best = BestEpoch(val_ds, val_labels, spec.metric, config.regression, state_dir, stage, history_path)
-        backup = (backup_root or state_dir) / f"{stage}_backup"
-        cbs: list[Any] = [keras.callbacks.BackupAndRestore(str(backup)), best, *callbacks]
-        if tensorboard:
-            cbs.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard" / stage)))
-        if epochs > 0:
-            model.fit(train_ds, epochs=epochs, steps_per_epoch=steps, callbacks=cbs, verbose=verbose)
-        return best.restore_best() if epochs > 0 else float("nan")
+    bs, L, seed = config.train.batch_size, config.max_length, config.train.seed
+    steps = config.train.steps_per_epoch
+    return _Datasets(
+        train=make_dataset(task.train, tokenizer_dir, L, bs, shuffle=True, seed=seed, repeat=bool(steps)),
+        validation=make_dataset(task.validation, tokenizer_dir, L, bs),
+        test=make_dataset(task.test, tokenizer_dir, L, bs),
+        validation_labels=np.asarray(task.validation.labels),
+        test_labels=np.asarray(task.test.labels),
+        steps_per_epoch=steps,
+    )
 
-    def score(model, dataset, labels) -> float:
-        from embbert.datasets.metrics import compute_metric
 
-        return float(compute_metric(spec.metric, labels, predictions(model, dataset, config.regression)))
+def _stage_callbacks(run: _Run, stage: str) -> list[keras.callbacks.Callback]:
+    """The callbacks of a stage's fit, in the order they must run at the end of an epoch."""
+    metric = TaskMetric(run.data.validation, run.data.validation_labels, run.metric, run.config.regression)
+    best = keras.callbacks.ModelCheckpoint(
+        str(run.best_checkpoint(stage)), monitor=metric.key, mode="max", save_best_only=True,
+        save_weights_only=True, initial_value_threshold=best_score(run.shared_dir / layout.HISTORY, stage))
+    cbs: list[keras.callbacks.Callback] = [
+        metric,
+        best,
+        EpochHistory(run.run_dir / layout.HISTORY, stage, metric.key, best),
+        keras.callbacks.BackupAndRestore(str(run.state_path(stage, "backup"))),  # after the row is written
+        *run.callbacks,
+    ]
+    if run.tensorboard:
+        cbs.append(keras.callbacks.TensorBoard(str(run.run_dir / layout.TENSORBOARD_DIR / stage)))
+    return cbs
 
-    with strategy.scope():
-        float_model = build_classifier(config)
+
+def _fit_stage(run: _Run, model: keras.Model, stage: str, epochs: int) -> None:
+    """`model.fit` for `epochs` (resumed where a backup is), then the best epoch's weights restored."""
+    if epochs <= 0:
+        return
+    model.fit(run.data.train, epochs=epochs, steps_per_epoch=run.data.steps_per_epoch,
+              callbacks=_stage_callbacks(run, stage), verbose=run.verbose)
+    wait_for_workers(run.strategy)  # the chief has written the best checkpoint that every worker loads
+    restore_checkpoint(model, run.best_checkpoint(stage))
+
+
+def _float_stage(run: _Run, state: dict, init: str | os.PathLike | None) -> keras.Model:
+    """Stage 1: the float classifier (from `init`'s backbone where given), trained and saved; or,
+    when a resumed run had finished it, loaded."""
+    config = run.config
+    with run.strategy.scope():
+        model = build_classifier(config)
         if init:
-            load_backbone_into(float_model, init, config)
-        compile_classifier(float_model, config, config.train.learning_rate)
+            load_backbone_into(model, init, config)
+        compile_classifier(model, config, config.train.learning_rate)
     if state["float_done"]:
-        best_float = state_dir / "float_best.npz"  # the same weights as float.weights.h5
-        if best_float.is_file():
-            float_model.set_weights(load_arrays(best_float))
-        else:
-            float_model.load_weights(str(run_dir / FLOAT_WEIGHTS))
-        print("float stage already done: loaded float.weights.h5", flush=True)
-    else:
-        print(f"stage 1/2: float training, {config.train.epochs} epochs", flush=True)
-        fit(float_model, "float", config.train.epochs, config.train.learning_rate)
-        save_weights(float_model, run_dir / FLOAT_WEIGHTS)
-        state["float_done"] = True
-        atomic_write_text(state_file, json.dumps(state))
-    results["float_val"] = score(float_model, val_ds, val_labels)
-    results["float_test"] = score(float_model, test_ds, test_labels)
+        if not restore_checkpoint(model, run.best_checkpoint("float")):  # the weights of float.weights.h5
+            model.load_weights(str(run.run_dir / layout.FLOAT_WEIGHTS))
+        print(f"float stage already done: loaded {layout.FLOAT_WEIGHTS}", flush=True)
+        return model
+    print(f"stage 1/2: float training, {config.train.epochs} epochs", flush=True)
+    _fit_stage(run, model, "float", config.train.epochs)
+    save_weights(model, run.run_dir / layout.FLOAT_WEIGHTS)
+    state["float_done"] = True
+    _write_state(run.run_dir, state)
+    return model
 
-    with strategy.scope():
-        qat_model = quantize_model(float_model)
-        compile_classifier(qat_model, config, config.train.qat_learning_rate)
+
+def _qat_stage(run: _Run, float_model: keras.Model) -> keras.Model:
+    """Stage 2: the QAT model of the float one, calibrated, trained and saved."""
+    config = run.config
+    with run.strategy.scope():
+        model = quantize_model(float_model)
+        compile_classifier(model, config, config.train.qat_learning_rate)
     print(f"stage 2/2: quantisation-aware training, {config.train.qat_epochs} epochs", flush=True)
-    calibrate(qat_model, train_ds, batches=8)
-    fit(qat_model, "qat", config.train.qat_epochs, config.train.qat_learning_rate)
-    save_weights(qat_model, run_dir / QAT_WEIGHTS)
-    results["qat_val"] = score(qat_model, val_ds, val_labels)
-    results["qat_test"] = score(qat_model, test_ds, test_labels)
-    results["train_examples"] = len(train_split)
-    results["test_examples"] = len(data.test)
-    atomic_write_text(run_dir / METRICS, json.dumps(results, indent=2) + "\n")
-    shutil.rmtree(state_dir, ignore_errors=True)
-    return results
+    calibrate(model, run.data.train, batches=8)
+    _fit_stage(run, model, "qat", config.train.qat_epochs)
+    save_weights(model, run.run_dir / layout.QAT_WEIGHTS)
+    return model
+
+
+def _evaluate(run: _Run, model: keras.Model, name: str) -> dict[str, float]:
+    regression = run.config.regression
+    return {
+        f"{name}_val": score(model, run.data.validation, run.data.validation_labels, run.metric, regression),
+        f"{name}_test": score(model, run.data.test, run.data.test_labels, run.metric, regression),
+    }
+
+
+def _finish_run(run_dir: Path, results: dict) -> None:
+    """metrics.json; the resume state is removed (the run is complete)."""
+    atomic_write_text(run_dir / layout.METRICS, json.dumps(results, indent=2) + "\n")
+    shutil.rmtree(run_dir / layout.TRAIN_STATE_DIR, ignore_errors=True)
 
 
 def calibrate(qat_model: keras.Model, dataset, batches: int = 8) -> None:

@@ -247,13 +247,14 @@ def _tiny_inputs(config, n=6, seed=0):
 
 
 def test_float_save_load_round_trip(tmp_path):
-    from embbert.keras_model.model import FLOAT_WEIGHTS, build_classifier, load_model, save_model
+    from embbert.core import layout
+    from embbert.keras_model.model import build_classifier, load_model, save_model
 
     config = EmbBertConfig.create("tiny", 16, num_labels=3, task="synthetic")
     model = build_classifier(config)
     _randomise(model, seed=3, scale=0.1)
     save_model(model, config, tmp_path)
-    assert (tmp_path / FLOAT_WEIGHTS).is_file() and (tmp_path / "config.json").is_file()
+    assert (tmp_path / layout.FLOAT_WEIGHTS).is_file() and (tmp_path / "config.json").is_file()
     assert not list(tmp_path.glob(".tmp*"))
     loaded = load_model(tmp_path)
     x = _tiny_inputs(config)
@@ -265,7 +266,8 @@ def test_float_save_load_round_trip(tmp_path):
 
 def test_qat_save_load_round_trip(tmp_path):
     keras, tf = _tf()
-    from embbert.keras_model.model import QAT_WEIGHTS, build_classifier, load_model, save_model
+    from embbert.core import layout
+    from embbert.keras_model.model import build_classifier, load_model, save_model
     from embbert.keras_model.quantize import quantize_model
 
     keras.utils.set_random_seed(1)
@@ -282,7 +284,7 @@ def test_qat_save_load_round_trip(tmp_path):
     trained = qat.predict(x, verbose=0)
     assert np.abs(trained - x0).max() > 1e-5  # training moved weights and/or ranges
     save_model(qat, config, tmp_path, qat=True)
-    assert (tmp_path / QAT_WEIGHTS).is_file()
+    assert (tmp_path / layout.QAT_WEIGHTS).is_file()
     loaded = load_model(tmp_path, qat=True)
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), trained)
     # the quantizer ranges (non-trainable) travel too
@@ -366,6 +368,121 @@ def test_deploy_model_of_qat_model_matches():
     for i in range(4):
         one = {k: v[i:i + 1] for k, v in x.items()}
         np.testing.assert_allclose(deploy(one).numpy(), expected[i:i + 1], rtol=1e-4, atol=1e-4)
+
+
+
+# -- the backbone --------------------------------------------------------------------------
+def _sequence_inputs(config, n=3, seed=0):
+    x = _tiny_inputs(config, n=n, seed=seed)
+    x["segment_ids"][1, 2:6] = np.where(x["token_ids"][1, 2:6] != PAD, 2, 0)  # a second segment
+    return x
+
+
+def test_backbone_of_a_task_model_shares_its_layers():
+    keras, tf = _tf()
+    from embbert.keras_model.backbone import EmbBertBackbone
+    from embbert.keras_model.layers import EncoderLayer, NanoEmbedder
+    from embbert.keras_model.model import build_classifier, build_pretrainer
+
+    config = EmbBertConfig.create("nano", 16, num_labels=2)
+    for model in (build_classifier(config), build_pretrainer(config, max_predictions=2)):
+        backbone = EmbBertBackbone.of(model)
+        assert isinstance(backbone.embedder, NanoEmbedder) and backbone.embedder.name == "embedder"
+        assert [e.name for e in backbone.encoders] == [f"encoder_{i}" for i in range(config.model.layers)]
+        assert all(isinstance(e, EncoderLayer) for e in backbone.encoders)
+        model_layers = {id(layer) for layer in model.layers}
+        assert {id(layer) for layer in [backbone.embedder, *backbone.encoders]} <= model_layers
+        assert {id(w) for w in backbone.weights} <= {id(w) for w in model.weights}
+        assert len(backbone.weights) == len(model.weights) - 2  # all but the head's kernel and bias
+        x = _tiny_inputs(config)
+        assert backbone(x).shape == (len(x["token_ids"]), 16, config.model.hidden)
+        assert not any(isinstance(layer, keras.Model) for layer in model.layers)  # flat: no nested model
+    with pytest.raises(EmbBertError, match="not an EmbBERT model"):
+        EmbBertBackbone.of(_plain_model())
+
+
+def _plain_model():
+    keras, tf = _tf()
+    x = keras.Input(shape=(4,))
+    return keras.Model(x, keras.layers.Dense(2)(x))
+
+
+def test_backbone_moves_between_classifier_and_pretrainer(tmp_path):
+    """A backbone saved from a classifier loads into a pretrainer, and the reverse: identical sequences."""
+    from embbert.keras_model.backbone import EmbBertBackbone
+    from embbert.keras_model.model import build_classifier, build_pretrainer, save_weights
+
+    config = EmbBertConfig.create("tiny", 16, num_labels=3)
+    x = _sequence_inputs(config)
+    for source_kind in ("classifier", "pretrainer"):
+        classifier, pretrainer = build_classifier(config), build_pretrainer(config, max_predictions=2)
+        source, target = (classifier, pretrainer) if source_kind == "classifier" else (pretrainer, classifier)
+        _randomise(source, seed=7, scale=0.1)
+        path = save_weights(EmbBertBackbone.of(source), tmp_path / f"from_{source_kind}.weights.h5")
+        target_head = target.get_layer("head" if target is classifier else "mlm_head")
+        head = [w.copy() for w in target_head.get_weights()]
+        before = EmbBertBackbone.of(target)(x, training=False).numpy()
+        EmbBertBackbone.of(target).load_weights(str(path))
+        expected = EmbBertBackbone.of(source)(x, training=False).numpy()
+        got = EmbBertBackbone.of(target)(x, training=False).numpy()
+        assert np.abs(expected - before).max() > 1e-3  # the load changed something
+        np.testing.assert_array_equal(got, expected)
+        for a, b in zip(target_head.get_weights(), head):  # the head is not touched
+            np.testing.assert_array_equal(a, b)
+
+
+def _layer_ids(backbone):
+    return [id(layer) for layer in [backbone.embedder, *backbone.encoders]]
+
+
+def test_deploy_graph_is_built_on_the_backbone_weights():
+    keras, tf = _tf()
+    from embbert.keras_model.backbone import EmbBertBackbone
+    from embbert.keras_model.model import build_classifier, build_deploy_model
+    from embbert.keras_model.quantize import quantize_model
+
+    config = EmbBertConfig.create("nano", 16, num_labels=2)
+    model = build_classifier(config)
+    _randomise(model, seed=8, scale=0.1)
+    qat = quantize_model(model)
+    for task_model in (model, qat):
+        backbone = EmbBertBackbone.of(task_model)
+        deploy = build_deploy_model(task_model, config)
+        deploy_backbone = EmbBertBackbone.of(deploy)
+        assert _layer_ids(deploy_backbone) == _layer_ids(backbone)
+        backbone_ids = {id(w) for w in backbone.weights}
+        assert backbone_ids <= {id(w) for w in deploy.weights}
+        assert len(backbone_ids) > 0
+    # one weight of the backbone changed: the deploy graph follows (a shared variable, not a copy)
+    deploy = build_deploy_model(model, config)
+    x = _tiny_inputs(config, n=1, seed=9)
+    before = deploy(x).numpy()
+    table = EmbBertBackbone.of(model).embedder.token_table
+    table.assign(table.numpy() + 0.5)
+    np.testing.assert_allclose(deploy(x).numpy(), model(x, training=False).numpy(), rtol=1e-5, atol=1e-5)
+    assert np.abs(deploy(x).numpy() - before).max() > 1e-4
+
+
+def test_qat_model_starts_from_the_float_weights_layer_by_layer():
+    from embbert.keras_model.backbone import EmbBertBackbone, unwrapped
+    from embbert.keras_model.model import build_classifier
+    from embbert.keras_model.quantize import copy_float_weights, quantize_model
+
+    config = EmbBertConfig.create("nano", 16, num_labels=2)
+    model = build_classifier(config)
+    _randomise(model, seed=10, scale=0.1)
+    qat = quantize_model(model)
+    assert [type(unwrapped(layer)) for layer in qat.layers] == [type(layer) for layer in model.layers]
+    for source, layer in zip(model.layers, qat.layers):
+        targets = unwrapped(layer).trainable_weights
+        assert len(targets) == len(source.trainable_weights)
+        for a, b in zip(targets, source.trainable_weights):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert sum(len(layer.trainable_weights) for layer in model.layers) > 0
+    encoders = EmbBertBackbone.of(qat).encoders
+    assert [e.name for e in encoders] == [f"quant_encoder_{i}" for i in range(config.model.layers)]
+    with pytest.raises(ValueError):
+        copy_float_weights(model, build_classifier(EmbBertConfig.create("tiny", 16, num_labels=2)))
 
 
 # -- config --------------------------------------------------------------------------------

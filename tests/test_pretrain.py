@@ -209,9 +209,12 @@ def test_preset_by_name_gives_the_outputs_of_its_directory(pattern_run, tmp_path
 
 
 @pytest.mark.parametrize("name", ["tiny_en", "embbert_en"])
-def test_shipped_presets_load_by_name(name):
+def test_shipped_presets_load_by_name(name, tmp_path):
+    import h5py
+
     from embbert.keras_model import presets
-    from embbert.keras_model.model import _layer_by_role, build_classifier, load_backbone_into
+    from embbert.keras_model.backbone import EmbBertBackbone
+    from embbert.keras_model.model import build_classifier, load_backbone_into, save_weights
 
     if name not in presets.list_presets():
         pytest.fail(f"preset {name} is not shipped")
@@ -222,9 +225,22 @@ def test_shipped_presets_load_by_name(name):
         assert f.stat().st_size < 2 * 1024 * 1024, f
     pre = EmbBertConfig.load(d)
     model = build_classifier(pre.replace(num_labels=2))
-    before = [w.copy() for w in _layer_by_role(model, "embedder").get_weights()]
+    before = [w.copy() for w in EmbBertBackbone.of(model).embedder.get_weights()]
     load_backbone_into(model, name, pre)
-    after = _layer_by_role(model, "embedder").get_weights()
+    after = EmbBertBackbone.of(model).embedder.get_weights()
     assert any(np.abs(a - b).max() > 1e-3 for a, b in zip(after, before))
+    # the backbone saves as the preset was saved: the same file layout, the same values
+    saved = save_weights(EmbBertBackbone.of(model), tmp_path / "backbone.weights.h5")
+
+    def arrays(path):
+        out = {}
+        with h5py.File(path, "r") as f:
+            f.visititems(lambda key, item: out.__setitem__(key, item[()]) if isinstance(item, h5py.Dataset) else None)
+        return out
+
+    shipped, again = arrays(d / "backbone.weights.h5"), arrays(saved)
+    assert sorted(again) == sorted(shipped) and len(shipped) > 10
+    for key, value in shipped.items():
+        np.testing.assert_array_equal(again[key], value)
     summary = json.loads((d / "pretrain.json").read_text())
     assert summary["heldout_accuracy"] > summary["baseline_accuracy"]

@@ -14,7 +14,7 @@ import pytest
 from embbert.core.config import EmbBertConfig, TrainConfig
 from embbert.core.errors import EmbBertError
 
-HISTORY_COLUMNS = ["stage", "epoch", "loss", "val_metric", "best", "seconds"]
+HISTORY_COLUMNS = ["epoch", "stage", "loss", "val_metric", "best", "seconds"]
 
 
 def _task_and_tokenizer(root: Path, *, n_train: int, n_test: int, seed: int = 0, vocab: int = 800):
@@ -149,6 +149,43 @@ def test_interrupt_and_resume(tmp_path):
         train(config, run, resume=True, verbose=0)
 
 
+
+def test_resume_restores_the_best_epoch_of_the_whole_run(tmp_path):
+    """The best epoch before an interruption stays the run's best: its score and weights survive the restart."""
+    from embbert.keras_model._tf import keras
+    from embbert.keras_model.model import build_classifier, load_model
+    from embbert.keras_model.train import restore_checkpoint, train
+
+    class StopAfterFirstEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:
+                raise _Interrupt("simulated crash after epoch 1")
+
+    task, tok = _task_and_tokenizer(tmp_path, n_train=96, n_test=32, vocab=400)
+    config = _config(task, tok, epochs=3, qat_epochs=0)
+    run = tmp_path / "run"
+    with pytest.raises(_Interrupt):
+        train(config, run, callbacks=[StopAfterFirstEpoch()], verbose=0)
+    first = _history(run)
+    assert [(r["epoch"], r["best"]) for r in first] == [("1", "1")]
+    epoch1 = build_classifier(EmbBertConfig.load(run))
+    assert restore_checkpoint(epoch1, run / ".train" / "float_best" / "weights")
+    # As if epoch 1 had scored above anything a later epoch can (accuracy <= 1): whatever epochs 2
+    # and 3 score after the restart, the run must end with the weights epoch 1 left before it.
+    text = (run / "history.csv").read_text()
+    (run / "history.csv").write_text(text.replace(f",{first[0]['val_metric']},", ",2.0,"))
+    assert _history(run)[0]["val_metric"] == "2.0"
+    metrics = train(config, run, resume=True, verbose=0)
+    rows = _history(run)
+    assert [(r["stage"], int(r["epoch"]), int(r["best"])) for r in rows] == [("float", 1, 1), ("float", 2, 0),
+                                                                             ("float", 3, 0)]
+    assert metrics["float_val"] == pytest.approx(float(first[0]["val_metric"]), abs=1e-12)
+    final = load_model(run).get_weights()
+    assert len(final) == len(epoch1.get_weights()) > 0
+    for a, b in zip(final, epoch1.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
 # -- pretraining and --init ----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory):
@@ -166,26 +203,33 @@ def pretrained(tmp_path_factory):
     return config, out, summary
 
 
-def _backbone_weights(model, names):
-    from embbert.keras_model.model import _layer_by_role
+def _backbone_weights(model):
+    """{layer name: weights} of the embedder and encoder layers."""
+    from embbert.keras_model.backbone import EmbBertBackbone
 
-    return {n: [w.copy() for w in _layer_by_role(model, n).get_weights()] for n in names}
+    backbone = EmbBertBackbone.of(model)
+    return {layer.name: [w.copy() for w in layer.get_weights()] for layer in [backbone.embedder, *backbone.encoders]}
+
+
+def _backbone_names(config):
+    return ["embedder"] + [f"encoder_{i}" for i in range(config.model.layers)]
 
 
 def test_load_backbone_into_copies_pretrained_weights(pretrained):
-    from embbert.keras_model.model import (PRETRAINER_WEIGHTS, backbone_layer_names, build_classifier,
-                                           build_pretrainer, load_backbone_into)
+    from embbert.core import layout
+    from embbert.keras_model.model import build_classifier, build_pretrainer, load_backbone_into
 
     config, out, _ = pretrained
-    names = backbone_layer_names(config)
+    names = _backbone_names(config)
     pre = build_pretrainer(EmbBertConfig.load(out), max_predictions=1)
-    pre.load_weights(str(out / PRETRAINER_WEIGHTS))
-    expected = _backbone_weights(pre, names)
+    pre.load_weights(str(out / layout.PRETRAINER_WEIGHTS))
+    expected = _backbone_weights(pre)
+    assert sorted(expected) == sorted(names)
     clf_config = EmbBertConfig.create("tiny", 32, num_labels=3)
     model = build_classifier(clf_config)
-    before = _backbone_weights(model, names)
+    before = _backbone_weights(model)
     load_backbone_into(model, out, clf_config)
-    after = _backbone_weights(model, names)
+    after = _backbone_weights(model)
     for n in names:
         assert len(after[n]) == len(expected[n]) > 0
         for a, e, b in zip(after[n], expected[n], before[n]):
@@ -200,21 +244,22 @@ def test_load_backbone_into_copies_pretrained_weights(pretrained):
 def test_train_with_init_starts_from_pretrained_backbone(pretrained, tmp_path):
     from embbert.datasets.synthetic import write_synthetic_task
     from embbert.keras_model._tf import keras
-    from embbert.keras_model.model import PRETRAINER_WEIGHTS, backbone_layer_names, build_pretrainer
+    from embbert.core import layout
+    from embbert.keras_model.model import build_pretrainer
     from embbert.keras_model.train import train
 
     pre_config, out, _ = pretrained
-    names = backbone_layer_names(pre_config)
+    names = _backbone_names(pre_config)
     pre = build_pretrainer(EmbBertConfig.load(out), max_predictions=1)
-    pre.load_weights(str(out / PRETRAINER_WEIGHTS))
-    expected = _backbone_weights(pre, names)
+    pre.load_weights(str(out / layout.PRETRAINER_WEIGHTS))
+    expected = _backbone_weights(pre)
 
     seen = {}
 
     class CaptureStart(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
             if not seen:
-                seen.update(_backbone_weights(self.model, names))
+                seen.update(_backbone_weights(self.model))
 
     task = write_synthetic_task(tmp_path / "task", num_labels=2, n_train=64, n_test=16, seed=3)
     config = _config(task, out / "tokenizer", epochs=1, qat_epochs=0)
@@ -240,7 +285,8 @@ MIRRORED_SCRIPT = textwrap.dedent(
     import numpy as np
     from embbert.core.config import EmbBertConfig
     from embbert.keras_model.model import build_classifier
-    from embbert.keras_model.train import compile_classifier, make_strategy
+    from embbert.keras_model.distribute import make_strategy
+    from embbert.keras_model.train import compile_classifier
 
     config = EmbBertConfig.create("tiny", 16, num_labels=2)
     strategy = make_strategy("mirrored")
@@ -277,7 +323,7 @@ def test_mirrored_strategy_on_two_logical_cpus():
 
 
 def test_make_strategy_names():
-    from embbert.keras_model.train import make_strategy
+    from embbert.keras_model.distribute import make_strategy
 
     assert make_strategy("default").num_replicas_in_sync == 1
     with pytest.raises(EmbBertError):

@@ -304,10 +304,10 @@ def convert_run(run_dir, *, max_calibration: int = 200, float32: bool = True, op
     if not run_dir.is_dir():
         raise EmbBertError(f"{run_dir}: not a directory (expected a run directory from `embbert train`)")
     config = EmbBertConfig.load(run_dir)
-    from embbert.keras_model.model import QAT_WEIGHTS, build_deploy_model, load_model
+    from embbert.keras_model.model import build_deploy_model, load_model
 
-    if not (run_dir / QAT_WEIGHTS).is_file():
-        raise EmbBertError(f"{run_dir}: no QAT model ({QAT_WEIGHTS}); run `embbert train` first")
+    if not (run_dir / layout.QAT_WEIGHTS).is_file():
+        raise EmbBertError(f"{run_dir}: no QAT model ({layout.QAT_WEIGHTS}); run `embbert train` first")
     if max_calibration < 1:
         raise EmbBertError(f"max calibration examples must be >= 1, got {max_calibration}")
     if arena_budget is not None and arena_budget < 1:

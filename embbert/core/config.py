@@ -64,7 +64,7 @@ def preset(name: str) -> ModelConfig:
         raise EmbBertError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
 
 
-#: tf.distribute strategies of `--strategy` (keras_model.train.make_strategy builds them).
+#: tf.distribute strategies of `--strategy` (keras_model.distribute.make_strategy builds them).
 STRATEGIES = ("default", "mirrored", "multi-worker")
 
 

@@ -39,6 +39,7 @@ METRICS = "metrics.json"
 TENSORBOARD_DIR = "tensorboard"
 TRAIN_STATE_DIR = ".train"
 TRAIN_STATE = "state.json"  # inside TRAIN_STATE_DIR: the finished training stages
+WORKER_DIR_PREFIX = ".worker-"  # + i: the files of multi-worker worker i > 0, removed when it ends (train)
 
 # -- conversion, checks, arena report, export -----------------------------------------------
 INT8_MODEL = "model_int8.tflite"

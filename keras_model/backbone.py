@@ -1,0 +1,116 @@
+"""`EmbBertBackbone`: the embedder and the encoder layers as one functional model (keras-hub style).
+
+Inputs `token_ids` and `segment_ids` (int32, (batch, L)); output the sequence (batch, L, d).
+The task models (`model.build_classifier`, `model.build_pretrainer`, `model.build_deploy_model`)
+are flat functional graphs over the *layer objects* of a backbone (`EmbBertBackbone.encode`):
+tfmot's `quantize_apply` cannot see into a model nested in a model, and a backbone attached to a
+task model as an attribute would add itself to the task model's layers and weights file.
+`EmbBertBackbone.of(task_model)` gives the backbone of an existing task model, float or QAT (where
+tfmot wraps the encoder layers in `QuantizeWrapperV2`), found by layer type; its weights are the
+task model's (shared, not copied), so saving or loading them moves the backbone's weights and
+nothing else, whatever head the model has.
+
+Weights files: a backbone saves as the `.weights.h5` layout of the shipped presets (layers
+`embedder`, `encoder_0` .. `encoder_{n-1}`, found by order and class in the file).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from embbert.core.config import EmbBertConfig
+from embbert.core.errors import EmbBertError
+
+from ._tf import keras, tf
+from .layers import EncoderLayer, NanoEmbedder
+
+TOKEN_IDS = "token_ids"
+SEGMENT_IDS = "segment_ids"
+
+
+def inputs(length: int | None, batch_size: int | None):
+    """The two int32 model inputs, (batch_size, length) (None: any)."""
+    tok = keras.Input(shape=(length,), batch_size=batch_size, dtype=tf.int32, name=TOKEN_IDS)
+    seg = keras.Input(shape=(length,), batch_size=batch_size, dtype=tf.int32, name=SEGMENT_IDS)
+    return tok, seg
+
+
+def unwrapped(layer):
+    """The layer itself, or the layer inside a wrapper (tfmot's QuantizeWrapperV2)."""
+    return getattr(layer, "layer", layer)
+
+
+def layers_of_type(model: keras.Model, cls) -> list:
+    """The layers of `model` (in graph order) that are, or wrap, a `cls`."""
+    return [layer for layer in model.layers if isinstance(unwrapped(layer), cls)]
+
+
+def _encode(embedder, encoders: Sequence, token_ids, segment_ids, *, deploy: bool, transposed_keys: bool,
+            first_token_only: bool, causal_valid: bool, query_blocks: int):
+    if not deploy:  # the training graph: the layers' default call options
+        x, seg = embedder([token_ids, segment_ids])
+        for layer in encoders:
+            x = layer([x, seg])
+        return x
+    x, seg = embedder([token_ids, segment_ids], training=False)
+    n = len(encoders)
+    for i, layer in enumerate(encoders):
+        x = layer([x, seg], training=False, deploy=transposed_keys,
+                  first_token_only=first_token_only and transposed_keys and i == n - 1,
+                  causal_valid=causal_valid and transposed_keys, query_blocks=query_blocks if transposed_keys else 1)
+    return x
+
+
+class EmbBertBackbone(keras.Model):
+    """Embedder + encoder layers: token_ids, segment_ids -> the sequence (batch, L, d).
+
+    `EmbBertBackbone(embedder, encoders)` chains the given layer objects; `create(config)` makes new
+    ones, `of(model)` takes those of an existing task model (float or QAT)."""
+
+    def __init__(self, embedder, encoders: Sequence, *, name: str = "embbert_backbone", **kwargs):
+        tok, seg = inputs(None, None)  # any batch, any length up to max_positions
+        x = _encode(embedder, list(encoders), tok, seg, deploy=False, transposed_keys=False, first_token_only=False,
+                    causal_valid=False, query_blocks=1)
+        super().__init__(inputs={TOKEN_IDS: tok, SEGMENT_IDS: seg}, outputs=x, name=name, **kwargs)
+
+    @classmethod
+    def create(cls, config: EmbBertConfig, *, quantize: bool = False) -> "EmbBertBackbone":
+        """A backbone of new layers for `config.model` (`quantize`: with their fake-quant points)."""
+        m = config.model
+        embedder = NanoEmbedder(m.vocab_size, m.max_positions, m.hidden, m.reduced, quantize=quantize,
+                                name="embedder")
+        encoders = [EncoderLayer(m.kernel, m.expansion, m.dropout, quantize=quantize, name=f"encoder_{i}")
+                    for i in range(m.layers)]
+        return cls(embedder, encoders)
+
+    @classmethod
+    def of(cls, model: keras.Model) -> "EmbBertBackbone":
+        """The backbone of a classifier, pretrainer or deploy model (float or QAT), on its layer objects:
+        its `NanoEmbedder` and its `EncoderLayer`s in graph order (or the wrappers around them)."""
+        embedders = layers_of_type(model, NanoEmbedder)
+        encoders = layers_of_type(model, EncoderLayer)
+        if len(embedders) != 1 or not encoders:
+            raise EmbBertError(f"model {model.name!r} is not an EmbBERT model "
+                               f"({len(embedders)} embedders, {len(encoders)} encoder layers)")
+        return cls(embedders[0], encoders)
+
+    @property
+    def embedder(self):
+        """The embedder layer (the model's own object, not a copy)."""
+        return layers_of_type(self, NanoEmbedder)[0]
+
+    @property
+    def encoders(self) -> list:
+        """The encoder layers in order (QuantizeWrapperV2 around each in a QAT backbone)."""
+        return layers_of_type(self, EncoderLayer)
+
+    def encode(self, token_ids, segment_ids, *, deploy: bool = False, transposed_keys: bool = True,
+               first_token_only: bool = True, causal_valid: bool = True, query_blocks: int = 1):
+        """This backbone's layer objects applied to new inputs: the sequence tensor (batch, L, d).
+
+        A task model built on it shares the backbone's weights. `deploy=False`: the training graph
+        (the other options are ignored). `deploy=True`: inference (training=False) in the deployed
+        form of the same maths (options of `EncoderLayer.call`; see `model.build_deploy_model`); with
+        `first_token_only` the last layer computes position 0 only, output (batch, 1, d)."""
+        return _encode(self.embedder, self.encoders, token_ids, segment_ids, deploy=deploy,
+                       transposed_keys=transposed_keys, first_token_only=first_token_only,
+                       causal_valid=causal_valid, query_blocks=query_blocks)

@@ -1,0 +1,106 @@
+"""The structure docs/architecture.md promises: one owner per contract, imports one way."""
+import ast
+from pathlib import Path
+
+import pytest
+
+from embbert.core import layout
+
+REPO = Path(__file__).resolve().parent.parent
+#: Installed package -> folder.
+PACKAGES = {"embbert": REPO / "embbert", "embbert.datasets": REPO / "datasets",
+            "embbert.keras_model": REPO / "keras_model", "embbert.tflite": REPO / "tflite"}
+#: Which layer may import which (the top, `embbert.cli`/`run`/`bench`, may import everything).
+ALLOWED = {
+    "embbert.core": {"embbert.core"},
+    "embbert.datasets": {"embbert.core", "embbert.datasets"},
+    "embbert.keras_model": {"embbert.core", "embbert.datasets", "embbert.keras_model"},
+    "embbert.tflite": {"embbert.core", "embbert.datasets", "embbert.keras_model", "embbert.tflite"},
+}
+
+
+def _modules():
+    for package, folder in PACKAGES.items():
+        for path in sorted(folder.rglob("*.py")):
+            if package == "embbert" and path.relative_to(folder).parts[0] not in ("core", "bench") \
+                    and path.name not in ("__init__.py", "cli.py", "run.py"):
+                continue
+            rel = path.relative_to(folder).with_suffix("")
+            parts = [p for p in rel.parts if p != "__init__"]
+            yield ".".join([package, *parts]), path
+
+
+def _layer(module: str) -> str:
+    for layer in ("embbert.core", "embbert.datasets", "embbert.keras_model", "embbert.tflite"):
+        if module == layer or module.startswith(layer + "."):
+            return layer
+    return "embbert (top)"
+
+
+def _imports(module: str, path: Path):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name, node.lineno
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            yield target, node.lineno
+            for alias in node.names:  # `from embbert import run` imports the module embbert.run
+                yield f"{target}.{alias.name}", node.lineno
+
+
+def test_modules_are_found():
+    names = {m for m, _ in _modules()}
+    assert {"embbert.core.layout", "embbert.cli", "embbert.bench", "embbert.datasets.tasks",
+            "embbert.keras_model.model", "embbert.tflite.convert"} <= names
+
+
+@pytest.mark.parametrize("module,path", list(_modules()), ids=lambda v: v if isinstance(v, str) else "")
+def test_imports_go_one_way(module, path):
+    layer = _layer(module)
+    if layer not in ALLOWED:
+        return
+    bad = []
+    for target, line in _imports(module, path):
+        if not target.startswith("embbert"):
+            continue
+        t_layer = _layer(target)
+        if t_layer == "embbert (top)" and target in ("embbert",):
+            continue  # the package itself (its __init__ only sets the environment)
+        if t_layer not in ALLOWED[layer]:
+            bad.append(f"{path.relative_to(REPO)}:{line} imports {target}")
+    assert not bad, "\n".join(bad)
+
+
+def test_no_import_by_string():
+    for module, path in _modules():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr == "import_module":
+                pytest.fail(f"{path.relative_to(REPO)}:{node.lineno}: importlib.import_module (import it plainly)")
+
+
+#: The file names of a run (folder names such as "tokenizer" or "micro_app", and README.md, are also
+#: ordinary words of the code: not checked).
+RUN_FILE_NAMES = {v for k, v in vars(layout).items()
+                  if k.isupper() and isinstance(v, str) and "." in v and v != layout.MODEL_CARD}
+
+
+def test_run_file_names_are_spelled_only_in_layout():
+    """Every run-file name is a constant of embbert/core/layout.py; no other module spells one."""
+    assert {"config.json", "qat.weights.h5", "model_int8.tflite", "arena_report.json"} <= RUN_FILE_NAMES
+    found = []
+    for module, path in _modules():
+        if module == "embbert.core.layout":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in RUN_FILE_NAMES:
+                found.append(f"{path.relative_to(REPO)}:{node.lineno}: {node.value!r}")
+    assert not found, "use embbert.core.layout:\n" + "\n".join(found)
