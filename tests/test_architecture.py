@@ -104,3 +104,30 @@ def test_run_file_names_are_spelled_only_in_layout():
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in RUN_FILE_NAMES:
                 found.append(f"{path.relative_to(REPO)}:{node.lineno}: {node.value!r}")
     assert not found, "use embbert.core.layout:\n" + "\n".join(found)
+
+
+def test_special_tokens_are_spelled_only_in_the_tokenizer_package():
+    """The special tokens and their ids are the tokenizer package's (datasets/tokenizer/spec.py)."""
+    from embbert.datasets.tokenizer import SPECIAL_TOKENS
+
+    found = []
+    for module, path in _modules():
+        if module.startswith("embbert.datasets.tokenizer"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and node.value in SPECIAL_TOKENS:
+                found.append(f"{path.relative_to(REPO)}:{node.lineno}: {node.value!r}")
+    assert not found, "use embbert.datasets.tokenizer:\n" + "\n".join(found)
+
+
+def test_no_private_members_of_keras_nlp():
+    """keras-nlp is used through its public API only (MLM masking)."""
+    for module, path in _modules():
+        text = path.read_text(encoding="utf-8")
+        if "keras_nlp" not in text:
+            continue
+        for node in ast.walk(ast.parse(text)):
+            own = isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")
+            if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__") \
+                    and not own:
+                pytest.fail(f"{path.relative_to(REPO)}:{node.lineno}: private member {node.attr} in a module using keras_nlp")
