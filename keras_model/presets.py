@@ -14,8 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from embbert.core import preflight
-from embbert.core.errors import EmbBertError
 from embbert.core import layout
+from embbert.core.errors import EmbBertError
 
 PRETRAINED_ROOT = Path(__file__).resolve().parent / "pretrained"
 #: The shipped preset that `embbert run --init auto` starts from, per model size: only where it was

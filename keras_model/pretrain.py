@@ -47,8 +47,8 @@ import numpy as np
 
 from embbert.core import layout
 from embbert.core.config import EmbBertConfig
-from embbert.core.files import atomic_write_text
 from embbert.core.errors import EmbBertError
+from embbert.core.files import atomic_write_text
 from embbert.datasets.tokenizer import MERGES_FILE, VOCAB_FILE, pack_sequences, packing_stats
 
 from ._tf import keras, tf
@@ -360,17 +360,17 @@ def plot_history(rows: list[dict], path: Path, title: str) -> None:
 
 
 def _prepare_tokenizer(config: EmbBertConfig, out_dir: Path, lines: list[str], verbose: int) -> Path:
-    from embbert.datasets.tokenizer import load_tokenizer, train_tokenizer
+    from embbert.datasets.tokenizer import TOKENIZER_FILE, load_tokenizer, train_tokenizer
 
     tok_dir = out_dir / layout.TOKENIZER_DIR
     if config.tokenizer and Path(config.tokenizer) != Path(layout.TOKENIZER_DIR):
         source = Path(config.tokenizer)
-        if not (source / "tokenizer.json").is_file():
+        if not (source / TOKENIZER_FILE).is_file():
             raise EmbBertError(f"{source}: tokenizer directory not found (no tokenizer.json)")
         if tok_dir.exists():
             shutil.rmtree(tok_dir)
         shutil.copytree(source, tok_dir)
-    elif not (tok_dir / "tokenizer.json").is_file():
+    elif not (tok_dir / TOKENIZER_FILE).is_file():
         if verbose:
             print(f"training a {config.model.vocab_size}-token BPE tokenizer on the corpus ({len(lines):,} lines)",
                   flush=True)

@@ -39,8 +39,8 @@ import numpy as np
 
 from embbert.core import layout
 from embbert.core.config import EmbBertConfig
-from embbert.core.files import atomic_write_text
 from embbert.core.errors import EmbBertError
+from embbert.core.files import atomic_write_text
 
 from ._tf import keras, tf
 from .distribute import make_strategy, wait_for_workers, worker_index
@@ -180,11 +180,11 @@ class _Run:
 
 
 def _prepare_tokenizer(config: EmbBertConfig, run_dir: Path, train_texts: Sequence[str]) -> EmbBertConfig:
-    from embbert.datasets.tokenizer import load_tokenizer, train_tokenizer
+    from embbert.datasets.tokenizer import TOKENIZER_FILE, load_tokenizer, train_tokenizer
 
     target = run_dir / layout.TOKENIZER_DIR
     own = Path(layout.TOKENIZER_DIR)
-    if config.tokenizer and Path(config.tokenizer) == own and (target / "tokenizer.json").is_file():
+    if config.tokenizer and Path(config.tokenizer) == own and (target / TOKENIZER_FILE).is_file():
         pass  # resuming: the run's own tokenizer
     elif config.tokenizer:
         source = Path(config.tokenizer)
@@ -195,7 +195,7 @@ def _prepare_tokenizer(config: EmbBertConfig, run_dir: Path, train_texts: Sequen
                 shutil.rmtree(target)
             shutil.copytree(source, target)
     else:
-        if not (target / "tokenizer.json").is_file():
+        if not (target / TOKENIZER_FILE).is_file():
             print(f"training a {config.model.vocab_size}-token BPE tokenizer on the train split", flush=True)
             train_tokenizer(list(train_texts), vocab_size=config.model.vocab_size, out_dir=target)
     vocab = load_tokenizer(target).vocab_size
