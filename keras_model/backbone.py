@@ -45,13 +45,20 @@ def layers_of_type(model: keras.Model, cls) -> list:
 
 
 def _encode(embedder, encoders: Sequence, token_ids, segment_ids, *, deploy: bool, transposed_keys: bool,
-            first_token_only: bool, causal_valid: bool, query_blocks: int):
+            first_token_only: bool, causal_valid: bool, query_blocks: int, constant_positions: bool = False):
     if not deploy:  # the training graph: the layers' default call options
         x, seg = embedder([token_ids, segment_ids])
         for layer in encoders:
             x = layer([x, seg])
         return x
-    x, seg = embedder([token_ids, segment_ids], training=False)
+    if constant_positions:
+        length = token_ids.shape[1]
+        if length is None:
+            raise EmbBertError("constant positions need a static sequence length")
+        table = embedder.positions(int(length)).numpy()  # computed once, now, from the trained weights
+        x, seg = embedder([token_ids, segment_ids], training=False, constant_positions=table)
+    else:
+        x, seg = embedder([token_ids, segment_ids], training=False)
     n = len(encoders)
     for i, layer in enumerate(encoders):
         x = layer([x, seg], training=False, deploy=transposed_keys,
@@ -104,13 +111,16 @@ class EmbBertBackbone(keras.Model):
         return layers_of_type(self, EncoderLayer)
 
     def encode(self, token_ids, segment_ids, *, deploy: bool = False, transposed_keys: bool = True,
-               first_token_only: bool = True, causal_valid: bool = True, query_blocks: int = 1):
+               first_token_only: bool = True, causal_valid: bool = True, query_blocks: int = 1,
+               constant_positions: bool = False):
         """This backbone's layer objects applied to new inputs: the sequence tensor (batch, L, d).
 
         A task model built on it shares the backbone's weights. `deploy=False`: the training graph
         (the other options are ignored). `deploy=True`: inference (training=False) in the deployed
-        form of the same maths (options of `EncoderLayer.call`; see `model.build_deploy_model`); with
+        form of the same maths (options of `EncoderLayer.call` and, for `constant_positions`, of
+        `NanoEmbedder.call`; see `model.build_deploy_model`); with
         `first_token_only` the last layer computes position 0 only, output (batch, 1, d)."""
         return _encode(self.embedder, self.encoders, token_ids, segment_ids, deploy=deploy,
                        transposed_keys=transposed_keys, first_token_only=first_token_only,
-                       causal_valid=causal_valid, query_blocks=query_blocks)
+                       causal_valid=causal_valid, query_blocks=query_blocks,
+                       constant_positions=constant_positions)

@@ -142,7 +142,14 @@ class NanoEmbedder(QuantizableLayer):
         self._add_activation_points("token", "position", "token_position", "output")
         super().build(input_shape)
 
-    def call(self, inputs, training=None):
+    def positions(self, length: int):
+        """The position path for positions 0..length-1 before its fake-quant point: (length, d) float."""
+        return _linear(self.position_table[:length], self.fqw(self.position_map))
+
+    def call(self, inputs, training=None, constant_positions=None):
+        """`constant_positions`: the deployed graph's option of a (length, d) array (the values of
+        `positions(length)`, computed once) that replaces the position path: one int8 constant
+        instead of a FULLY_CONNECTED on every inference."""
         token_ids, segment_ids = inputs
         length = token_ids.shape[1]
         if length is None:
@@ -151,7 +158,10 @@ class NanoEmbedder(QuantizableLayer):
             raise ValueError(f"sequence length {length} exceeds the {self.max_positions} positions of the model")
         tok = tf.gather(self.fqw(self.token_table), token_ids)
         tok = self.fq("token", _linear(tok, self.fqw(self.token_map)), training)
-        pos = self.fq("position", _linear(self.position_table[:length], self.fqw(self.position_map)), training)
+        if constant_positions is not None:
+            pos = self.fq("position", tf.convert_to_tensor(constant_positions, tf.float32), training)
+        else:
+            pos = self.fq("position", self.positions(length), training)
         x = self.fq("token_position", tok + pos, training)
         seg = tf.gather(self.fqw(self.segment_table), segment_ids)
         return [self.fq("output", x + seg, training), tf.identity(segment_ids)]

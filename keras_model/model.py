@@ -63,7 +63,8 @@ def classification_head(model: keras.Model):
 
 def build_deploy_model(model: keras.Model, config: EmbBertConfig, length: int | None = None, *,
                        transposed_keys: bool = True, first_token_only: bool = True,
-                       causal_valid: bool = True, query_blocks: int = 1) -> keras.Model:
+                       causal_valid: bool = True, query_blocks: int = 1,
+                       constant_positions: bool = False) -> keras.Model:
     """Batch 1, static length, same layer objects (so the trained weights are shared).
 
     The deployed form of the same maths (the training graph is untouched; both options are
@@ -72,14 +73,16 @@ def build_deploy_model(model: keras.Model, config: EmbBertConfig, length: int | 
     `first_token_only` makes the last encoder layer compute position 0 only (the head reads
     nothing else), `causal_valid` convolves with the k trained taps after k-1 zero steps instead of
     a SAME convolution with k-1 zero taps, `query_blocks` > 1 runs the attention of every layer
-    but a token-0 one in that many query blocks. All False / 1: the graph as it was before issue 12."""
+    but a token-0 one in that many query blocks, `constant_positions` stores the position path's
+    (length, d) output as a constant instead of computing it. All False / 1: the graph as it was
+    before issue 12."""
     length = length or config.max_length
     if length > config.model.max_positions:
         raise EmbBertError(f"length {length} exceeds the model's {config.model.max_positions} positions")
     tok, seg = inputs(length, 1)
     x = EmbBertBackbone.of(model).encode(tok, seg, deploy=True, transposed_keys=transposed_keys,
                                          first_token_only=first_token_only, causal_valid=causal_valid,
-                                         query_blocks=query_blocks)
+                                         query_blocks=query_blocks, constant_positions=constant_positions)
     logits = classification_head(model)(x, training=False)
     return keras.Model({TOKEN_IDS: tok, SEGMENT_IDS: seg}, logits, name="embbert_deploy")
 

@@ -61,6 +61,35 @@ def test_optimised_graph_agrees_with_previous(graphs):
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 2  # same maths, same scales
 
 
+def test_position_constant_replaces_the_position_path(graphs):
+    """The position lever: one FULLY_CONNECTED less, fewer MACs, a valid TFLM graph that agrees with the default."""
+    from dataclasses import replace
+
+    from embbert.datasets.pipeline import encoded_split
+    from embbert.keras_model.model import load_model
+    from embbert.tflite.check import tflm_predict
+    from embbert.tflite.convert import DEFAULT_OPTIONS, build_int8, exact
+    from embbert.tflite.graph import macs, read_graph
+
+    config = graphs["config"]
+    tok, seg, _, _ = encoded_split(graphs["run"], config, "train", 60)
+
+    def rep():
+        for i in range(tok.shape[0]):
+            yield {"token_ids": tok[i:i + 1], "segment_ids": seg[i:i + 1]}
+
+    options = replace(DEFAULT_OPTIONS, constant_positions=True)
+    assert not exact(options) and exact(DEFAULT_OPTIONS)
+    data, info = build_int8(load_model(graphs["run"], qat=True, config=config), config, rep, options)
+    assert info["options"]["constant_positions"] is True
+    fc = [sum(op.name == "FULLY_CONNECTED" for op in read_graph(d).ops) for d in (graphs["optimised"], data)]
+    assert fc[1] == fc[0] - 1
+    assert macs(read_graph(data))["total"] < macs(read_graph(graphs["optimised"]))["total"]
+    t, s, _, _ = encoded_split(graphs["run"], config, "test", 300)
+    a, b = tflm_predict(graphs["optimised"], t, s), tflm_predict(data, t, s)
+    assert np.mean(a.argmax(-1) == b.argmax(-1)) >= 0.95
+
+
 def test_optimised_graph_is_smaller_and_cheaper(graphs):
     from embbert.tflite.graph import macs, read_graph
 
@@ -216,7 +245,7 @@ def test_deploy_options_leave_the_training_graph_alone(tiny_run_dir):
     tok, seg, _, _ = encoded_split(tiny_run_dir, config, "test", 8)
     ref = model.predict({"token_ids": tok, "segment_ids": seg}, verbose=0)
     for kw in ({"transposed_keys": False, "first_token_only": False, "causal_valid": False}, {},
-               {"causal_valid": False}, {"query_blocks": 3}):
+               {"causal_valid": False}, {"query_blocks": 3}, {"constant_positions": True}):
         dm = build_deploy_model(model, config, **kw)
         out = np.concatenate([dm({"token_ids": tok[i:i + 1], "segment_ids": seg[i:i + 1]}).numpy() for i in range(8)])
         np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)

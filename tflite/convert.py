@@ -208,13 +208,16 @@ class GraphOptions:
       causal convolution as k-1 zero steps (CONCATENATION) + a VALID convolution with the k
       trained taps instead of a SAME convolution with k-1 zero taps (half the CMSIS-NN scratch,
       one more (L+k-1) x d buffer while it runs); query_blocks: the attention of every layer but a
-      token-0 one in that many query row blocks (one block's scores alive at a time)."""
+      token-0 one in that many query row blocks (one block's scores alive at a time);
+      constant_positions: the position path's (L, d) output as an int8 constant in flash instead of
+      a FULLY_CONNECTED computed on every inference (docs/memory.md measures both)."""
     transposed_keys: bool = True
     first_token_only: bool = True
     strip_names: bool = True
     offline_plan: bool = True
     causal_valid: bool = True
     query_blocks: int = 1
+    constant_positions: bool = False
 
     def label(self) -> str:
         on = [k if v is True else f"{k}={v}" for k, v in asdict(self).items() if v and not (k == "query_blocks" and v == 1)]
@@ -222,8 +225,17 @@ class GraphOptions:
 
 
 DEFAULT_OPTIONS = GraphOptions()
+
+
+def exact(options: GraphOptions) -> bool:
+    """True where the graph gives the logits of the default graph bit for bit (query blocks and the
+    position constant re-round intermediate values: measured, not exact; docs/memory.md)."""
+    return options.query_blocks == 1 and not options.constant_positions
+
+
 PREVIOUS_GRAPH = GraphOptions(False, False, False, False, False, 1)  # the graph before issue 12
 QUERY_BLOCKS = 4  # tried from L >= 128, where the L x L scores make the peak (docs/memory.md)
+CONSTANT_POSITIONS_UP_TO = 128  # the position constant is tried up to this L (at L=256 it saved 224 B of arena)
 
 
 def build_int8(qat, config: EmbBertConfig, representative, options: GraphOptions) -> tuple[bytes, dict]:
@@ -232,7 +244,7 @@ def build_int8(qat, config: EmbBertConfig, representative, options: GraphOptions
 
     deploy = build_deploy_model(qat, config, transposed_keys=options.transposed_keys,
                                 first_token_only=options.first_token_only, causal_valid=options.causal_valid,
-                                query_blocks=options.query_blocks)
+                                query_blocks=options.query_blocks, constant_positions=options.constant_positions)
     raw = convert_keras(deploy, representative)
     validate_for_tflm(raw)  # on the named graph: messages name tensors and layers
     data, info = finalize_model(raw, plan=False, strip_names=options.strip_names)
@@ -274,15 +286,14 @@ def _smallest_arena(candidates: list[tuple[bytes, dict]]) -> tuple[bytes, dict]:
 
 
 def _budget_choice(candidates: list[tuple[bytes, dict]], budget: int) -> tuple[bytes, dict]:
-    """The candidate whose recommended arena fits `budget`: exact graphs (no query blocks) first, then the
+    """The candidate whose recommended arena fits `budget`: exact graphs (`exact`) first, then the
     fewest MACs, then the smallest arena; else EmbBertError naming the smallest reachable arena."""
     rows = []
     for data, info in candidates:
         m, recommended, minimum = _measure(data, info)
         info["arena"]["budget_bytes"] = budget
         rows.append((m, recommended, minimum, data, info))
-    fitting = sorted((r for r in rows if r[1] <= budget),
-                     key=lambda r: (r[4]["options"].get("query_blocks", 1) > 1, r[0], r[1]))
+    fitting = sorted((r for r in rows if r[1] <= budget), key=lambda r: (not exact(GraphOptions(**r[4]["options"])), r[0], r[1]))
     if not fitting:
         best = min(rows, key=lambda r: r[1])
         raise EmbBertError(f"no graph fits an arena budget of {budget} bytes: the smallest reachable recommended "
@@ -297,8 +308,8 @@ def convert_run(run_dir, *, max_calibration: int = 200, float32: bool = True, op
 
     Without a budget, both forms of the causal convolution are converted and the one with the
     smaller recommended arena is kept. `arena_budget` (bytes): the same candidates, and from L=128
-    also with the attention in QUERY_BLOCKS query blocks (not bit-identical: used only when no exact
-    graph fits), are measured; the exact one with the fewest MACs whose recommended arena (minimum +
+    also with the attention in QUERY_BLOCKS query blocks, up to L=128 also with the position
+    constant (neither bit-identical: used only when no exact graph fits), are measured; the exact one with the fewest MACs whose recommended arena (minimum +
     margin) fits is kept, or one line names the smallest reachable arena; nothing is written then."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -325,9 +336,13 @@ def convert_run(run_dir, *, max_calibration: int = 200, float32: bool = True, op
     tries = [options]
     if options.transposed_keys:
         tries.append(replace(options, causal_valid=not options.causal_valid))
+        # Not bit-identical (docs/memory.md): only when a budget asks for them, and only if nothing exact fits.
         if arena_budget is not None and config.max_length >= 128 and options.query_blocks == 1:
-            # not bit-identical (docs/memory.md): only when a budget asks for it, and only if nothing exact fits
             tries += [replace(o, query_blocks=QUERY_BLOCKS) for o in list(tries)]
+        if arena_budget is not None and config.max_length <= CONSTANT_POSITIONS_UP_TO and not options.constant_positions:
+            # the (L, d) position constant: one L x d buffer less where the embedder holds the peak, for
+            # L x d - (L + d) x r more bytes of flash
+            tries += [replace(o, constant_positions=True) for o in list(tries)]
     if arena_budget is None:
         int8, info = _smallest_arena([build_int8(qat, config, representative, o) for o in tries])
     else:
@@ -340,7 +355,8 @@ def convert_run(run_dir, *, max_calibration: int = 200, float32: bool = True, op
         float_bytes = convert_keras(build_deploy_model(flt, config, transposed_keys=options.transposed_keys,
                                                        first_token_only=options.first_token_only,
                                                        causal_valid=options.causal_valid,
-                                                       query_blocks=options.query_blocks))
+                                                       query_blocks=options.query_blocks,
+                                                       constant_positions=options.constant_positions))
     atomic_write_bytes(run_dir / layout.INT8_MODEL, int8)
     atomic_write_bytes(run_dir / layout.INT8_SHA256, f"{hashlib.sha256(int8).hexdigest()}  {layout.INT8_MODEL}\n".encode())
     atomic_write_text(run_dir / layout.TENSOR_NAMES, json.dumps(info, indent=1) + "\n")

@@ -17,11 +17,10 @@ def lever_table(run_dir, lengths, *, max_calibration: int = 100, out=None) -> li
     recommended arena, MACs). Prints one JSON line per row (and appends it to `out`)."""
     import dataclasses
 
+    from embbert.datasets.pipeline import encoded_split
     from embbert.keras_model.model import load_model
-
     from embbert.tflite.arena import margin_for, minimal_arena, recorded_allocations
     from embbert.tflite.convert import GraphOptions, build_int8
-    from embbert.datasets.pipeline import encoded_split
     from embbert.tflite.graph import macs, read_graph
 
     steps = [("before issue 12", GraphOptions(False, False, False, False, False)),
@@ -30,6 +29,8 @@ def lever_table(run_dir, lengths, *, max_calibration: int = 100, out=None) -> li
              ("+ causal conv: zero steps + VALID k taps", GraphOptions(True, True, False, False, True)),
              ("+ names stripped", GraphOptions(True, True, True, False, True)),
              ("+ offline memory plan (if it pays)", GraphOptions(True, True, True, True, True)),
+             ("+ position path as a constant", GraphOptions(True, True, True, True, True, 1, True)),
+             ("  same, SAME-padded conv", GraphOptions(True, True, True, True, False, 1, True)),
              ("+ attention in 4 query blocks", GraphOptions(True, True, True, True, True, 4)),
              ("  same, SAME-padded conv", GraphOptions(True, True, True, True, False, 4))]
     run_dir = Path(run_dir)
