@@ -40,7 +40,7 @@ def register(sub) -> None:
         "summary",
         help="parameter counts, weight bytes and the largest activation of a preset",
         description="Print backbone, head and total parameter counts, float32 and int8 weight bytes, "
-        "and the largest activation tensor (bytes, batch 1) at the preset's L.",
+        "and the largest activation tensor (bytes, batch 1) at L (--max-length).",
     )
     s.add_argument("--preset", choices=sorted(PRESETS), required=True, help="model size preset")
     s.add_argument("--num-labels", type=positive_int, required=True, help="number of classes (1 = regression)")

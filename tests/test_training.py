@@ -121,20 +121,26 @@ class _Interrupt(Exception):
     pass
 
 
-def test_interrupt_and_resume(tmp_path):
+def _stop_after_first_epoch():
+    """A callback that interrupts training after its first epoch (a simulated crash)."""
     from embbert.keras_model._tf import keras
-    from embbert.keras_model.train import train
 
     class StopAfterFirstEpoch(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             if epoch == 0:
                 raise _Interrupt("simulated crash after epoch 1")
 
+    return StopAfterFirstEpoch()
+
+
+def test_interrupt_and_resume(tmp_path):
+    from embbert.keras_model.train import train
+
     task, tok = _task_and_tokenizer(tmp_path, n_train=160, n_test=40, vocab=400)
     config = _config(task, tok, epochs=3, qat_epochs=1)
     run = tmp_path / "run"
     with pytest.raises(_Interrupt):
-        train(config, run, callbacks=[StopAfterFirstEpoch()], verbose=0)
+        train(config, run, callbacks=[_stop_after_first_epoch()], verbose=0)
     assert (run / ".train" / "state.json").is_file() or (run / ".train").is_dir()
     assert not (run / "metrics.json").exists()
     assert [(r["stage"], r["epoch"]) for r in _history(run)] == [("float", "1")]
@@ -152,20 +158,14 @@ def test_interrupt_and_resume(tmp_path):
 
 def test_resume_restores_the_best_epoch_of_the_whole_run(tmp_path):
     """The best epoch before an interruption stays the run's best: its score and weights survive the restart."""
-    from embbert.keras_model._tf import keras
     from embbert.keras_model.model import build_classifier, load_model
     from embbert.keras_model.train import restore_checkpoint, train
-
-    class StopAfterFirstEpoch(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            if epoch == 0:
-                raise _Interrupt("simulated crash after epoch 1")
 
     task, tok = _task_and_tokenizer(tmp_path, n_train=96, n_test=32, vocab=400)
     config = _config(task, tok, epochs=3, qat_epochs=0)
     run = tmp_path / "run"
     with pytest.raises(_Interrupt):
-        train(config, run, callbacks=[StopAfterFirstEpoch()], verbose=0)
+        train(config, run, callbacks=[_stop_after_first_epoch()], verbose=0)
     first = _history(run)
     assert [(r["epoch"], r["best"]) for r in first] == [("1", "1")]
     epoch1 = build_classifier(EmbBertConfig.load(run))
