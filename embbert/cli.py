@@ -30,7 +30,7 @@ from embbert.tflite import cli as tflite_cli
 COMMAND_MODULES = (
     datasets_cli,  # data list, tokenizer train/encode
     keras_model_cli,  # model summary, pretrain, train
-    tflite_cli,  # convert, check, arena, export
+    tflite_cli,  # convert, check, export
     bench,  # bench ...
     run,  # run (the whole path)
 )
