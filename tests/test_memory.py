@@ -61,6 +61,7 @@ def test_optimised_graph_agrees_with_previous(graphs):
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 2  # same maths, same scales
 
 
+@pytest.mark.slow  # one more conversion with two exact-arena bisections; the default suite stays under 15 minutes
 def test_position_constant_replaces_the_position_path(graphs):
     """The position lever: one FULLY_CONNECTED less, fewer MACs, a valid TFLM graph that agrees with the default."""
     from dataclasses import replace
