@@ -338,6 +338,7 @@ def test_bench_train_speed_smoke():
     assert r["preset"] == "nano" and r["max_length"] == 16 and r["batch_size"] == 4 and r["steps"] == 2
     assert r["float_steps_per_s"] > 0 and r["qat_steps_per_s"] > 0
     assert r["qat_over_float"] == pytest.approx(r["qat_steps_per_s"] / r["float_steps_per_s"])
+    assert r["interleaved"] is True and r["float_cpu_ms_per_step"] > 0 and r["qat_cpu_ms_per_step"] > 0
     with pytest.raises(EmbBertError):
         train_speed("nano", 16, steps=0)
 
