@@ -156,6 +156,7 @@ def test_interrupt_and_resume(tmp_path):
 
 
 
+@pytest.mark.slow  # a second interrupted-and-resumed training; the default suite stays under 15 minutes
 def test_resume_restores_the_best_epoch_of_the_whole_run(tmp_path):
     """The best epoch before an interruption stays the run's best: its score and weights survive the restart."""
     from embbert.keras_model.model import build_classifier, load_model
