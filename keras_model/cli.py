@@ -6,7 +6,9 @@ import json
 
 from embbert.core import layout, preflight
 from embbert.core.args import add_recipe_arguments, non_negative_float, non_negative_int, positive_float, positive_int
-from embbert.core.config import DEFAULT_MAX_LENGTH, PAPER_RECIPE, PRESETS, STRATEGIES, EmbBertConfig, TrainConfig
+from embbert.core.config import (
+    DEFAULT_MAX_LENGTH, PAPER_RECIPE, PRESETS, STRATEGIES, EmbBertConfig, PretrainSettings, TrainConfig,
+)
 from embbert.core.errors import EmbBertError, UsageError
 from embbert.datasets.loading import data_dir_arg
 from embbert.datasets.tasks import max_length_for, task_arg
@@ -72,6 +74,7 @@ def register(sub) -> None:
     _add_distributed_settings(t)
     t.set_defaults(func=cmd_train)
 
+    pre = PretrainSettings()  # the defaults of `embbert pretrain`
     p = sub.add_parser(
         "pretrain",
         help="masked-language-model pretraining of the backbone on text corpora",
@@ -85,30 +88,26 @@ def register(sub) -> None:
     p.add_argument("--preset", choices=sorted(PRESETS), default="tiny", help="model size preset (default tiny)")
     p.add_argument("--max-length", type=positive_int, default=None, help=f"sequence length L (default {DEFAULT_MAX_LENGTH})")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--steps", type=positive_int, default=10000, help="training steps (default 10000)")
+    p.add_argument("--steps", type=positive_int, default=pre.steps, help=f"training steps (default {pre.steps})")
     p.add_argument("--warmup-steps", type=non_negative_int, default=None,
                    help="linear warm-up steps (default 5%% of --steps)")
-    p.add_argument("--schedule", choices=("cosine", "constant"), default="cosine",
+    p.add_argument("--schedule", choices=("cosine", "constant"), default=pre.schedule,
                    help="learning-rate schedule: warm-up + cosine decay to 0 (default), or constant")
-    p.add_argument("--packing", choices=("full", "lines"), default="full",
+    p.add_argument("--packing", choices=("full", "lines"), default=pre.packing,
                    help="full: lines joined into full L-token sequences (default); lines: one padded line per sequence")
-    p.add_argument("--eval-every", type=positive_int, default=250,
-                   help="steps between held-out evaluations and checkpoints (default 250)")
+    p.add_argument("--eval-every", type=positive_int, default=pre.eval_every,
+                   help=f"steps between held-out evaluations and checkpoints (default {pre.eval_every})")
     p.add_argument("--jit", action="store_true", help="compile the training step with XLA (jit_compile=True)")
     p.add_argument("--tokenizer", default=None, help="tokenizer directory (default: train one on the corpus)")
     p.add_argument("--init", default=None, help="continue from a pretrained directory or preset name (e.g. tiny_en)")
     p.add_argument("--resume", action="store_true", help="continue the interrupted pretraining in --out")
-    p.add_argument("--learning-rate", type=positive_float, default=PRETRAIN_LEARNING_RATE,
-                   help=f"peak AdamW learning rate (default {PRETRAIN_LEARNING_RATE:g})")
+    p.add_argument("--learning-rate", type=positive_float, default=pre.learning_rate,
+                   help=f"peak AdamW learning rate (default {pre.learning_rate:g})")
     p.add_argument("--batch-size", type=positive_int, default=TrainConfig().batch_size,
                    help=f"batch size (default {TrainConfig().batch_size})")
     p.add_argument("--seed", type=non_negative_int, default=TrainConfig().seed, help="random seed, >= 0 (default 0)")
     _add_distributed_settings(p)
     p.set_defaults(func=cmd_pretrain)
-
-
-#: Peak learning rate of MLM pretraining (docs/pretraining.md: the best of the measured peaks).
-PRETRAIN_LEARNING_RATE = 1e-3
 
 
 def _config_from_args(args, **extra) -> EmbBertConfig:
@@ -212,7 +211,7 @@ def cmd_pretrain(args) -> int:
         from .distribute import make_strategy
 
         make_strategy("multi-worker")  # TensorFlow wants it before any other operation
-    from .pretrain import PretrainSettings, pretrain
+    from .pretrain import pretrain
 
     if not args.resume and not args.corpus:
         raise EmbBertError("give --corpus FILE... (or --resume to continue a run)")

@@ -39,14 +39,14 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from embbert.core import layout
-from embbert.core.config import EmbBertConfig
+from embbert.core.config import EmbBertConfig, PretrainSettings
 from embbert.core.errors import EmbBertError
 from embbert.core.files import atomic_write_text
 from embbert.datasets.tokenizer import MERGES_FILE, VOCAB_FILE, pack_sequences, packing_stats
@@ -59,32 +59,6 @@ MASK_RATE = 0.15
 HELDOUT_FRACTION = 0.01
 HISTORY_FIELDS = ["step", "loss", "accuracy", "heldout_accuracy", "heldout_loss", "baseline_accuracy",
                   "learning_rate", "seconds", "tokens_per_second"]
-
-
-@dataclass(frozen=True)
-class PretrainSettings:
-    """Everything that decides a pretraining run (saved in pretrain.json; a resume reuses it)."""
-
-    steps: int = 10000
-    learning_rate: float = 1e-3  # peak
-    schedule: str = "cosine"  # cosine (warm-up + cosine decay to 0) | constant
-    warmup_steps: int = 500
-    packing: str = "full"  # full | lines
-    eval_every: int = 250
-    heldout_sequences: int = 512
-    jit_compile: bool = False
-
-    def __post_init__(self) -> None:
-        if self.steps < 1 or self.eval_every < 1 or self.heldout_sequences < 1:
-            raise EmbBertError("steps, eval-every and held-out sequences must be >= 1")
-        if self.learning_rate <= 0:
-            raise EmbBertError(f"learning rate must be > 0, got {self.learning_rate}")
-        if self.warmup_steps < 0 or self.warmup_steps >= self.steps:
-            raise EmbBertError(f"warm-up steps must be in [0, steps), got {self.warmup_steps}")
-        if self.schedule not in ("cosine", "constant"):
-            raise EmbBertError(f"unknown schedule {self.schedule!r}; choose cosine or constant")
-        if self.packing not in ("full", "lines"):
-            raise EmbBertError(f"unknown packing {self.packing!r}; choose full or lines")
 
 
 # -- corpus -----------------------------------------------------------------------------------

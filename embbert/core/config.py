@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import EmbBertError
 from . import layout
+from .errors import EmbBertError
 from .files import atomic_write_text
 
 CONFIG_FILE = layout.CONFIG
@@ -97,6 +97,32 @@ class TrainConfig:
             raise EmbBertError(f"validation fraction must be in (0, 1), got {self.validation_fraction}")
         if self.strategy not in STRATEGIES:
             raise EmbBertError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
+
+
+@dataclass(frozen=True)
+class PretrainSettings:
+    """Everything that decides a pretraining run (saved in pretrain.json; a resume reuses it)."""
+
+    steps: int = 10000
+    learning_rate: float = 1e-3  # peak
+    schedule: str = "cosine"  # cosine (warm-up + cosine decay to 0) | constant
+    warmup_steps: int = 500
+    packing: str = "full"  # full | lines
+    eval_every: int = 250
+    heldout_sequences: int = 512
+    jit_compile: bool = False
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.eval_every < 1 or self.heldout_sequences < 1:
+            raise EmbBertError("steps, eval-every and held-out sequences must be >= 1")
+        if self.learning_rate <= 0:
+            raise EmbBertError(f"learning rate must be > 0, got {self.learning_rate}")
+        if self.warmup_steps < 0 or self.warmup_steps >= self.steps:
+            raise EmbBertError(f"warm-up steps must be in [0, steps), got {self.warmup_steps}")
+        if self.schedule not in ("cosine", "constant"):
+            raise EmbBertError(f"unknown schedule {self.schedule!r}; choose cosine or constant")
+        if self.packing not in ("full", "lines"):
+            raise EmbBertError(f"unknown packing {self.packing!r}; choose full or lines")
 
 
 #: The reference fine-tuning recipe: the defaults of `embbert train` and `embbert bench accuracy`.
