@@ -339,16 +339,14 @@ class CausalDepthwiseConv(QuantizableLayer):
 
     def call(self, x, training=None, deploy=False):
         if deploy:
-            # Deployed form, same maths: k-1 zero steps in front of x (a CONCATENATION with a constant),
-            # then a VALID convolution with the k trained taps only: no zero taps in flash, half the
-            # MACs, and CMSIS-NN's scratch (2 x channels x taps) halves. (Symmetric per-tensor weight
-            # quantisation: the zero taps never changed the weight scale.)
-            b = x.shape[0]
-            pad = tf.zeros([b if b is not None else 1, self.kernel_size - 1, self.channels], x.dtype)
-            padded = tf.concat([pad, x], axis=1)
-            y = tf.nn.depthwise_conv2d(
-                tf.expand_dims(padded, 1), self.fqw(self.kernel), strides=[1, 1, 1, 1], padding="VALID"
-            )
+            # Deployed form, same maths: k-1 zero steps in front of x (a PAD, which fills with the
+            # int8 zero point: no constant in flash), then a VALID convolution with the k trained taps
+            # only: no zero taps in flash, half the MACs, and CMSIS-NN's scratch (2 x channels x taps)
+            # halves. (Symmetric per-tensor weight quantisation: the zero taps never changed the
+            # weight scale.)
+            # The PAD reads the 4-D view, so the RESHAPE copies the (L, d) input, not the padded one.
+            padded = tf.pad(tf.expand_dims(x, 1), [[0, 0], [0, 0], [self.kernel_size - 1, 0], [0, 0]])
+            y = tf.nn.depthwise_conv2d(padded, self.fqw(self.kernel), strides=[1, 1, 1, 1], padding="VALID")
         else:
             y = tf.nn.depthwise_conv2d(
                 tf.expand_dims(x, 1), self.fqw(self.causal_kernel()), strides=[1, 1, 1, 1], padding="SAME"

@@ -255,3 +255,77 @@ def test_deploy_options_leave_the_training_graph_alone(tiny_run_dir):
     with pytest.raises(ValueError, match="deployed-graph option"):
         layer([x, seg[:1]], first_token_only=True)
     assert json.loads(config.to_json())["max_length"] == config.max_length
+
+
+def test_causal_padding_is_a_pad_without_constant(graphs):
+    """The VALID convolution's k-1 zero steps come from a PAD (filled with the int8 zero point), on
+    the 4-D view: no CONCATENATION with a zero constant in flash, no RESHAPE of the padded tensor."""
+    from embbert.tflite.graph import read_graph
+
+    g = read_graph(graphs["optimised"])
+    names = [op.name for op in g.ops]
+    assert names.count("PAD") == graphs["config"].model.layers and "CONCATENATION" not in names
+    k = graphs["config"].model.kernel
+    for op in g.ops:
+        if op.name == "PAD":
+            src, dst = g.tensors[op.inputs[0]], g.tensors[op.outputs[0]]
+            assert len(src.shape) == 4 and dst.shape[2] == src.shape[2] + k - 1
+            assert dst.zero_point == src.zero_point and dst.scale == src.scale  # the fill is exactly 0.0
+            (reader,) = [o for o in g.ops if op.outputs[0] in o.inputs]
+            assert reader.name == "DEPTHWISE_CONV_2D"
+
+
+def test_schedule_moves_an_early_operator_to_its_reader():
+    from embbert.tflite.graph import Graph, Op, Tensor
+    from embbert.tflite.planner import live_lower_bound, plan_buffers, schedule_ops
+
+    def t(i, n, constant=False):
+        return Tensor(i, f"t{i}", "int8", [n], [n], constant)
+
+    # op0 reads only a constant (as the converter's first operators do) and is read by the last op
+    tensors = [t(0, 96), t(1, 1024, True), t(2, 1024), t(3, 1024), t(4, 1024), t(5, 96), t(6, 96)]
+    ops = [Op(0, "FULLY_CONNECTED", False, [1], [2]), Op(1, "FULLY_CONNECTED", False, [0], [3]),
+           Op(2, "MUL", False, [3], [4]), Op(3, "MUL", False, [4], [5]), Op(4, "ADD", False, [2, 5], [6])]
+    g = Graph(ops, tensors, [0], [6])
+    assert live_lower_bound(plan_buffers(g)) == 3072
+    order, info = schedule_ops(g)
+    assert order == [1, 2, 3, 0, 4]
+    assert info["live_lower_bound_before"] == 3072 and info["live_lower_bound_after"] == 2048
+    for i, op in enumerate(order):  # still a topological order
+        producers = {p for p in order[:i] for out in ops[p].outputs if out in ops[op].inputs}
+        assert producers == {p for p in range(5) for out in ops[p].outputs if out in ops[op].inputs}
+
+
+def test_reordered_graph_gives_the_same_logits(graphs):
+    """`reorder_ops` on the previous graph: fewer live bytes, logits bit-identical in TFLM."""
+    from embbert.datasets.pipeline import encoded_split
+    from embbert.tflite.check import tflm_predict
+    from embbert.tflite.convert import reorder_ops
+    from embbert.tflite.graph import read_graph
+
+    data, info = reorder_ops(graphs["previous"])
+    assert info["written"] and info["live_lower_bound_after"] < info["live_lower_bound_before"]
+    before, after = read_graph(graphs["previous"]), read_graph(data)
+    assert [o.name for o in before.ops] != [o.name for o in after.ops]
+    assert sorted(o.name for o in before.ops) == sorted(o.name for o in after.ops)
+    tok, seg, _, _ = encoded_split(graphs["run"], graphs["config"], "test", 100)
+    assert np.array_equal(tflm_predict(graphs["previous"], tok, seg), tflm_predict(data, tok, seg))
+    assert graphs["info"]["schedule"]["moves"] >= 0 and "live_lower_bound_after" in graphs["info"]["schedule"]
+
+
+def test_pointer_savings_match_tflm_structs_on_the_host(graphs):
+    """The derived 32-bit saving counts TFLM's TfLiteEvalTensor (24 B on the 64-bit host) per tensor and its
+    NodeAndRegistration (64 B) per operator: the RecordingMicroAllocator must record exactly those arrays, and
+    the 32-bit sizes are half of them (arena.py's module doc)."""
+    from embbert.tflite.arena import (EVAL_TENSOR_BYTES, NODE_AND_REGISTRATION_BYTES, pointer_savings,
+                                      recommended_arena, recorded_allocations)
+    from embbert.tflite.graph import read_graph
+
+    data = graphs["optimised"]
+    g = read_graph(data)
+    cats = recorded_allocations(data, graphs["min_optimised"])["categories"]
+    assert cats["TfLiteEvalTensor data"]["bytes"] == EVAL_TENSOR_BYTES[64] * len(g.tensors)
+    assert cats["NodeAndRegistration struct"]["bytes"] == NODE_AND_REGISTRATION_BYTES[64] * len(g.ops)
+    saving = pointer_savings(g)
+    assert saving == len(g.tensors) * 12 + len(g.ops) * 32
+    assert recommended_arena(graphs["min_optimised"], g) < graphs["min_optimised"] - saving + 16 * 1024

@@ -15,9 +15,21 @@ DEPTHWISE_CONV_2D with one output channel per input channel, batch 1 and no dila
 2 x in-channels x kernel taps bytes (arm_depthwise_conv_s8_opt_get_buffer_size_dsp);
 FULLY_CONNECTED and BATCH_MATMUL s8 ask for 0 bytes without MVE (Helium); SOFTMAX, ADD, MUL,
 TRANSPOSE none. TFLM places the scratch in the shared arena for the life of its operator, so
-at worst it adds its size to the peak. Nothing is added for the pointer size: the 64-bit host
-needs more than a 32-bit target (a model whose host minimum was 61,232 B ran on a Cortex-M4 in
-57,700 B, ../shared/reference/deployment.md).
+at worst it adds its size to the peak.
+
+Pointer size (derived, see `pointer_savings`): the minimum is measured on the 64-bit host; the
+boards are 32-bit (Cortex-M4, Xtensa), where TFLM's bookkeeping structs are smaller. Counted only
+where TFLM's struct layout fixes the figure (tensorflow/lite/core/c/common.h, the
+TF_LITE_STATIC_MEMORY structs TFLM builds with): one TfLiteEvalTensor per tensor (data pointer,
+dims pointer, type: 24 B on the host, 12 B on a 32-bit target) and one NodeAndRegistration per
+operator (TfLiteNode: six pointers and an int, plus a registration pointer: 64 B, 32 B). Kernel
+data holding pointers shrinks too and is not counted, so this is a lower bound of the saving.
+Checked against the one device measurement we have (../shared/reference/deployment.md): the
+example model `micro_app/example/emotion-tiny-L64`, host minimum 61,232 B, ran on a Cortex-M4 in
+57,700 B (3,532 B less); the rule derives 2,756 B, so a 32-bit minimum of 58,476 B, above the
+measured one. Recommended arena (32-bit target) = host minimum - that saving + the margin; a 64-bit
+host build of the exported app uses host minimum + margin (`model_settings.h` picks by pointer
+width).
 """
 from __future__ import annotations
 
@@ -281,8 +293,32 @@ def scratch_estimate(graph: Graph) -> int:
 
 
 def margin_for(min_arena: int, graph: Graph) -> int:
-    """Recommended minus minimal arena: the largest CMSIS-NN scratch, rounded up to 16 bytes (see module doc)."""
+    """The largest CMSIS-NN scratch, rounded up to 16 bytes (see module doc)."""
     return int(-(-max(scratch_estimate(graph), MARGIN_ROUND) // MARGIN_ROUND) * MARGIN_ROUND)
+
+
+#: Bytes per tensor (TfLiteEvalTensor) and per operator (NodeAndRegistration) that a 32-bit target
+#: needs less than the 64-bit host (module doc): 24 -> 12 and 64 -> 32.
+EVAL_TENSOR_BYTES = {64: 24, 32: 12}
+NODE_AND_REGISTRATION_BYTES = {64: 64, 32: 32}
+
+
+def pointer_savings(graph: Graph) -> int:
+    """What a 32-bit target's arena needs less than the 64-bit host's (a lower bound, module doc)."""
+    per_tensor = EVAL_TENSOR_BYTES[64] - EVAL_TENSOR_BYTES[32]
+    per_op = NODE_AND_REGISTRATION_BYTES[64] - NODE_AND_REGISTRATION_BYTES[32]
+    return per_tensor * len(graph.tensors) + per_op * len(graph.ops)
+
+
+def recommended_arena(min_arena: int, graph: Graph) -> int:
+    """The arena to give TFLM on a 32-bit board: host minimum - pointer savings + margin, 16-byte multiple."""
+    raw = min_arena - pointer_savings(graph) + margin_for(min_arena, graph)
+    return int(-(-raw // ALIGN) * ALIGN)
+
+
+def host_arena(min_arena: int, graph: Graph) -> int:
+    """The arena for a 64-bit host build: host minimum + margin."""
+    return min_arena + margin_for(min_arena, graph)
 
 
 def largest_tensors(graph: Graph, n: int = 8, names: dict[int, str] | None = None) -> list[dict[str, Any]]:
@@ -359,10 +395,14 @@ def report_markdown(r: dict[str, Any]) -> str:
         f"| minimal arena (host, bisection to {ALIGN} B) | {r['min_arena_bytes']:,} ({_kib(r['min_arena_bytes'])}) |",
         f"| - persistent (TFLM bookkeeping, kernel data, transposed copies) | {br['persistent_bytes']:,} |",
         f"| - shared (tensors, planned) | {br['non_persistent_bytes']:,} |",
-        f"| margin (CMSIS-NN scratch) | {r['margin_bytes']:,} |",
-        f"| recommended arena (RAM) | {r['recommended_arena_bytes']:,} ({_kib(r['recommended_arena_bytes'])}) |",
+        f"| - what a 32-bit target needs less (TFLM structs, derived) | {r.get('pointer_savings_bytes', 0):,} |",
+        f"| + margin (CMSIS-NN scratch) | {r['margin_bytes']:,} |",
+        f"| recommended arena (RAM of a 32-bit board) | {r['recommended_arena_bytes']:,} "
+        f"({_kib(r['recommended_arena_bytes'])}) |",
+        f"| arena of a 64-bit host build (minimum + margin) | {r.get('host_arena_bytes', r['recommended_arena_bytes']):,} |",
         f"| model + recommended arena | {r['total_footprint_bytes']:,} ({_kib(r['total_footprint_bytes'])}) |", "",
-        f"Margin: {r['margin_rule']}", "",
+        f"Margin: {r['margin_rule']}.", "",
+        f"32-bit saving: {r.get('pointer_savings_rule', 'not derived (report written before it was)')}.", "",
         f"Speed: {r['macs']:,} MACs per inference ({', '.join(f'{k} {v:,}' for k, v in r['macs_per_op'].items())}); "
         f"host TFLM {r['host_latency_ms']} ms per inference (minimum CPU time of 20 invokes, reference kernels, "
         "x86-64).", "",
@@ -452,7 +492,7 @@ def arena_report(run_dir, *, write: bool = True) -> dict[str, Any]:
     if breakdown["total_bytes"] > minimum:
         raise EmbBertError(f"recorded arena {breakdown['total_bytes']} bytes exceeds the bisected minimum {minimum}")
     margin = margin_for(minimum, graph)
-    recommended = minimum + margin
+    recommended, host = recommended_arena(minimum, graph), host_arena(minimum, graph)
     m = macs(graph)
     tok_bytes = tokenizer_table_bytes(run_dir)
     info = {}
@@ -471,10 +511,16 @@ def arena_report(run_dir, *, write: bool = True) -> dict[str, Any]:
         "margin_bytes": margin,
         "margin_rule": (f"the largest CMSIS-NN scratch buffer of this graph on a Cortex-M4, "
                         f"{scratch_estimate(graph):,} bytes ({scratch[0]['rule'] if scratch else 'none requested'}), "
-                        f"rounded up to {MARGIN_ROUND} bytes; nothing for the pointer size (the 64-bit host minimum "
-                        "is above a 32-bit target's)"),
+                        f"rounded up to {MARGIN_ROUND} bytes"),
         "cmsis_nn_scratch": scratch,
+        "pointer_savings_bytes": pointer_savings(graph),
+        "pointer_savings_rule": (f"{len(graph.tensors)} tensors x {EVAL_TENSOR_BYTES[64] - EVAL_TENSOR_BYTES[32]} B "
+                                 f"(TfLiteEvalTensor) + {len(graph.ops)} operators x "
+                                 f"{NODE_AND_REGISTRATION_BYTES[64] - NODE_AND_REGISTRATION_BYTES[32]} B "
+                                 "(NodeAndRegistration) that a 32-bit target needs less than the 64-bit host "
+                                 "(a lower bound)"),
         "recommended_arena_bytes": recommended,
+        "host_arena_bytes": host,
         "total_footprint_bytes": len(data) + recommended,
         "tokenizer_table_bytes": tok_bytes,
         "tflm_runtime_flash_bytes": TFLM_RUNTIME_FLASH_BYTES,
@@ -486,7 +532,7 @@ def arena_report(run_dir, *, write: bool = True) -> dict[str, Any]:
         "graph_options": GraphOptionsLabel(info.get("options")),
         "macs": m["total"],
         "macs_per_op": m["per_op"],
-        "host_latency_ms": host_latency_ms(data, recommended),
+        "host_latency_ms": host_latency_ms(data, host),
         "ops": graph.op_names,
         "boards": board_fit(len(data), recommended, tok_bytes),
         "host": "x86-64 (64-bit pointers), tflite-micro Python runtime, reference kernels",
@@ -514,4 +560,5 @@ def GraphOptionsLabel(options: dict | None) -> str:  # noqa: N802 - reads as the
 
 __all__ = ["minimal_arena", "arena_report", "arena_works", "recorded_allocations", "BOARDS", "BOARD_KEYS",
            "ArenaProbe", "arena_budget_for", "board", "board_fit", "margin_for", "cmsis_nn_scratch", "peak_tensors",
+           "pointer_savings", "recommended_arena", "host_arena",
            "persistent_copies", "TFLM_RUNTIME_FLASH_BYTES"]

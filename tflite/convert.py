@@ -36,7 +36,7 @@ from embbert.core.files import atomic_write_bytes, atomic_write_text
 from embbert.datasets.pipeline import encoded_split
 
 from .graph import FLOAT_TYPES, Graph, layer_of, op_layer, read_graph, schema
-from .planner import offline_plan
+from .planner import offline_plan, schedule_ops
 
 
 #: Operators with an int8 kernel in TensorFlow Lite Micro (../shared/reference/deployment.md).
@@ -205,12 +205,14 @@ class GraphOptions:
       removed, the names kept in model_int8.names.json; offline_plan: TFLM's
       `OfflineMemoryAllocation` metadata (the best of several first-fit orders), written only
       where TFLM's measured minimal arena is smaller with it than without; causal_valid: the
-      causal convolution as k-1 zero steps (CONCATENATION) + a VALID convolution with the k
-      trained taps instead of a SAME convolution with k-1 zero taps (half the CMSIS-NN scratch,
-      one more (L+k-1) x d buffer while it runs); query_blocks: the attention of every layer but a
+      causal convolution as k-1 zero steps (a PAD, filled with the zero point: no constant in flash)
+      + a VALID convolution with the k trained taps instead of a SAME convolution with k-1 zero taps
+      (half the CMSIS-NN scratch, one more (L+k-1) x d buffer while it runs); query_blocks: the attention of every layer but a
       token-0 one in that many query row blocks (one block's scores alive at a time);
       constant_positions: the position path's (L, d) output as an int8 constant in flash instead of
-      a FULLY_CONNECTED computed on every inference (docs/memory.md measures both)."""
+      a FULLY_CONNECTED computed on every inference (docs/memory.md measures both); schedule: the
+      operators reordered (`planner.schedule_ops`: each moved to just before its first reader where
+      that lowers the live bytes; same operators, outputs bit-identical)."""
     transposed_keys: bool = True
     first_token_only: bool = True
     strip_names: bool = True
@@ -218,6 +220,7 @@ class GraphOptions:
     causal_valid: bool = True
     query_blocks: int = 1
     constant_positions: bool = False
+    schedule: bool = True
 
     def label(self) -> str:
         on = [k if v is True else f"{k}={v}" for k, v in asdict(self).items() if v and not (k == "query_blocks" and v == 1)]
@@ -233,7 +236,7 @@ def exact(options: GraphOptions) -> bool:
     return options.query_blocks == 1 and not options.constant_positions
 
 
-PREVIOUS_GRAPH = GraphOptions(False, False, False, False, False, 1)  # the graph before issue 12
+PREVIOUS_GRAPH = GraphOptions(False, False, False, False, False, 1, schedule=False)  # the graph before issue 12
 QUERY_BLOCKS = 4  # tried from L >= 128, where the L x L scores make the peak (docs/memory.md)
 CONSTANT_POSITIONS_UP_TO = 128  # the position constant is tried up to this L (at L=256 it saved 224 B of arena)
 
@@ -247,6 +250,9 @@ def build_int8(qat, config: EmbBertConfig, representative, options: GraphOptions
                                 query_blocks=options.query_blocks, constant_positions=options.constant_positions)
     raw = convert_keras(deploy, representative)
     validate_for_tflm(raw)  # on the named graph: messages name tensors and layers
+    schedule = None
+    if options.schedule:
+        raw, schedule = reorder_ops(raw)
     data, info = finalize_model(raw, plan=False, strip_names=options.strip_names)
     if options.offline_plan:
         # Measured, not simulated: TFLM's arena with and without the offline plan; the smaller one is kept.
@@ -260,18 +266,20 @@ def build_int8(qat, config: EmbBertConfig, representative, options: GraphOptions
             data, info = planned, pinfo
         else:
             info["plan"] = pinfo["plan"]
+    if schedule is not None:
+        info["schedule"] = schedule
     info["options"] = asdict(options)
     return data, info
 
 
 def _measure(data: bytes, info: dict) -> tuple[int, int, int]:
     """(MACs, recommended arena, minimal arena) of a candidate; recorded in info["arena"]."""
-    from .arena import margin_for, minimal_arena
+    from .arena import minimal_arena, recommended_arena
     from .graph import macs
 
     graph = read_graph(data)
     minimum = minimal_arena(data)
-    recommended = minimum + margin_for(minimum, graph)
+    recommended = recommended_arena(minimum, graph)
     info["arena"] = {"min_arena_bytes": minimum, "recommended_arena_bytes": recommended}
     return macs(graph)["total"], recommended, minimum
 
@@ -410,6 +418,22 @@ def _pack(model) -> bytes:
     builder = AlignedBuilder(1024)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
+
+
+def reorder_ops(tflite_bytes: bytes) -> tuple[bytes, dict]:
+    """The FlatBuffer with its operators in the order of `planner.schedule_ops` (the same operators
+    and tensors, another topological order: outputs bit-identical), or unchanged where that order
+    does not lower the live-bytes lower bound. Returns the bytes and the scheduler's figures."""
+    graph = read_graph(tflite_bytes)
+    order, info = schedule_ops(graph)
+    if info["live_lower_bound_after"] >= info["live_lower_bound_before"]:
+        return tflite_bytes, {**info, "written": False}
+    model = schema().ModelT.InitFromPackedBuf(bytearray(tflite_bytes), 0)
+    sub = model.subgraphs[0]
+    sub.operators = [sub.operators[i] for i in order]
+    data = _pack(model)
+    read_graph(data)
+    return data, {**info, "written": True}
 
 
 def finalize_model(tflite_bytes: bytes, *, plan: bool = True, strip_names: bool = True,

@@ -137,12 +137,16 @@ def model_settings_source(config: EmbBertConfig, info: ModelInfo, arena: dict[st
     if len(names) != config.num_labels:
         raise EmbBertError(f"config has {len(names)} label names for {config.num_labels} labels")
     chosen = int(arena["recommended_arena_bytes"]) if arena_bytes is None else int(arena_bytes)
-    arena_bytes = (chosen + 15) // 16 * 16
-    extra = ", ".join(f"{k}={arena[k]}" for k in ("min_arena_bytes", "margin_bytes", "model_bytes") if k in arena)
+    host = host_arena_bytes(arena, chosen)
+    arena_bytes, host = (chosen + 15) // 16 * 16, (host + 15) // 16 * 16
+    extra = ", ".join(f"{k}={arena[k]}" for k in ("min_arena_bytes", "pointer_savings_bytes", "margin_bytes",
+                                                  "model_bytes") if k in arena)
     origin = "--arena-bytes" if chosen != int(arena["recommended_arena_bytes"]) else "recommended_arena_bytes"
     label_list = ",\n    ".join(_c_string(n) for n in names)
     return GENERATED_HEADER.format(source=source) + f"""#ifndef EMBBERT_MODEL_SETTINGS_H_
 #define EMBBERT_MODEL_SETTINGS_H_
+
+#include <stdint.h>
 
 /* Usable from C and C++. */
 enum {{
@@ -151,8 +155,13 @@ enum {{
   kEmbBertNumLabels = {config.num_labels},
   kEmbBertIsRegression = {1 if config.num_labels == 1 else 0},
   /* {origin}={chosen}; arena_report.json: recommended_arena_bytes={arena['recommended_arena_bytes']}
-   * (includes its margin), {extra} */
+   * (a 32-bit board: includes its margin), {extra} */
+#if !defined(UINTPTR_MAX) || UINTPTR_MAX > 0xFFFFFFFFu
+  /* a 64-bit host build: TFLM's structs hold 8-byte pointers there (host_arena_bytes) */
+  kEmbBertTensorArenaSize = {host},
+#else
   kEmbBertTensorArenaSize = {arena_bytes},
+#endif
   kEmbBertPadId = {PAD_ID},
   kEmbBertUnkId = {UNK_ID},
   kEmbBertClsId = {CLS_ID},
@@ -224,25 +233,36 @@ def _recorded_sha256(run_dir: Path) -> str:
 
 
 def _read_arena_report(arena_path: Path, model_len: int, arena_bytes: int | None) -> tuple[dict[str, Any], int]:
-    """The report, and the arena to export: refused below the measured minimum."""
+    """The report, and the arena to export for a 32-bit board: refused below the board's minimum (the
+    measured host minimum less the derived 32-bit saving, `arena.pointer_savings`)."""
     try:
         arena = json.loads(arena_path.read_text(encoding="utf-8"))
         recommended, minimum = int(arena["recommended_arena_bytes"]), int(arena["min_arena_bytes"])
+        savings = int(arena.get("pointer_savings_bytes", 0))
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError):
         raise EmbBertError(f"{arena_path}: no recommended_arena_bytes / min_arena_bytes; "
                            f"re-run `embbert check {arena_path.parent} --arena`") from None
     if "model_bytes" in arena and arena["model_bytes"] != model_len:
         raise EmbBertError(f"{arena_path}: measured a model of {arena['model_bytes']} bytes, {layout.INT8_MODEL} has "
                            f"{model_len}; re-run `embbert check {arena_path.parent} --arena`")
-    if minimum < 16:
+    if minimum < 16 or not 0 <= savings < minimum:
         raise EmbBertError(f"{arena_path}: min_arena_bytes {minimum} is not a measured TFLM arena; "
                            f"re-run `embbert check {arena_path.parent} --arena`")
     chosen = recommended if arena_bytes is None else int(arena_bytes)
     what = "recommended_arena_bytes in the report" if arena_bytes is None else "--arena-bytes"
-    if chosen < minimum:
-        raise EmbBertError(f"{what} is {chosen} bytes, below the measured minimum TFLM arena of {minimum} bytes "
-                           f"({arena_path}): AllocateTensors() would fail on the device")
+    board_minimum = minimum - savings
+    if chosen < board_minimum:
+        where = f"measured on the host, less {savings} bytes for 32-bit pointers" if savings else "measured"
+        raise EmbBertError(f"{what} is {chosen} bytes, below the minimum TFLM arena of {board_minimum} bytes ({where}; "
+                           f"{arena_path}): AllocateTensors() would fail on the device")
     return arena, chosen
+
+
+def host_arena_bytes(arena: dict[str, Any], chosen: int) -> int:
+    """The arena of a 64-bit host build of the exported app: never below the measured host minimum."""
+    if chosen == int(arena["recommended_arena_bytes"]):
+        return int(arena.get("host_arena_bytes", chosen))
+    return max(chosen, int(arena["min_arena_bytes"]))  # --arena-bytes: the board's figure, raised to the host's minimum
 
 
 def generated_sources(run_dir: str | os.PathLike, arena_bytes: int | None = None) -> tuple[dict[str, str], dict]:
