@@ -98,6 +98,9 @@ def register(sub) -> None:
     p.add_argument("--eval-every", type=positive_int, default=pre.eval_every,
                    help=f"steps between held-out evaluations and checkpoints (default {pre.eval_every})")
     p.add_argument("--jit", action="store_true", help="compile the training step with XLA (jit_compile=True)")
+    p.add_argument("--summary-slots", type=non_negative_int, default=pre.summary_slots,
+                   help="also predict this many random words of each window from token 0 ([CLS], the token the "
+                   f"classifier reads; MLM alone never trains it) (default {pre.summary_slots})")
     p.add_argument("--tokenizer", default=None, help="tokenizer directory (default: train one on the corpus)")
     p.add_argument("--init", default=None, help="continue from a pretrained directory or preset name (e.g. tiny_en)")
     p.add_argument("--resume", action="store_true", help="continue the interrupted pretraining in --out")
@@ -219,6 +222,7 @@ def cmd_pretrain(args) -> int:
         steps=args.steps, learning_rate=args.learning_rate, schedule=args.schedule,
         warmup_steps=args.warmup_steps if args.warmup_steps is not None else args.steps // 20,
         packing=args.packing, eval_every=min(args.eval_every, args.steps), jit_compile=args.jit,
+        summary_slots=args.summary_slots,
     )
     config = _config_from_args(args)
     result = pretrain(config, args.corpus or [], args.out, settings, init=args.init, resume=args.resume)

@@ -186,19 +186,40 @@ def _segments(token_ids):
     return tf.where(tf.equal(token_ids, PAD_ID), 0, seg)
 
 
-def mlm_dataset(sequences: np.ndarray, vocab_size: int, batch_size: int, seed: int):
-    """tf.data of ({token_ids, segment_ids, mask_positions}, mask_ids, mask_weights), new masks every batch."""
+def summary_targets(tokens, slots: int):
+    """`slots` prediction slots at position 0 ([CLS]): each a word of the window drawn at random
+    (never [PAD]/[CLS]/[SEP]), weight 1, or weight 0 where the window has none. MLM alone never
+    trains token 0, the one the classifier reads; predicting words of the window from it makes it
+    a summary of the window. Returns (positions, ids, weights), each (B, slots)."""
+    from embbert.datasets.tokenizer import CLS_ID, PAD_ID, SEP_ID
+
+    tokens = tf.cast(tokens, tf.int32)
+    special = tf.reduce_any(tf.equal(tokens[..., None], tf.constant([PAD_ID, CLS_ID, SEP_ID])), axis=-1)
+    has = tf.reduce_any(~special, axis=-1)
+    logits = tf.where(special, tf.float32.min, 0.0)
+    picks = tf.random.categorical(logits, slots, dtype=tf.int32)
+    ids = tf.gather(tokens, picks, batch_dims=1)
+    weights = tf.tile(tf.cast(has, tf.float32)[:, None], [1, slots])
+    return tf.zeros_like(picks), tf.where(has[:, None], ids, 0), weights
+
+
+def mlm_dataset(sequences: np.ndarray, vocab_size: int, batch_size: int, seed: int, summary_slots: int = 0):
+    """tf.data of ({token_ids, segment_ids, mask_positions}, mask_ids, mask_weights), new masks every batch
+    (then `summary_slots` more slots at position 0, `summary_targets`)."""
     L = sequences.shape[1]
     masker = make_masker(vocab_size, L)
 
     def mask(tokens):
         masked = masker(tokens)
-        x = {
-            "token_ids": tf.cast(masked["token_ids"], tf.int32),
-            "segment_ids": _segments(tokens),
-            "mask_positions": tf.cast(masked["mask_positions"], tf.int32),
-        }
-        return x, tf.cast(masked["mask_ids"], tf.int32), tf.cast(masked["mask_weights"], tf.float32)
+        positions = tf.cast(masked["mask_positions"], tf.int32)
+        ids, weights = tf.cast(masked["mask_ids"], tf.int32), tf.cast(masked["mask_weights"], tf.float32)
+        if summary_slots:
+            sp, si, sw = summary_targets(tokens, summary_slots)
+            positions = tf.concat([positions, sp], axis=1)
+            ids, weights = tf.concat([ids, si], axis=1), tf.concat([weights, sw], axis=1)
+        x = {"token_ids": tf.cast(masked["token_ids"], tf.int32), "segment_ids": _segments(tokens),
+             "mask_positions": positions}
+        return x, ids, weights
 
     ds = tf.data.Dataset.from_tensor_slices(sequences).shuffle(min(len(sequences), 100_000), seed=seed).repeat()
     return ds.batch(batch_size, drop_remainder=True).map(mask, num_parallel_calls=tf.data.AUTOTUNE).prefetch(4)
@@ -410,10 +431,14 @@ def pretrain(
     if len(held) > settings.heldout_sequences:
         held = held[np.random.default_rng(seed + 1).choice(len(held), settings.heldout_sequences, replace=False)]
     hx, hids, hw = fixed_masks(held, config.model.vocab_size, seed + 2)
+    S = settings.summary_slots
+    if S:  # the held-out figure stays masked-token accuracy: the summary slots get weight 0 there
+        hx = {**hx, "mask_positions": np.pad(hx["mask_positions"], ((0, 0), (0, S)))}
+        hids, hw = np.pad(hids, ((0, 0), (0, S))), np.pad(hw, ((0, 0), (0, S)))
 
     keras.utils.set_random_seed(seed)
-    ds = mlm_dataset(data["train"], config.model.vocab_size, bs, seed)
-    P = max_predictions_for(L)
+    ds = mlm_dataset(data["train"], config.model.vocab_size, bs, seed, S)
+    P = max_predictions_for(L) + S
     with make_strategy(config.train.strategy).scope():
         model = build_pretrainer(config, P)
         if init_dir is not None and not resume:

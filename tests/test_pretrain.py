@@ -99,6 +99,27 @@ def test_dynamic_masks_of_the_training_pipeline():
     assert first.shape == again.shape
 
 
+def test_summary_slots_predict_words_of_the_window_from_token_0():
+    """`--summary-slots`: extra slots at position 0 whose labels are words of the window, drawn in
+    proportion to their count; never a special token; weight 0 for a window without words."""
+    from embbert.keras_model.pretrain import max_predictions_for, mlm_dataset, pack_sequences, summary_targets
+
+    rows = np.array([[CLS, 7, 7, 7, 9, SEP, PAD, PAD], [CLS, SEP, PAD, PAD, PAD, PAD, PAD, PAD]], np.int32)
+    pos, ids, w = (t.numpy() for t in summary_targets(rows, 4000))
+    assert (pos == 0).all() and set(np.unique(ids[0])) == {7, 9}
+    assert 0.72 < np.mean(ids[0] == 7) < 0.78  # 3 of the 4 words
+    assert (w[0] == 1).all() and (w[1] == 0).all()
+
+    seqs = pack_sequences(_encoded(n_lines=500, seed=3), 32, "full")
+    ds = mlm_dataset(seqs, 300, batch_size=16, seed=0, summary_slots=3)
+    x, ids, w = next(iter(ds))
+    x, ids, w = {k: v.numpy() for k, v in x.items()}, ids.numpy(), w.numpy()
+    P = max_predictions_for(32)
+    assert x["mask_positions"].shape == ids.shape == w.shape == (16, P + 3)
+    assert (x["mask_positions"][:, P:] == 0).all() and (w[:, P:] == 1).all()
+    assert not np.isin(ids[:, P:], [PAD, CLS, SEP, MASK]).any()
+
+
 def _pattern_corpus(path, n_lines=600, seed=0):
     """Lines of counting words: every masked word is given by its neighbours."""
     rng = random.Random(seed)
@@ -143,6 +164,23 @@ def test_pretraining_beats_the_most_frequent_token_on_held_out_lines(pattern_run
         from embbert.keras_model.pretrain import pretrain
 
         pretrain(config, [out / "missing.txt"], out, verbose=0)
+
+
+def test_pretraining_with_summary_slots_keeps_the_masked_token_measure(tmp_path):
+    from embbert.keras_model.pretrain import PretrainSettings, pretrain
+
+    from embbert.datasets.tokenizer import train_tokenizer
+
+    corpus = _pattern_corpus(tmp_path / "corpus.txt", n_lines=400)
+    tok = train_tokenizer([corpus], 300, tmp_path / "tokenizer")
+    config = EmbBertConfig.create("nano", 32, tokenizer=str(tok), train=TrainConfig(batch_size=16, seed=0))
+    settings = PretrainSettings(steps=20, warmup_steps=2, eval_every=10, heldout_sequences=16, summary_slots=2)
+    summary = pretrain(config, [corpus], tmp_path / "out", settings, verbose=0)
+    assert summary["settings"]["summary_slots"] == 2 and summary["steps"] == 20
+    # the held-out figure counts the masked positions only, as without summary slots
+    assert 0 < summary["heldout"]["masked_positions"] <= 16 * 5
+    with pytest.raises(EmbBertError, match="summary slots"):
+        PretrainSettings(summary_slots=-1)
 
 
 def test_resume_continues_at_the_saved_step(tmp_path):

@@ -111,8 +111,11 @@ class PretrainSettings:
     eval_every: int = 250
     heldout_sequences: int = 512
     jit_compile: bool = False
+    summary_slots: int = 0  # predictions from token 0 of a random word of its window (0: MLM only)
 
     def __post_init__(self) -> None:
+        if self.summary_slots < 0:
+            raise EmbBertError(f"summary slots must be >= 0, got {self.summary_slots}")
         if self.steps < 1 or self.eval_every < 1 or self.heldout_sequences < 1:
             raise EmbBertError("steps, eval-every and held-out sequences must be >= 1")
         if self.learning_rate <= 0:
