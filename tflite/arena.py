@@ -23,7 +23,8 @@ where TFLM's struct layout fixes the figure (tensorflow/lite/core/c/common.h, th
 TF_LITE_STATIC_MEMORY structs TFLM builds with): one TfLiteEvalTensor per tensor (data pointer,
 dims pointer, type: 24 B on the host, 12 B on a 32-bit target) and one NodeAndRegistration per
 operator (TfLiteNode: six pointers and an int, plus a registration pointer: 64 B, 32 B). Kernel
-data holding pointers shrinks too and is not counted, so this is a lower bound of the saving.
+data holding pointers shrinks too and is not counted (CMSIS-NN's kernels may keep a few more
+words of it than the reference kernels measured here), so this estimates the saving from below.
 Checked against the one device measurement we have (../shared/reference/deployment.md): the
 example model `micro_app/example/emotion-tiny-L64`, host minimum 61,232 B, ran on a Cortex-M4 in
 57,700 B (3,532 B less); the rule derives 2,756 B, so a 32-bit minimum of 58,476 B, above the
@@ -304,7 +305,7 @@ NODE_AND_REGISTRATION_BYTES = {64: 64, 32: 32}
 
 
 def pointer_savings(graph: Graph) -> int:
-    """What a 32-bit target's arena needs less than the 64-bit host's (a lower bound, module doc)."""
+    """What a 32-bit target's arena needs less than the 64-bit host's (TFLM's struct sizes, module doc)."""
     per_tensor = EVAL_TENSOR_BYTES[64] - EVAL_TENSOR_BYTES[32]
     per_op = NODE_AND_REGISTRATION_BYTES[64] - NODE_AND_REGISTRATION_BYTES[32]
     return per_tensor * len(graph.tensors) + per_op * len(graph.ops)
@@ -518,7 +519,7 @@ def arena_report(run_dir, *, write: bool = True) -> dict[str, Any]:
                                  f"(TfLiteEvalTensor) + {len(graph.ops)} operators x "
                                  f"{NODE_AND_REGISTRATION_BYTES[64] - NODE_AND_REGISTRATION_BYTES[32]} B "
                                  "(NodeAndRegistration) that a 32-bit target needs less than the 64-bit host "
-                                 "(a lower bound)"),
+                                 "(TFLM's struct sizes; kernel data not counted)"),
         "recommended_arena_bytes": recommended,
         "host_arena_bytes": host,
         "total_footprint_bytes": len(data) + recommended,
