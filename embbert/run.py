@@ -180,8 +180,10 @@ def summarise(config: EmbBertConfig, out: Path, result: dict) -> str:
     a = check["tflm_vs_tflite"]
     lines.append(f"  TFLM vs TFLite: {100 * a['agreement']:.2f}% agree ({a['agreement_rule']}), "
                  f"largest logit difference {a['max_logit_diff_lsb']} LSB")
+    saving = arena.get("pointer_savings_bytes", 0)
     lines.append(f"  model {arena['model_bytes']:,} B + arena {arena['recommended_arena_bytes']:,} B "
-                 f"(minimum {arena['min_arena_bytes']:,} B + margin) = total {arena['total_footprint_bytes']:,} B")
+                 f"(32-bit board: host minimum {arena['min_arena_bytes']:,} B - {saving:,} B + scratch "
+                 f"{arena['margin_bytes']:,} B) = total {arena['total_footprint_bytes']:,} B")
     for b in arena["boards"]:
         lines.append(f"    {b['name']}: {'fits' if b['fits'] else 'does NOT fit'} "
                      f"(RAM headroom {b['ram_headroom_bytes'] / 1024:.0f} KiB, "
