@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -68,7 +69,10 @@ def test_model_settings_agree_with_flatbuffer(exported, tmp_path):
     assert int(s["kEmbBertMaxLength"]) == L == ins[0]["shape"][-1]
     assert int(s["kEmbBertNumLabels"]) == 3 == out["shape"][-1]
     assert int(s["kEmbBertVocabSize"]) == cfg.model.vocab_size
-    assert int(s["kEmbBertTensorArenaSize"]) >= 5000
+    # two definitions: a 64-bit host build's (host_arena_bytes) first, then a 32-bit board's (recommended)
+    text = (exported["out"] / "model_settings.h").read_text()
+    assert re.findall(r"kEmbBertTensorArenaSize\s*=\s*(\d+)", text) == ["5008", "4512"]
+    assert text.index("#if !defined(UINTPTR_MAX) || UINTPTR_MAX > 0xFFFFFFFFu") < text.index("= 5008")
     scale, zp = out["quantization"]
     assert float(s["kEmbBertOutputScale"].rstrip("f")) == pytest.approx(scale, rel=1e-6)
     assert int(s["kEmbBertOutputZeroPoint"]) == zp
@@ -149,6 +153,26 @@ def test_cli_export(exported, tmp_path, capsys):
     assert "wrote 7 files (sources)" in capsys.readouterr().out
 
 
+def test_arena_size_follows_the_pointer_width(exported, tmp_path):
+    """model_settings.h: a 64-bit host build gets host_arena_bytes, a 32-bit Cortex-M4 build the board's."""
+    if not h.have("gcc"):
+        pytest.skip("gcc not installed")
+    src = tmp_path / "arena.c"
+    src.write_text('#include "model_settings.h"\n'
+                   "_Static_assert(kEmbBertTensorArenaSize == EXPECTED, \"arena size\");\n")
+    compilers = [("gcc", [], 5008)]
+    if h.have("arm-none-eabi-gcc"):
+        compilers.append(("arm-none-eabi-gcc", ["-mcpu=cortex-m4", "-mthumb"], 4512))
+    for cc, flags, expected in compilers:
+        res = subprocess.run([cc, "-std=c11", "-Wall", "-Werror", *flags, f"-DEXPECTED={expected}",
+                              f"-I{exported['out']}", "-c", str(src), "-o", str(tmp_path / "arena.o")],
+                             capture_output=True, text=True)
+        assert res.returncode == 0, (cc, res.stderr)
+    res = subprocess.run(["gcc", "-std=c11", "-DEXPECTED=4512", f"-I{exported['out']}", "-c", str(src),
+                          "-o", str(tmp_path / "arena.o")], capture_output=True, text=True)
+    assert res.returncode != 0  # the check can fail: the host build does not get the board's figure
+
+
 def test_footprint_cortex_m4(exported, tmp_path):
     if not h.have("arm-none-eabi-gcc"):
         pytest.skip("arm-none-eabi-gcc not installed (apt-get install gcc-arm-none-eabi)")
@@ -164,6 +188,10 @@ def test_footprint_cortex_m4(exported, tmp_path):
     assert "| total |" in md.read_text()
     assert r["units"]["post-processing"]["text"] > 0
     assert "## On the board, with the TFLM runtime" in md.read_text()  # the runtime is not left out
+    # the board's arena (the 32-bit figure of the report), not the 64-bit host build's
+    report = json.loads((exported["run"] / "arena_report.json").read_text())
+    assert r["tensor_arena_bytes"] == -(-report["recommended_arena_bytes"] // 16) * 16
+    assert r["tensor_arena_bytes"] < report["host_arena_bytes"]
     print("\n" + md.read_text())
 
 

@@ -86,9 +86,10 @@ def footprint_report(generated_dir: str | Path, out_md: str | Path | None = None
     }
     settings = gen / "model_settings.h"
     if settings.is_file():
-        m = re.search(r"kEmbBertTensorArenaSize\s*=\s*(\d+)", settings.read_text())
-        if m:
-            report["tensor_arena_bytes"] = int(m.group(1))
+        # the last definition is the 32-bit board's (the first, where there are two, a 64-bit host build's)
+        sizes = re.findall(r"kEmbBertTensorArenaSize\s*=\s*(\d+)", settings.read_text())
+        if sizes:
+            report["tensor_arena_bytes"] = int(sizes[-1])
     if out_md is not None:
         atomic_write_text(out_md, footprint_markdown(report))
     return report
@@ -131,7 +132,8 @@ def footprint_markdown(report: dict[str, Any]) -> str:
     lines += ["", f"Flash (text + rodata + data): {report['flash_bytes']} bytes; "
                   f"static RAM (data + bss): {report['ram_bytes']} bytes."]
     if "tensor_arena_bytes" in report:
-        lines.append(f"Tensor arena (RAM, from the arena report with its margin): {report['tensor_arena_bytes']} bytes.")
+        lines.append(f"Tensor arena of a 32-bit board (RAM, `kEmbBertTensorArenaSize`, the arena report's recommended "
+                     f"size): {report['tensor_arena_bytes']} bytes.")
     lines.append("The tokenizer's stack frame is about 1 KB (the 128-symbol BPE buffers).")
     lines += boards_markdown(report)
     return "\n".join(lines) + "\n"
