@@ -14,7 +14,9 @@ Data path (cheap, done once):
    controlled comparison in docs/pretraining.md;
 4. masking is dynamic: keras-nlp's `MaskedLMMaskGenerator` draws new positions for every
    batch: 15 % of the tokens ([PAD]/[CLS]/[SEP] never); of those 80 % [MASK], 10 % a random
-   token, 10 % unchanged.
+   token, 10 % unchanged; with `summary_slots` N, N more predictions per window from position 0
+   ([CLS]) of words of the window (`summary_targets`; the training "accuracy" then counts them too,
+   the held-out figure never does).
 
 Training: AdamW with linear warm-up and cosine decay (or a constant rate), the loss over the
 masked positions only (sample weight 0 on empty prediction slots). Every `eval_every` steps
