@@ -91,3 +91,14 @@ def test_run_refuses_to_overwrite_a_finished_run(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert rc == 2 and err.startswith("embbert: error:") and "already holds a run" in err
     assert (out / "metrics.json").read_text() == "{}"  # nothing touched
+
+
+def test_family_means_compare_like_for_like():
+    """A task the paper has no figure for (WNLI) is run and averaged, but left out of the comparison."""
+    from embbert.bench.accuracy import _like_for_like, published
+    from embbert.datasets.tasks import GLUE
+
+    rows = [{"task": "sst2", "tflm": 77.0}, {"task": "cola", "tflm": 5.0}, {"task": "wnli", "tflm": 31.0}]
+    run, compared, ours, ref, ref_q = _like_for_like({"published": published(), "rows": rows}, GLUE)
+    assert run == ["sst2", "cola", "wnli"] and compared == ["sst2", "cola"]
+    assert ours == 41.0 and ref == round((79.33 + 11.01) / 2, 2) and ref_q is None
