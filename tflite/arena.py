@@ -304,11 +304,13 @@ EVAL_TENSOR_BYTES = {64: 24, 32: 12}
 NODE_AND_REGISTRATION_BYTES = {64: 64, 32: 32}
 
 
+SAVING_PER_TENSOR = EVAL_TENSOR_BYTES[64] - EVAL_TENSOR_BYTES[32]
+SAVING_PER_OPERATOR = NODE_AND_REGISTRATION_BYTES[64] - NODE_AND_REGISTRATION_BYTES[32]
+
+
 def pointer_savings(graph: Graph) -> int:
     """What a 32-bit target's arena needs less than the 64-bit host's (TFLM's struct sizes, module doc)."""
-    per_tensor = EVAL_TENSOR_BYTES[64] - EVAL_TENSOR_BYTES[32]
-    per_op = NODE_AND_REGISTRATION_BYTES[64] - NODE_AND_REGISTRATION_BYTES[32]
-    return per_tensor * len(graph.tensors) + per_op * len(graph.ops)
+    return SAVING_PER_TENSOR * len(graph.tensors) + SAVING_PER_OPERATOR * len(graph.ops)
 
 
 def recommended_arena(min_arena: int, graph: Graph) -> int:
@@ -515,9 +517,8 @@ def arena_report(run_dir, *, write: bool = True) -> dict[str, Any]:
                         f"rounded up to {MARGIN_ROUND} bytes"),
         "cmsis_nn_scratch": scratch,
         "pointer_savings_bytes": pointer_savings(graph),
-        "pointer_savings_rule": (f"{len(graph.tensors)} tensors x {EVAL_TENSOR_BYTES[64] - EVAL_TENSOR_BYTES[32]} B "
-                                 f"(TfLiteEvalTensor) + {len(graph.ops)} operators x "
-                                 f"{NODE_AND_REGISTRATION_BYTES[64] - NODE_AND_REGISTRATION_BYTES[32]} B "
+        "pointer_savings_rule": (f"{len(graph.tensors)} tensors x {SAVING_PER_TENSOR} B (TfLiteEvalTensor) + "
+                                 f"{len(graph.ops)} operators x {SAVING_PER_OPERATOR} B "
                                  "(NodeAndRegistration) that a 32-bit target needs less than the 64-bit host "
                                  "(TFLM's struct sizes; kernel data not counted)"),
         "recommended_arena_bytes": recommended,
