@@ -100,14 +100,16 @@ def _stage(name: str):
 
 
 def run_pipeline(config: EmbBertConfig, out: Path, *, init=None, max_examples=None, export_dir=None,
-                 verbose: int = 1, arena_budget: int | None = None) -> dict:
-    """Run the stages that are not recorded as finished in OUT/stages.json, recording each one."""
+                 verbose: int = 1, arena_budget: int | None = None, last_stage: str = STAGES[-1]) -> dict:
+    """Run the stages up to LAST_STAGE that are not recorded as finished in OUT/stages.json, recording each one."""
     from embbert.keras_model.train import train
     from embbert.tflite.arena import arena_report
     from embbert.tflite.check import check_run
     from embbert.tflite.convert import convert_run
     from embbert.tflite.export import export_micro_app
 
+    if last_stage not in ("train", STAGES[-1]):
+        raise ValueError(f"last_stage must be 'train' or {STAGES[-1]!r}, got {last_stage!r}")
     out = Path(out)
     record = stages_done(out)
     done = record["done"]
@@ -132,6 +134,8 @@ def run_pipeline(config: EmbBertConfig, out: Path, *, init=None, max_examples=No
                    + (" - resuming the interrupted training" if resume else ""))
         result["metrics"] = train(config, out, init=init, resume=resume, verbose=verbose)
         finish("train", t)
+    if last_stage == "train":
+        return result
     if "convert" in done:
         skip(2, "convert")
         result["conversion"] = None

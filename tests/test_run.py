@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from embbert.cli import main
 from embbert.datasets.synthetic import write_synthetic_task
 
@@ -74,7 +76,7 @@ def test_bench_accuracy_harness(tmp_path, capsys):
     # An interrupted or repeated benchmark reuses the finished task runs (no retraining).
     capsys.readouterr()
     rc = main(["bench", "accuracy", "--tasks", str(a), str(b), "--preset", "nano", "--max-length", "24",
-               "--epochs", "1", "--qat-epochs", "1", "--runs-dir", str(tmp_path / "runs"),
+               "--epochs", "1", "--qat-epochs", "1", "--learning-rate", "1e-3", "--runs-dir", str(tmp_path / "runs"),
                "--docs-dir", str(tmp_path / "docs2")])
     assert rc == 0
     out = capsys.readouterr().out
@@ -102,3 +104,67 @@ def test_family_means_compare_like_for_like():
     run, compared, ours, ref, ref_q = _like_for_like({"published": published(), "rows": rows}, GLUE)
     assert run == ["sst2", "cola", "wnli"] and compared == ["sst2", "cola"]
     assert ours == 41.0 and ref == round((79.33 + 11.01) / 2, 2) and ref_q is None
+
+
+@pytest.mark.slow  # six nano trainings and two conversions: about 90 s on 2 idle cores
+def test_bench_lr_grid_and_seeds(tmp_path, capsys):
+    """--lr-grid trains every candidate, keeps the best mean validation score, checks only that one; --seeds
+    gives mean and spread; a later call with another test limit re-checks; other settings are refused."""
+    from embbert.core.config import EmbBertConfig
+
+    a = write_synthetic_task(tmp_path / "syn_g", num_labels=2, n_train=120, n_test=30, seed=4, name="syn_g")
+    runs, docs = tmp_path / "runs", tmp_path / "docs"
+    base = ["bench", "accuracy", "--tasks", str(a), "--preset", "nano", "--max-length", "24", "--epochs", "1",
+            "--qat-epochs", "1", "--learning-rate", "1e-3", "--qat-learning-rate", "5e-4", "--runs-dir", str(runs)]
+    rc = main(base + ["--lr-grid", "3e-3", "1e-4", "--seeds", "0", "1", "--docs-dir", str(docs)])
+    assert rc == 0
+    names = sorted(p.name for p in runs.iterdir())
+    assert names == [f"syn_g-nano-L24-lr{lr}-s{s}" for lr in ("0.0001", "0.003") for s in (0, 1)]
+    val = {}
+    for lr in ("0.0001", "0.003"):
+        scores = []
+        for s in (0, 1):
+            run = runs / f"syn_g-nano-L24-lr{lr}-s{s}"
+            config = EmbBertConfig.load(run)
+            assert config.train.seed == s and abs(config.train.qat_learning_rate - float(lr) / 2) < 1e-12
+            scores.append(json.loads((run / "metrics.json").read_text())["qat_val"])
+        val[lr] = sum(scores) / 2
+    best = max(val, key=val.get) if val["0.003"] != val["0.0001"] else "0.003"
+    for lr in val:  # only the chosen learning rate went on to conversion and the check
+        for s in (0, 1):
+            assert (runs / f"syn_g-nano-L24-lr{lr}-s{s}" / "check.json").is_file() == (lr == best)
+    row = json.loads((docs / "results.json").read_text())["rows"][0]
+    assert row["learning_rate"] == float(best) and row["seeds"] == [0, 1]
+    tflm = [100 * json.loads((runs / f"syn_g-nano-L24-lr{best}-s{s}" / "check.json").read_text())
+            ["models"]["int8_tflm"]["metric"] for s in (0, 1)]
+    assert row["by_seed"]["tflm"] == [round(v, 2) for v in tflm]
+    assert abs(row["tflm"] - sum(tflm) / 2) < 0.011
+    assert abs(row["tflm_std"] - abs(tflm[0] - tflm[1]) / 2 ** 0.5) < 0.011
+    assert [g["learning_rate"] for g in row["lr_grid"]] == [3e-3, 1e-4]
+    md = (docs / "results.md").read_text()
+    assert "seeds 0, 1 (mean ± sd)" in md and f"kept {float(best):g}" in md and " ± " in md
+
+    # Again with a test limit: nothing is retrained, the chosen runs are checked again on 10 examples.
+    capsys.readouterr()
+    rc = main(base + ["--lr-grid", "3e-3", "1e-4", "--seeds", "0", "1", "--max-test-examples", "10",
+                      "--docs-dir", str(tmp_path / "docs2")])
+    out = capsys.readouterr().out
+    assert rc == 0 and "== 1/5 train" not in out and out.count("checking again with 10") == 2
+    assert json.loads((tmp_path / "docs2" / "results.json").read_text())["rows"][0]["test_examples"] == 10
+
+    # Other settings in the same runs directory are refused, not silently reused.
+    rc = main(base[:-4] + ["--epochs", "2", "--learning-rate", "1e-3", "--qat-learning-rate", "5e-4", "--runs-dir",
+                          str(runs), "--lr-grid", "3e-3", "1e-4", "--seeds", "0", "1",
+                          "--docs-dir", str(tmp_path / "docs3")])
+    captured = capsys.readouterr()
+    assert rc != 0 and "other settings (epochs 1 != 2)" in captured.out + captured.err
+    assert not (tmp_path / "docs3" / "results.md").exists()
+
+
+def test_check_coverage_and_spread():
+    from embbert.bench.accuracy import _check_covers, _std
+
+    assert _check_covers({"examples": 25000, "max_examples": None}, None)
+    assert not _check_covers({"examples": 2000, "max_examples": 2000}, None)
+    assert _check_covers({"examples": 2000}, 2000) and not _check_covers({"examples": 2000}, None)
+    assert _std([1.0]) is None and _std([1.0, 3.0]) == round(2 ** 0.5, 2)

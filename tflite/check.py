@@ -155,6 +155,7 @@ def check_run(run_dir, *, max_examples: int | None = None) -> dict[str, Any]:
         "metric": spec.metric,
         "split": "test",
         "examples": int(tok.shape[0]),
+        "max_examples": max_examples,  # the limit asked for; None: the whole split
         "models": results,
         "tflm_vs_tflite": {
             "agreement": float(np.mean(agree)),

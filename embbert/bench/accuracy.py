@@ -5,10 +5,11 @@ import json
 import platform
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from embbert.core import layout
-from embbert.core.args import add_recipe_arguments, positive_int, recipe_from_args
+from embbert.core.args import add_recipe_arguments, non_negative_int, positive_float, positive_int, recipe_from_args
 from embbert.core.config import PAPER_RECIPE, PRESETS, EmbBertConfig
 from embbert.core.errors import EmbBertError
 from embbert.core.files import atomic_write_bytes, atomic_write_text
@@ -35,6 +36,13 @@ def register(bsub) -> None:
     a.add_argument("--preset", choices=sorted(PRESETS), default="embbert", help="model preset (default embbert)")
     a.add_argument("--max-length", type=positive_int, default=None, help="L for every task (default: each task's, `embbert data list`)")
     add_recipe_arguments(a, PAPER_RECIPE, why_lr=", the paper's")
+    a.add_argument("--lr-grid", type=positive_float, nargs="+", default=None, metavar="LR",
+                   help="train each task at each of these float learning rates (the QAT rate scaled alike: LR x "
+                   "--qat-learning-rate / --learning-rate) and keep the one whose QAT model has the best mean "
+                   "validation score (never the test split); only that one is converted and checked")
+    a.add_argument("--seeds", type=non_negative_int, nargs="+", default=None, metavar="SEED",
+                   help="run each task once per seed; the table gives the mean and the standard deviation "
+                   "(default: --seed alone)")
     a.add_argument("--max-train-examples", type=positive_int, default=None, help="seeded subset of each train split")
     a.add_argument("--max-test-examples", type=positive_int, default=None, help="limit each check to N test examples")
     a.add_argument("--init", default=None, help="pretrained backbone for every task: a directory from `embbert pretrain` or a shipped preset name (embbert_en)")
@@ -70,10 +78,9 @@ def _skip_reason(task: str, data_dir) -> str | None:
 
 def run_accuracy(args) -> dict:
     from embbert.datasets.tasks import GLUE, TINYNLP
-    from embbert.run import run_pipeline
 
     tasks = args.tasks or list(TINYNLP) + list(GLUE)
-    runs_dir, docs_dir = Path(args.runs_dir), results_dir(args)
+    docs_dir = results_dir(args)
     started = time.time()
     rows, skipped = [], []
     for task in tasks:
@@ -83,40 +90,158 @@ def run_accuracy(args) -> dict:
             print(f"skip {name}: {reason}", flush=True)
             skipped.append({"task": name, "reason": reason})
             continue
-        L = max_length_for(task, args.max_length)
-        train = recipe_from_args(args, max_train_examples=args.max_train_examples)
-        config = EmbBertConfig.create(args.preset, L, task=task, data_dir=args.data_dir, train=train)
-        out = runs_dir / f"{name}-{args.preset}-L{L}"
         t0 = time.time()
         try:
-            if _finished(out):  # an interrupted benchmark goes on where it stopped
-                print(f"{name}: reusing the finished run in {out}", flush=True)
-                result = _load_finished(out)
-            else:
-                result = run_pipeline(config, out, init=args.init, max_examples=args.max_test_examples,
-                                      export_dir=out / layout.EXPORT_DIR, verbose=2)
+            row = _run_task(args, task, name)
         except EmbBertError as exc:
             print(f"skip {name}: {exc}", flush=True)
             skipped.append({"task": name, "reason": str(exc)})
             continue
-        check, arena = result["check"], result["arena"]
-        rows.append({
-            "task": name, "metric": result["metrics"]["metric"], "max_length": L,
-            "float": _pct(check, "float_keras"), "qat": _pct(check, "qat_keras"),
-            "tflite": _pct(check, "int8_tflite"), "tflm": _pct(check, "int8_tflm"),
-            "agreement": check["tflm_vs_tflite"]["agreement"],
-            "max_lsb_diff": check["tflm_vs_tflite"]["max_logit_diff_lsb"],
-            "model_bytes": arena["model_bytes"], "arena_bytes": arena["recommended_arena_bytes"],
-            "min_arena_bytes": arena["min_arena_bytes"], "total_bytes": arena["total_footprint_bytes"],
-            "train_examples": result["metrics"].get("train_examples"), "test_examples": check.get("examples"),
-            "seconds": round(time.time() - t0, 1), "run_dir": str(out),
-        })
+        row["seconds"] = round(time.time() - t0, 1)
+        rows.append(row)
         write_results(_results(args, rows, skipped, started), docs_dir)  # partial results survive a stop
     if not rows:  # nothing ran: leave every earlier result as it was
         return {"rows": rows, "skipped": skipped}
     results = _results(args, rows, skipped, started)
     write_results(results, docs_dir)
     return results
+
+
+def learning_rates(args) -> list[tuple[float, float]]:
+    """(float, QAT) learning rates to try: --learning-rate alone, or each of --lr-grid with the QAT rate
+    scaled alike (the recipe's QAT/float ratio kept)."""
+    if not args.lr_grid:
+        return [(args.learning_rate, args.qat_learning_rate)]
+    ratio = args.qat_learning_rate / args.learning_rate
+    return [(lr, lr * ratio) for lr in dict.fromkeys(args.lr_grid)]
+
+
+def seeds_of(args) -> list[int]:
+    return list(dict.fromkeys(args.seeds)) if args.seeds else [args.seed]
+
+
+def run_dir_for(args, name: str, max_length: int, lr: float, seed: int) -> Path:
+    """RUNS_DIR/TASK-PRESET-LL, with -lrX when a grid is tried and -sN when several seeds are run."""
+    stem = f"{name}-{args.preset}-L{max_length}"
+    if len(learning_rates(args)) > 1:
+        stem += f"-lr{lr:g}"
+    if len(seeds_of(args)) > 1:
+        stem += f"-s{seed}"
+    return Path(args.runs_dir) / stem
+
+
+def _validation_score(metrics: dict) -> float:
+    """The score a learning rate is chosen by: the deployed (QAT) model's validation metric."""
+    return float(metrics["qat_val"] if "qat_val" in metrics else metrics["float_val"])
+
+
+def _run_task(args, task: str, name: str) -> dict:
+    """Train every (learning rate, seed) of the task, keep the learning rate with the best mean validation
+    score, convert, check and export its runs, and return the task's row (means over the seeds)."""
+    from embbert.run import run_pipeline, stages_done
+
+    L = max_length_for(task, args.max_length)
+    seeds = seeds_of(args)
+
+    def config_for(lr: float, qat_lr: float, seed: int) -> EmbBertConfig:
+        train = replace(recipe_from_args(args, max_train_examples=args.max_train_examples),
+                        learning_rate=lr, qat_learning_rate=qat_lr, seed=seed)
+        return EmbBertConfig.create(args.preset, L, task=task, data_dir=args.data_dir, train=train)
+
+    rates = learning_rates(args)
+    grid: list[dict] = []
+    if len(rates) > 1:  # train every candidate first; only the chosen one is converted and checked
+        for lr, qat_lr in rates:
+            scores = []
+            for seed in seeds:
+                out = run_dir_for(args, name, L, lr, seed)
+                if "train" in stages_done(out)["done"]:
+                    _same_recipe(out, config_for(lr, qat_lr, seed))
+                    print(f"{name}: lr {lr:g}, seed {seed}: reusing the trained run in {out}", flush=True)
+                    metrics = json.loads((out / layout.METRICS).read_text())
+                else:
+                    metrics = run_pipeline(config_for(lr, qat_lr, seed), out, init=args.init, verbose=2,
+                                           last_stage="train")["metrics"]
+                scores.append(_validation_score(metrics))
+            grid.append({"learning_rate": lr, "qat_learning_rate": qat_lr, "validation": _mean_raw(scores)})
+        best = max(grid, key=lambda g: g["validation"])  # the first of equal scores
+        print(f"{name}: learning rate {best['learning_rate']:g} chosen on validation "
+              + ", ".join(f"{g['learning_rate']:g}: {100 * g['validation']:.2f}" for g in grid), flush=True)
+        lr, qat_lr = best["learning_rate"], best["qat_learning_rate"]
+    else:
+        lr, qat_lr = rates[0]
+    per_seed = []
+    for seed in seeds:
+        out = run_dir_for(args, name, L, lr, seed)
+        if _finished(out):  # an interrupted benchmark goes on where it stopped
+            _same_recipe(out, config_for(lr, qat_lr, seed))
+            print(f"{name}: reusing the finished run in {out}", flush=True)
+            result = _load_finished(out)
+            if not _check_covers(result["check"], args.max_test_examples):
+                from embbert.tflite.check import check_run
+
+                print(f"{name}: its check covered {result['check']['examples']} test examples; checking again "
+                      f"with {args.max_test_examples or 'the whole split'}", flush=True)
+                result["check"] = check_run(out, max_examples=args.max_test_examples)
+        else:
+            result = run_pipeline(config_for(lr, qat_lr, seed), out, init=args.init,
+                                  max_examples=args.max_test_examples, export_dir=out / layout.EXPORT_DIR,
+                                  verbose=2)
+        per_seed.append((seed, out, result))
+    return _task_row(name, L, lr, qat_lr, grid, per_seed)
+
+
+def _task_row(name: str, L: int, lr: float, qat_lr: float, grid: list[dict], per_seed: list) -> dict:
+    checks = [r["check"] for _, _, r in per_seed]
+    arenas = [r["arena"] for _, _, r in per_seed]
+    largest = max(arenas, key=lambda a: a["total_footprint_bytes"])  # seeds share the graph; keep the worst
+    by_seed = {key: [_pct(c, model) for c in checks] for key, model in
+               (("float", "float_keras"), ("qat", "qat_keras"), ("tflite", "int8_tflite"), ("tflm", "int8_tflm"))}
+    metrics = per_seed[0][2]["metrics"]
+    return {
+        "task": name, "metric": metrics["metric"], "max_length": L,
+        **{key: _mean(values) for key, values in by_seed.items()},
+        "tflm_std": _std(by_seed["tflm"]),
+        "seeds": [seed for seed, _, _ in per_seed], "by_seed": by_seed,
+        "learning_rate": lr, "qat_learning_rate": qat_lr, "lr_grid": grid,
+        "validation": _mean([round(100 * _validation_score(r["metrics"]), 2) for _, _, r in per_seed]),
+        "agreement": _mean_raw([c["tflm_vs_tflite"]["agreement"] for c in checks]),
+        "max_lsb_diff": max(c["tflm_vs_tflite"]["max_logit_diff_lsb"] for c in checks),
+        "model_bytes": largest["model_bytes"], "arena_bytes": largest["recommended_arena_bytes"],
+        "min_arena_bytes": largest["min_arena_bytes"], "total_bytes": largest["total_footprint_bytes"],
+        "train_examples": metrics.get("train_examples"), "test_examples": checks[0].get("examples"),
+        "run_dirs": [str(out) for _, out, _ in per_seed],
+    }
+
+
+RECIPE_FIELDS = ("epochs", "qat_epochs", "learning_rate", "qat_learning_rate", "batch_size", "seed",
+                 "weight_decay", "max_train_examples")
+
+
+def _same_recipe(out: Path, wanted: EmbBertConfig) -> None:
+    """Refuse to reuse a run directory made with another preset, length or training recipe."""
+    import math
+
+    have = EmbBertConfig.load(out)
+    diffs = [f"preset {have.preset} != {wanted.preset}"] if have.preset != wanted.preset else []
+    if have.max_length != wanted.max_length:
+        diffs.append(f"L {have.max_length} != {wanted.max_length}")
+    for name in RECIPE_FIELDS:
+        a, b = getattr(have.train, name), getattr(wanted.train, name)
+        same = math.isclose(a, b, rel_tol=1e-9) if isinstance(a, float) and isinstance(b, float) else a == b
+        if not same:
+            diffs.append(f"{name.replace('_', ' ')} {a} != {b}")
+    if diffs:
+        raise EmbBertError(f"{out} holds a run made with other settings ({'; '.join(diffs)}); "
+                           "give another --runs-dir or remove it")
+
+
+def _check_covers(check: dict, max_examples: int | None) -> bool:
+    """Whether a finished run's check used the test examples now asked for (a check written before the
+    limit was recorded counts when its size is exactly the limit asked for)."""
+    if "max_examples" in check:
+        return check["max_examples"] == max_examples
+    return max_examples is not None and check.get("examples") == max_examples
 
 
 def results_dir(args) -> Path:
@@ -148,8 +273,10 @@ def _load_finished(run_dir: Path) -> dict:
 def _results(args, rows, skipped, started) -> dict:
     return {
         "command": "embbert " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("embbert") else None,
-        "preset": args.preset, "seed": args.seed, "epochs": args.epochs, "qat_epochs": args.qat_epochs,
-        "learning_rate": args.learning_rate, "batch_size": args.batch_size,
+        "preset": args.preset, "seed": args.seed, "seeds": seeds_of(args), "epochs": args.epochs,
+        "qat_epochs": args.qat_epochs, "learning_rate": args.learning_rate,
+        "qat_learning_rate": args.qat_learning_rate, "lr_grid": [lr for lr, _ in learning_rates(args)]
+        if args.lr_grid else None, "batch_size": args.batch_size,
         "max_train_examples": args.max_train_examples, "max_test_examples": args.max_test_examples,
         "init": args.init, "duration_s": round(time.time() - started, 1), "versions": _versions(),
         "rows": rows, "skipped": skipped, "published": published(),
@@ -174,9 +301,23 @@ def _versions() -> dict:
     return out
 
 
-def _mean(values):
+def _mean_raw(values):
     values = [v for v in values if v is not None]
-    return round(sum(values) / len(values), 2) if values else None
+    return sum(values) / len(values) if values else None
+
+
+def _mean(values):
+    m = _mean_raw(values)
+    return None if m is None else round(m, 2)
+
+
+def _std(values):
+    """Sample standard deviation (None for fewer than two values)."""
+    values = [v for v in values if v is not None]
+    if len(values) < 2:
+        return None
+    m = sum(values) / len(values)
+    return round((sum((v - m) ** 2 for v in values) / (len(values) - 1)) ** 0.5, 2)
 
 
 def write_results(results: dict, docs_dir: Path) -> None:
@@ -190,8 +331,14 @@ def write_results(results: dict, docs_dir: Path) -> None:
     results["tinynlp_mean_tflm"], results["glue_mean_tflm"] = ours_tiny, ours_glue
     lines = ["# Accuracy benchmark: EmbBERT-Micro against the published EmbBERT / EmbBERT-Q", ""]
     lines.append(f"Command: `{results['command']}`  ")
-    lines.append(f"Preset `{results['preset']}`, seed {results['seed']}, {results['epochs']} float + "
-                 f"{results['qat_epochs']} QAT epochs, lr {results['learning_rate']}, batch {results['batch_size']}, "
+    seeds = results["seeds"]
+    seed_text = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(map(str, seeds))} (mean ± sd)"
+    lr_text = (f"lr {results['learning_rate']:g} (QAT {results['qat_learning_rate']:g})" if not results["lr_grid"] else
+               "lr chosen per task on the QAT model's validation score from "
+               + ", ".join(f"{lr:g}" for lr in results["lr_grid"])
+               + f" (QAT lr x{results['qat_learning_rate'] / results['learning_rate']:g})")
+    lines.append(f"Preset `{results['preset']}`, {seed_text}, {results['epochs']} float + "
+                 f"{results['qat_epochs']} QAT epochs, {lr_text}, batch {results['batch_size']}, "
                  f"train subset {results['max_train_examples'] or 'all'}, test subset {results['max_test_examples'] or 'all'}, "
                  f"init {results['init'] or 'none (from scratch)'}; duration {results['duration_s'] / 60:.1f} min.  ")
     lines.append("Versions: " + ", ".join(f"{k} {v}" for k, v in results["versions"].items()))
@@ -199,22 +346,35 @@ def write_results(results: dict, docs_dir: Path) -> None:
     lines.append("Metrics in percent (CoLA Matthews, MRPC F1 weighted, STS-B Spearman, others accuracy), on the "
                  "test split (GLUE: validation). Memory: int8 model bytes + recommended TFLM arena.")
     lines.append("")
-    lines.append("| task | L | float | QAT | int8 TFLM | TFLM=TFLite | EmbBERT (fp32) | EmbBERT-Q (8-bit) | TFLM − EmbBERT-Q | model kB | arena kB | total kB |")
-    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    lines.append("| task | L | lr | QAT val | float | QAT | int8 TFLM | TFLM=TFLite | EmbBERT (fp32) | EmbBERT-Q (8-bit) | TFLM − EmbBERT-Q | model kB | arena kB | total kB |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         ref = pub["embbert_float32"]["tasks"].get(r["task"])
         ref_q = pub["embbert_q_8bit"]["tasks"].get(r["task"])
         diff = None if (ref_q is None or r["tflm"] is None) else round(r["tflm"] - ref_q, 2)
         agree = "" if r["agreement"] is None else f"{100 * r['agreement']:.1f}%"
+        spread = "" if r["tflm_std"] is None else f" ± {r['tflm_std']:.2f}"
         lines.append(
-            f"| {r['task']} | {r['max_length']} | {_f(r['float'])} | {_f(r['qat'])} | {_f(r['tflm'])} | {agree} | "
+            f"| {r['task']} | {r['max_length']} | {r['learning_rate']:g} | {_f(r['validation'])} | {_f(r['float'])} | "
+            f"{_f(r['qat'])} | {_f(r['tflm'])}{spread} | {agree} | "
             f"{_f(ref)} | {_f(ref_q)} | {_f(diff)} | {r['model_bytes'] / 1000:.1f} | {r['arena_bytes'] / 1000:.1f} | "
             f"{r['total_bytes'] / 1000:.1f} |"
         )
     lines.append("")
     lines.append("TFLM=TFLite: share of test examples where the TFLM and TFLite int8 models predict the same class "
-                 "(STS-B, a regression: outputs within 1 LSB).")
+                 "(STS-B, a regression: outputs within 1 LSB). lr: the float learning rate of the runs in the row; "
+                 "QAT val: the QAT model's score on the validation data (held out of the train split, never the "
+                 "test split)" + (", mean over the seeds; int8 TFLM: mean ± sample standard deviation over the "
+                                  "seeds." if len(seeds) > 1 else "."))
     lines.append("")
+    grids = [r for r in rows if r.get("lr_grid")]
+    if grids:
+        lines += ["Learning rate chosen on validation (QAT val of each candidate" +
+                  (", mean over the seeds" if len(seeds) > 1 else "") + "):", ""]
+        lines += [f"- {r['task']}: " + ", ".join(f"{g['learning_rate']:g} -> {100 * g['validation']:.2f}"
+                                                 for g in r["lr_grid"]) + f"; kept {r['learning_rate']:g}"
+                  for r in grids]
+        lines.append("")
     for family, names, ours in (("TinyNLP", TINYNLP, ours_tiny), ("GLUE", GLUE, ours_glue)):
         run, compared, ours_compared, ref, ref_q = _like_for_like(results, names)
         if not run:
