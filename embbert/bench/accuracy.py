@@ -37,9 +37,10 @@ def register(bsub) -> None:
     a.add_argument("--max-length", type=positive_int, default=None, help="L for every task (default: each task's, `embbert data list`)")
     add_recipe_arguments(a, PAPER_RECIPE, why_lr=", the paper's")
     a.add_argument("--lr-grid", type=positive_float, nargs="+", default=None, metavar="LR",
-                   help="train each task at each of these float learning rates (the QAT rate scaled alike: LR x "
-                   "--qat-learning-rate / --learning-rate) and keep the one whose QAT model has the best mean "
-                   "validation score (never the test split); only that one is converted and checked")
+                   help="train each task at each of these float learning rates with the first seed (the QAT rate "
+                   "scaled alike: LR x --qat-learning-rate / --learning-rate) and keep the one whose QAT model has "
+                   "the best validation score (never the test split); only that one is converted and checked, "
+                   "and the other --seeds run at it alone")
     a.add_argument("--seeds", type=non_negative_int, nargs="+", default=None, metavar="SEED",
                    help="run each task once per seed; the table gives the mean and the standard deviation "
                    "(default: --seed alone)")
@@ -121,11 +122,12 @@ def seeds_of(args) -> list[int]:
 
 
 def run_dir_for(args, name: str, max_length: int, lr: float, seed: int) -> Path:
-    """RUNS_DIR/TASK-PRESET-LL, with -lrX when a grid is tried and -sN when several seeds are run."""
+    """RUNS_DIR/TASK-PRESET-LL, with -lrX when --lr-grid is given and -sN when --seeds is given (so a later
+    call with more seeds or learning rates reuses the runs already made)."""
     stem = f"{name}-{args.preset}-L{max_length}"
-    if len(learning_rates(args)) > 1:
+    if args.lr_grid:
         stem += f"-lr{lr:g}"
-    if len(seeds_of(args)) > 1:
+    if args.seeds:
         stem += f"-s{seed}"
     return Path(args.runs_dir) / stem
 
@@ -136,8 +138,9 @@ def _validation_score(metrics: dict) -> float:
 
 
 def _run_task(args, task: str, name: str) -> dict:
-    """Train every (learning rate, seed) of the task, keep the learning rate with the best mean validation
-    score, convert, check and export its runs, and return the task's row (means over the seeds)."""
+    """Train the task at every learning rate with the first seed, keep the one with the best validation
+    score, run the other seeds at it, convert, check and export those runs, and return the task's row
+    (means over the seeds)."""
     from embbert.run import run_pipeline, stages_done
 
     L = max_length_for(task, args.max_length)
@@ -150,20 +153,19 @@ def _run_task(args, task: str, name: str) -> dict:
 
     rates = learning_rates(args)
     grid: list[dict] = []
-    if len(rates) > 1:  # train every candidate first; only the chosen one is converted and checked
+    if len(rates) > 1:  # train every candidate first (first seed); only the chosen one goes on
+        seed = seeds[0]
         for lr, qat_lr in rates:
-            scores = []
-            for seed in seeds:
-                out = run_dir_for(args, name, L, lr, seed)
-                if "train" in stages_done(out)["done"]:
-                    _same_recipe(out, config_for(lr, qat_lr, seed))
-                    print(f"{name}: lr {lr:g}, seed {seed}: reusing the trained run in {out}", flush=True)
-                    metrics = json.loads((out / layout.METRICS).read_text())
-                else:
-                    metrics = run_pipeline(config_for(lr, qat_lr, seed), out, init=args.init, verbose=2,
-                                           last_stage="train")["metrics"]
-                scores.append(_validation_score(metrics))
-            grid.append({"learning_rate": lr, "qat_learning_rate": qat_lr, "validation": _mean_raw(scores)})
+            out = run_dir_for(args, name, L, lr, seed)
+            if "train" in stages_done(out)["done"]:
+                _same_recipe(out, config_for(lr, qat_lr, seed))
+                print(f"{name}: lr {lr:g}, seed {seed}: reusing the trained run in {out}", flush=True)
+                metrics = json.loads((out / layout.METRICS).read_text())
+            else:
+                metrics = run_pipeline(config_for(lr, qat_lr, seed), out, init=args.init, verbose=2,
+                                       last_stage="train")["metrics"]
+            grid.append({"learning_rate": lr, "qat_learning_rate": qat_lr, "seed": seed,
+                         "validation": _validation_score(metrics)})
         best = max(grid, key=lambda g: g["validation"])  # the first of equal scores
         print(f"{name}: learning rate {best['learning_rate']:g} chosen on validation "
               + ", ".join(f"{g['learning_rate']:g}: {100 * g['validation']:.2f}" for g in grid), flush=True)
@@ -369,8 +371,7 @@ def write_results(results: dict, docs_dir: Path) -> None:
     lines.append("")
     grids = [r for r in rows if r.get("lr_grid")]
     if grids:
-        lines += ["Learning rate chosen on validation (QAT val of each candidate" +
-                  (", mean over the seeds" if len(seeds) > 1 else "") + "):", ""]
+        lines += [f"Learning rate chosen on validation (QAT val of each candidate, seed {seeds[0]}):", ""]
         lines += [f"- {r['task']}: " + ", ".join(f"{g['learning_rate']:g} -> {100 * g['validation']:.2f}"
                                                  for g in r["lr_grid"]) + f"; kept {r['learning_rate']:g}"
                   for r in grids]
