@@ -106,6 +106,15 @@ def test_family_means_compare_like_for_like():
     assert ours == 41.0 and ref == round((79.33 + 11.01) / 2, 2) and ref_q is None
 
 
+def test_grid_edge_note():
+    """The kept learning rate at either end of the grid is flagged; inside it, or with one rate, it is not."""
+    from embbert.bench.accuracy import grid_edge_note
+
+    grid = [{"learning_rate": lr} for lr in (2e-4, 5e-4, 1e-3)]
+    assert "largest" in grid_edge_note(grid, 1e-3) and "smallest" in grid_edge_note(grid, 2e-4)
+    assert grid_edge_note(grid, 5e-4) == "" and grid_edge_note(grid[:1], 2e-4) == ""
+
+
 @pytest.mark.slow  # three nano trainings and two conversions, then two checks again
 def test_bench_lr_grid_and_seeds(tmp_path, capsys):
     """--lr-grid trains every candidate with the first seed, keeps the best validation score, checks only that
@@ -142,6 +151,7 @@ def test_bench_lr_grid_and_seeds(tmp_path, capsys):
     assert [g["validation"] for g in row["lr_grid"]] == [val["0.003"], val["0.0001"]]
     md = (docs / "results.md").read_text()
     assert "seeds 0, 1 (mean ± sd)" in md and f"kept {float(best):g}" in md and " ± " in md
+    assert "the validation optimum may lie beyond it" in md  # a two-point grid: the kept rate is an edge
 
     # Again with a test limit: nothing is retrained, the chosen runs are checked again on 10 examples.
     capsys.readouterr()

@@ -137,6 +137,16 @@ def _validation_score(metrics: dict) -> float:
     return float(metrics["qat_val"] if "qat_val" in metrics else metrics["float_val"])
 
 
+def grid_edge_note(grid: list[dict], kept: float) -> str:
+    """A warning when the kept learning rate is the smallest or the largest of the grid: the validation
+    optimum may lie outside it, so a wider grid may score better."""
+    rates = sorted({g["learning_rate"] for g in grid})
+    if len(rates) < 2 or rates[0] < kept < rates[-1]:
+        return ""
+    side = "largest" if kept == rates[-1] else "smallest"
+    return f" (the grid's {side} rate: the validation optimum may lie beyond it)"
+
+
 def _run_task(args, task: str, name: str) -> dict:
     """Train the task at every learning rate with the first seed, keep the one with the best validation
     score, run the other seeds at it, convert, check and export those runs, and return the task's row
@@ -168,7 +178,8 @@ def _run_task(args, task: str, name: str) -> dict:
                          "validation": _validation_score(metrics)})
         best = max(grid, key=lambda g: g["validation"])  # the first of equal scores
         print(f"{name}: learning rate {best['learning_rate']:g} chosen on validation "
-              + ", ".join(f"{g['learning_rate']:g}: {100 * g['validation']:.2f}" for g in grid), flush=True)
+              + ", ".join(f"{g['learning_rate']:g}: {100 * g['validation']:.2f}" for g in grid)
+              + grid_edge_note(grid, best["learning_rate"]), flush=True)
         lr, qat_lr = best["learning_rate"], best["qat_learning_rate"]
     else:
         lr, qat_lr = rates[0]
@@ -374,7 +385,7 @@ def write_results(results: dict, docs_dir: Path) -> None:
         lines += [f"Learning rate chosen on validation (QAT val of each candidate, seed {seeds[0]}):", ""]
         lines += [f"- {r['task']}: " + ", ".join(f"{g['learning_rate']:g} -> {100 * g['validation']:.2f}"
                                                  for g in r["lr_grid"]) + f"; kept {r['learning_rate']:g}"
-                  for r in grids]
+                  + grid_edge_note(r["lr_grid"], r["learning_rate"]) for r in grids]
         lines.append("")
     for family, names, ours in (("TinyNLP", TINYNLP, ours_tiny), ("GLUE", GLUE, ours_glue)):
         run, compared, ours_compared, ref, ref_q = _like_for_like(results, names)
