@@ -1,0 +1,590 @@
+"""`embbert bench latency`: instructions per operator and per inference on an emulated Cortex-M4.
+
+The profiling driver `micro_app/profile/embbert_profile.cc` runs one inference under TFLM's
+`MicroProfiler` and prints its CSV (ticks per operator, per operator type, per inference). This
+module builds it against the user's TFLM tree with TFLM's own make flow (`microlite`,
+`BUILD_TYPE=release_with_logs`: `-DNDEBUG` with the profiler's output kept), for
+
+* `cortex-m4`: TARGET=cortex_m_generic TARGET_ARCH=cortex-m4+fp, CMSIS-NN and/or reference kernels,
+  linked with the driver's start-up code for qemu's `mps2-an386` board and run under
+  `qemu-system-arm -icount shift=3`, where one tick of the board's 25 MHz timer is exactly
+  5 executed instructions: the profile is an instruction count (checked on a calibration loop);
+* `host`: TFLM's default (x86-64) target, reference kernels, wall-clock nanoseconds.
+
+From the Cortex-M4 instruction counts it estimates a time per board with a stated range of
+cycles per instruction (CPI): an estimate, not a measurement (qemu models no pipeline, no
+wait states). Without `--tflm-dir` it stops with one line before anything is imported.
+
+Models: the run directory's `model_int8.tflite`, and with `--preset P --lengths L...` the default
+deployed graph of preset P at each length with random weights (`latency_models.py`: the
+instruction count depends on the graph, not on the weight values).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from embbert.core.errors import EmbBertError, UsageError
+from embbert.core.files import atomic_write_text
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PROFILE_SRC = REPO_ROOT / "micro_app" / "profile"
+TFLM_MAKEFILE = "tensorflow/lite/micro/tools/make/Makefile"
+
+#: Builtin operator -> the MicroMutableOpResolver method that registers it (TFLM 2024-2026 API).
+OP_METHODS = {
+    "ADD": "AddAdd", "BATCH_MATMUL": "AddBatchMatMul", "CONCATENATION": "AddConcatenation",
+    "CONV_2D": "AddConv2D", "DEPTHWISE_CONV_2D": "AddDepthwiseConv2D", "DIV": "AddDiv",
+    "EMBEDDING_LOOKUP": "AddEmbeddingLookup", "EXPAND_DIMS": "AddExpandDims",
+    "FULLY_CONNECTED": "AddFullyConnected", "GATHER": "AddGather", "HARD_SWISH": "AddHardSwish",
+    "LOGISTIC": "AddLogistic", "MEAN": "AddMean", "MUL": "AddMul", "PACK": "AddPack", "PAD": "AddPad",
+    "RELU": "AddRelu", "RESHAPE": "AddReshape", "RSQRT": "AddRsqrt", "SOFTMAX": "AddSoftmax",
+    "SQUARED_DIFFERENCE": "AddSquaredDifference", "STRIDED_SLICE": "AddStridedSlice", "SUB": "AddSub",
+    "TANH": "AddTanh", "TRANSPOSE": "AddTranspose", "UNPACK": "AddUnpack",
+}
+
+#: qemu `-icount shift=3`: 8 ns of virtual time per instruction; the MPS2 timer runs at 25 MHz (40 ns).
+ICOUNT_SHIFT = 3
+INSTRUCTIONS_PER_TICK = 40 // (1 << ICOUNT_SHIFT)  # = 5
+CLS_ID = 2  # [CLS] of every EmbBERT tokenizer (model_settings.h: kEmbBertClsId)
+ARENA_BYTES = 1536 * 1024  # the profile's arena: more than any EmbBERT graph up to L=256 needs
+TARGETS = ("cortex-m4", "host")
+KERNELS = ("cmsis-nn", "reference")
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str
+    mhz: float
+    cpi: tuple[float, float]  # assumed cycles per (Thumb-2) instruction: low, high
+    basis: str  # which kernels' instruction counts the estimate uses
+    note: str
+
+
+#: The estimate's assumptions, stated in every report (docs/latency.md explains them).
+BOARDS = (
+    Board("Arduino Nano 33 BLE (nRF52840, Cortex-M4F)", 64.0, (1.0, 1.6), "cmsis-nn",
+          "same instruction set as the emulated M4; CPI 1.0 (every instruction single-cycle) to 1.6 (2-cycle loads, "
+          "taken branches refilling the 3-stage pipeline, flash cache misses)"),
+    Board("ESP32 (Xtensa LX6)", 240.0, (1.0, 2.0), "esp-nn-like",
+          "Thumb-2 counts as a proxy for Xtensa ones; CMSIS-NN counts for the operators ESP-NN accelerates (ADD, "
+          "MUL, FULLY_CONNECTED, DEPTHWISE_CONV_2D, SOFTMAX), reference counts for the rest (BATCH_MATMUL has no "
+          "ESP-NN kernel); CPI 1.0 to 2.0 (code and constants through the flash cache)"),
+    Board("ESP32-S3 (Xtensa LX7)", 240.0, (1.0, 2.0), "esp-nn-like",
+          "as the ESP32; ESP-NN's S3 SIMD kernels may do the accelerated operators in fewer instructions, so the "
+          "upper end is the more pessimistic"),
+)
+#: Operators ESP-NN accelerates (esp-tflite-micro; ../shared/reference/deployment.md).
+ESP_NN_OPS = frozenset({"ADD", "MUL", "FULLY_CONNECTED", "DEPTHWISE_CONV_2D", "SOFTMAX", "CONV_2D"})
+
+
+# -- parsing the driver's output ---------------------------------------------------------------------
+
+_EVENT = re.compile(r"^(\d+),([A-Z0-9_()]+),(-?\d+)$")
+_TAG = re.compile(r"^([A-Z0-9_()]+), (-?\d+)$")
+
+
+def parse_profile(text: str) -> dict[str, Any]:
+    """The driver's output (TFLM's MicroProfiler CSV + `embbert_profile:` lines) as a dict.
+
+    Keys: time_base, ticks_per_second, calibration ({instructions, ticks} or None),
+    arena_used_bytes, runs (each: events [(index, tag, ticks)], per_tag {tag: ticks},
+    total_ticks, invoke_ticks, profiled_ticks), logits (ints), done (bool)."""
+    out: dict[str, Any] = {"time_base": None, "ticks_per_second": None, "calibration": None,
+                           "arena_used_bytes": None, "runs": [], "logits": None, "done": False}
+    run: dict[str, Any] | None = None
+    section = None
+    for raw in text.splitlines():
+        line = raw.strip().replace("\r", "")
+        if not line:
+            continue
+        if line.startswith("embbert_profile:"):
+            body = line[len("embbert_profile:"):].strip()
+            if body.startswith("error:"):
+                raise EmbBertError(f"profile: {body[len('error:'):].strip()}")
+            if body.startswith("time_base="):
+                out["time_base"] = body[len("time_base="):]
+            elif body.startswith("ticks_per_second="):
+                out["ticks_per_second"] = int(body.split("=", 1)[1])
+            elif body.startswith("calibration "):
+                kv = dict(p.split("=", 1) for p in body.split()[1:])
+                out["calibration"] = {"instructions": int(kv["instructions"]), "ticks": int(kv["ticks"])}
+            elif body.startswith("arena_used_bytes="):
+                out["arena_used_bytes"] = int(body.split("=", 1)[1])
+            elif re.fullmatch(r"run \d+", body):
+                run = {"events": [], "per_tag": {}, "total_ticks": None, "invoke_ticks": None, "profiled_ticks": None}
+                out["runs"].append(run)
+                section = None
+            elif re.match(r"run \d+ invoke_ticks=", body):
+                if run is None:
+                    raise EmbBertError("profile output: a run summary before any run")
+                kv = dict(p.split("=", 1) for p in body.split()[2:])
+                run["invoke_ticks"], run["profiled_ticks"] = int(kv["invoke_ticks"]), int(kv["profiled_ticks"])
+            elif body.startswith("logits="):
+                out["logits"] = [int(v) for v in body.split("=", 1)[1].split(",") if v]
+            elif body == "done":
+                out["done"] = True
+            continue
+        if line.startswith('"Event"'):
+            section = "events"
+            continue
+        if line.startswith('"Unique Tag"'):
+            section = "tags"
+            continue
+        if line.startswith('"total number of ticks"'):
+            if run is not None:
+                run["total_ticks"] = int(line.rsplit(",", 1)[1])
+            section = None
+            continue
+        if run is None or section is None:
+            continue  # anything else the program or the emulator printed
+        m = _EVENT.match(line) if section == "events" else _TAG.match(line)
+        if m is None:
+            continue
+        if section == "events":
+            run["events"].append((int(m.group(1)), m.group(2), int(m.group(3))))
+        else:
+            run["per_tag"][m.group(1)] = run["per_tag"].get(m.group(1), 0) + int(m.group(2))
+    if not out["done"]:
+        raise EmbBertError("profile output ends before `embbert_profile: done` (the program stopped early)")
+    if not out["runs"] or not out["runs"][0]["events"]:
+        raise EmbBertError("profile output holds no operator events (a TFLM build with "
+                           "TF_LITE_STRIP_ERROR_STRINGS, i.e. BUILD_TYPE=release, prints none: use release_with_logs)")
+    return out
+
+
+def instructions_per_tick(profile: dict[str, Any]) -> float:
+    """Instructions a tick on the emulator: the calibration loop's ratio, checked against 5 (shift=3)."""
+    cal = profile.get("calibration")
+    if not cal or not cal["ticks"]:
+        raise EmbBertError("profile output has no calibration line (not the emulator build?)")
+    ratio = cal["instructions"] / cal["ticks"]
+    if abs(ratio - INSTRUCTIONS_PER_TICK) > 0.01 * INSTRUCTIONS_PER_TICK:
+        raise EmbBertError(f"time base check failed: the calibration loop ran {ratio:.3f} instructions a tick, "
+                           f"expected {INSTRUCTIONS_PER_TICK} (qemu not run with -icount shift={ICOUNT_SHIFT}?)")
+    return float(INSTRUCTIONS_PER_TICK)
+
+
+def chosen_run(profile: dict[str, Any]) -> dict[str, Any]:
+    """The run to report: the one with the median Invoke() time (all runs are equal on the emulator)."""
+    runs = sorted(profile["runs"], key=lambda r: r["invoke_ticks"] or 0)
+    return runs[(len(runs) - 1) // 2]
+
+
+# -- estimate arithmetic --------------------------------------------------------------------------
+
+def estimate_ms(instructions: float, mhz: float, cpi: float) -> float:
+    """Milliseconds for `instructions` at `cpi` cycles each on a `mhz` MHz core."""
+    if mhz <= 0 or cpi <= 0 or instructions < 0:
+        raise ValueError("instructions >= 0, mhz > 0 and cpi > 0 expected")
+    return instructions * cpi / (mhz * 1e3)
+
+
+def esp_nn_like(per_tag: dict[str, dict[str, int]]) -> int | None:
+    """Instructions per inference with CMSIS-NN counts for the operators ESP-NN accelerates and reference
+    counts for the rest; None without both kernel sets. `per_tag`: {kernels: {tag: instructions}}."""
+    if "cmsis-nn" not in per_tag or "reference" not in per_tag:
+        return None
+    tags = set(per_tag["cmsis-nn"]) | set(per_tag["reference"])
+    return int(sum(per_tag["cmsis-nn" if t in ESP_NN_OPS else "reference"].get(t, 0) for t in tags))
+
+
+def board_estimates(instructions: dict[str, int | None]) -> list[dict[str, Any]]:
+    """Estimated ms per board from the Cortex-M4 instruction counts per inference.
+
+    `instructions`: {"cmsis-nn": n, "reference": n, "esp-nn-like": n} (any may be missing or None)."""
+    rows = []
+    for b in BOARDS:
+        n = instructions.get(b.basis)
+        basis = b.basis
+        if n is None and b.basis == "esp-nn-like":  # only one kernel set measured
+            basis = "cmsis-nn" if instructions.get("cmsis-nn") is not None else "reference"
+            n = instructions.get(basis)
+        if n is None:
+            continue
+        rows.append({"board": b.name, "mhz": b.mhz, "cpi_low": b.cpi[0], "cpi_high": b.cpi[1], "basis": basis,
+                     "instructions": int(n), "ms_low": estimate_ms(n, b.mhz, b.cpi[0]),
+                     "ms_high": estimate_ms(n, b.mhz, b.cpi[1]), "note": b.note})
+    return rows
+
+
+# -- building and running --------------------------------------------------------------------------
+
+def check_tflm_dir(tflm_dir: str | None) -> Path:
+    """The user's TFLM tree (one-line UsageError when missing or not one)."""
+    if not tflm_dir:
+        raise UsageError("bench latency needs a TensorFlow Lite Micro source tree: --tflm-dir DIR "
+                         "(how to get one with its third-party sources: docs/latency.md)")
+    p = Path(tflm_dir).expanduser()
+    if not p.is_dir():
+        raise UsageError(f"{p}: --tflm-dir: not a directory")
+    if not (p / TFLM_MAKEFILE).is_file():
+        raise UsageError(f"{p}: --tflm-dir: not a tflite-micro checkout (no {TFLM_MAKEFILE})")
+    return p.resolve()
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        hint = {"qemu-system-arm": "apt-get install qemu-system-arm",
+                "arm-none-eabi-g++": "apt-get install gcc-arm-none-eabi"}.get(name, "")
+        raise EmbBertError(f"{name} not found" + (f" ({hint})" if hint else ""))
+    return path
+
+
+def _run(cmd: list[str], *, cwd=None, env=None, timeout=None, what: str) -> str:
+    try:
+        res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise EmbBertError(f"{what}: timed out after {timeout} s") from None
+    if res.returncode != 0:
+        tail = (res.stderr.strip() or res.stdout.strip()).splitlines()[-3:]
+        raise EmbBertError(f"{what} failed (exit {res.returncode}): {' | '.join(tail)}")
+    return res.stdout + res.stderr
+
+
+def make_options(target: str, kernels: str) -> list[str]:
+    """TFLM make variables for a target and kernel set (BUILD_TYPE=release_with_logs: -DNDEBUG, logs kept)."""
+    opts = ["BUILD_TYPE=release_with_logs"]
+    if target == "cortex-m4":
+        gcc = Path(_tool("arm-none-eabi-gcc"))
+        opts += ["TARGET=cortex_m_generic", "TARGET_ARCH=cortex-m4+fp", f"TARGET_TOOLCHAIN_ROOT={gcc.parent}/"]
+    elif kernels != "reference":
+        raise UsageError("--target host runs the reference kernels only (CMSIS-NN is an Arm kernel library)")
+    if kernels == "cmsis-nn":
+        opts.append("OPTIMIZED_KERNEL_DIR=cmsis_nn")
+    return opts
+
+
+def build_library(tflm: Path, target: str, kernels: str, jobs: int = 2) -> Path:
+    """libtensorflow-microlite.a of TFLM's own make flow (incremental: a second call only checks)."""
+    opts = make_options(target, kernels)
+    env = dict(os.environ)
+    # TFLM's Makefile runs `python3` (with numpy and Pillow) on its examples while reading them
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    cmd = ["make", "-f", TFLM_MAKEFILE, *opts, f"-j{jobs}", "microlite"]
+    log = _run(cmd, cwd=tflm, env=env, what="TFLM make " + " ".join(opts))
+    libs = re.findall(r"(\S*libtensorflow-microlite\.a)", log)
+    candidates = [tflm / p for p in libs] + sorted((tflm / "gen").glob("*/lib/libtensorflow-microlite.a"),
+                                                   key=lambda p: p.stat().st_mtime, reverse=True)
+    want = _gen_dir_name(target, kernels)
+    for lib in candidates:
+        if lib.is_file() and lib.parent.parent.name == want:
+            return lib
+    raise EmbBertError(f"TFLM make finished but {tflm}/gen/{want}/lib/libtensorflow-microlite.a is missing")
+
+
+def _gen_dir_name(target: str, kernels: str) -> str:
+    suffix = "_cmsis_nn" if kernels == "cmsis-nn" else ""
+    if target == "cortex-m4":
+        return f"cortex_m_generic_cortex-m4+fp_release_with_logs{suffix}_gcc"
+    import platform
+
+    return f"linux_{platform.machine()}_release_with_logs{suffix}_gcc"
+
+
+def model_array_sources(data: bytes) -> tuple[str, str]:
+    """model_data.h / model_data.cc with the interface of `embbert export`'s generated files."""
+    header = ("/* Written by `embbert bench latency` (the interface of embbert export's model_data.h). */\n"
+              "#ifndef EMBBERT_MODEL_DATA_H_\n#define EMBBERT_MODEL_DATA_H_\n"
+              "extern const unsigned char g_embbert_model_data[];\nextern const int g_embbert_model_data_len;\n"
+              "#endif\n")
+    rows = [", ".join(f"0x{b:02x}" for b in data[i:i + 16]) for i in range(0, len(data), 16)]
+    source = ('/* Written by `embbert bench latency`. */\n#include "model_data.h"\n'
+              "alignas(16) const unsigned char g_embbert_model_data[] = {\n  " + ",\n  ".join(rows) + "};\n"
+              "const int g_embbert_model_data_len = sizeof(g_embbert_model_data);\n")
+    return header, source
+
+
+def profile_config(graph, vocab_size: int, *, runs: int, arena_bytes: int = ARENA_BYTES) -> str:
+    """embbert_profile_config.h for one model: length, vocabulary, inputs, the operators to register."""
+    ops = graph.op_names
+    unknown = [o for o in ops if o not in OP_METHODS]
+    if unknown:
+        raise EmbBertError(f"the model uses operators the profile cannot register: {', '.join(unknown)}")
+    tok, seg = graph.input_index("token_ids"), graph.input_index("segment_ids")
+    length = graph.tensors[graph.inputs[tok]].shape[-1]
+    lines = ["/* Written by `embbert bench latency` for one model. */",
+             "#ifndef EMBBERT_PROFILE_CONFIG_H_", "#define EMBBERT_PROFILE_CONFIG_H_",
+             f"#define EMBBERT_PROFILE_LENGTH {length}", f"#define EMBBERT_PROFILE_VOCAB_SIZE {vocab_size}u",
+             f"#define EMBBERT_PROFILE_CLS_ID {CLS_ID}", f"#define EMBBERT_PROFILE_TOKEN_IDS_INPUT {tok}",
+             f"#define EMBBERT_PROFILE_SEGMENT_IDS_INPUT {seg}", f"#define EMBBERT_PROFILE_ARENA_BYTES {arena_bytes}",
+             f"#define EMBBERT_PROFILE_RUNS {runs}", f"#define EMBBERT_PROFILE_NUM_OPS {len(ops)}",
+             "#define EMBBERT_PROFILE_FOR_EACH_OP(X) " + " ".join(f"X({OP_METHODS[o]})" for o in ops),
+             "#endif", ""]
+    return "\n".join(lines)
+
+
+def _compile_flags(tflm: Path, target: str) -> tuple[list[str], list[str]]:
+    """(C++ flags, include flags) matching the library's ABI (TF_LITE_STATIC_MEMORY changes structs)."""
+    dl = tflm / "tensorflow/lite/micro/tools/make/downloads"
+    inc = [f"-I{tflm}", f"-I{dl / 'flatbuffers/include'}", f"-I{dl / 'gemmlowp'}", f"-I{dl / 'ruy'}",
+           f"-I{PROFILE_SRC}"]
+    common = ["-O2", "-DTF_LITE_STATIC_MEMORY", "-DNDEBUG", "-DEMBBERT_PROFILE_MAIN", "-fno-exceptions",
+              "-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter"]
+    if target == "cortex-m4":
+        common += ["-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard", "-ffunction-sections",
+                   "-fdata-sections", "-DTF_LITE_MCU_DEBUG_LOG", "-DEMBBERT_PROFILE_DEBUG_LOG_CALLBACK"]
+    return common, inc
+
+
+def build_profile(build_dir: Path, tflm: Path, lib: Path, target: str, data: bytes, config_h: str) -> Path:
+    """Compile the driver, the platform and the model array, link with TFLM: the executable."""
+    build_dir.mkdir(parents=True, exist_ok=True)
+    header, source = model_array_sources(data)
+    (build_dir / "model_data.h").write_text(header)
+    (build_dir / "model_data.cc").write_text(source)
+    (build_dir / "embbert_profile_config.h").write_text(config_h)
+    flags, inc = _compile_flags(tflm, target)
+    inc = [f"-I{build_dir}", *inc]
+    cxx = _tool("arm-none-eabi-g++") if target == "cortex-m4" else _tool("g++")
+    cc = _tool("arm-none-eabi-gcc") if target == "cortex-m4" else _tool("gcc")
+    units = [(cxx, PROFILE_SRC / "embbert_profile.cc", ["-std=c++17", "-fno-rtti", "-fno-threadsafe-statics"]),
+             (cxx, build_dir / "model_data.cc", ["-std=c++17"])]
+    if target == "cortex-m4":
+        units += [(cxx, PROFILE_SRC / "platform_mps2_an386.cc", ["-std=c++17", "-fno-rtti"]),
+                  (cc, PROFILE_SRC / "startup_mps2_an386.c", ["-std=c99"])]
+    else:
+        units += [(cxx, PROFILE_SRC / "platform_host.cc", ["-std=c++17"])]
+    objs = []
+    for compiler, src, std in units:
+        obj = build_dir / (src.stem + ".o")
+        extra = [f for f in flags if not (compiler == cc and f in ("-fno-exceptions",))]
+        _run([compiler, *std, *extra, *inc, "-c", str(src), "-o", str(obj)], what=f"compiling {src.name}")
+        objs.append(str(obj))
+    exe = build_dir / ("embbert_profile.elf" if target == "cortex-m4" else "embbert_profile")
+    if target == "cortex-m4":
+        link = [cxx, "-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard", "-nostartfiles",
+                "--specs=nano.specs", "--specs=nosys.specs", f"-T{PROFILE_SRC / 'mps2_an386.ld'}",
+                "-Wl,--gc-sections", *objs, str(lib), "-lm", "-o", str(exe)]
+    else:
+        link = [cxx, *objs, str(lib), "-lm", "-o", str(exe)]
+    _run(link, what="linking the profile")
+    return exe
+
+
+def qemu_command(elf: Path) -> list[str]:
+    return [_tool("qemu-system-arm"), "-machine", "mps2-an386", "-cpu", "cortex-m4", "-nographic", "-monitor", "none",
+            "-serial", "none", "-semihosting-config", "enable=on,target=native", "-icount", f"shift={ICOUNT_SHIFT}",
+            "-kernel", str(elf)]
+
+
+def run_profile(exe: Path, target: str, timeout: int = 1800) -> str:
+    cmd = qemu_command(exe) if target == "cortex-m4" else [str(exe)]
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise EmbBertError(f"{exe.name}: no result after {timeout} s") from None
+    text = res.stdout + res.stderr
+    if res.returncode != 0:
+        errs = [ln for ln in text.splitlines() if "error" in ln.lower()][-1:] or text.strip().splitlines()[-1:]
+        raise EmbBertError(f"{exe.name} failed (exit {res.returncode}): {' '.join(errs)}")
+    return text
+
+
+# -- one model -------------------------------------------------------------------------------------
+
+def measure_model(name: str, data: bytes, vocab_size: int, tflm: Path, target: str, kernels: list[str],
+                  out_dir: Path, *, libs: dict[str, Path]) -> dict[str, Any]:
+    """Profile one FlatBuffer with each kernel set: per operator, per type, per inference."""
+    from embbert.tflite.graph import macs, op_macs, read_graph
+
+    graph = read_graph(data)
+    runs = 1 if target == "cortex-m4" else 5
+    config_h = profile_config(graph, vocab_size, runs=runs)
+    length = graph.tensors[graph.inputs[graph.input_index("token_ids")]].shape[-1]
+    result: dict[str, Any] = {"model": name, "length": int(length), "model_bytes": len(data), "target": target,
+                              "operators": len(graph.ops), "macs": macs(graph), "kernels": {}}
+    for k in kernels:
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")
+        build = out_dir / "build" / f"{slug}-L{length}-{target}-{k}"
+        exe = build_profile(build, tflm, libs[k], target, data, config_h)
+        text = run_profile(exe, target)
+        (build / "profile.txt").write_text(text)
+        prof = parse_profile(text)
+        run = chosen_run(prof)
+        if target == "cortex-m4":
+            scale, unit = instructions_per_tick(prof), "instructions"
+        else:
+            scale, unit = 1.0, "ns"
+        events = run["events"]
+        per_op = []
+        for i, (_, tag, ticks) in enumerate(events):
+            op = graph.ops[i] if len(events) == len(graph.ops) else None
+            per_op.append({"index": i, "op": tag, unit: int(round(ticks * scale)),
+                           "macs": op_macs(graph, op) if op is not None and op.name == tag else None})
+        result["kernels"][k] = {
+            "unit": unit, "per_inference": int(round(run["invoke_ticks"] * scale)),
+            "operators_sum": int(round(run["profiled_ticks"] * scale)),
+            "per_tag": {t: int(round(v * scale)) for t, v in run["per_tag"].items()},
+            "per_op": per_op, "logits": prof["logits"], "arena_used_bytes": prof["arena_used_bytes"],
+            "time_base": prof["time_base"], "calibration": prof["calibration"],
+            "runs": [r["invoke_ticks"] for r in prof["runs"]], "profile": str(build / "profile.txt")}
+    if target == "cortex-m4":
+        counts = {k: v["per_inference"] for k, v in result["kernels"].items()}
+        counts["esp-nn-like"] = esp_nn_like({k: v["per_tag"] for k, v in result["kernels"].items()})
+        result["estimates"] = board_estimates(counts)
+        if len(result["kernels"]) == 2:
+            a, b = (result["kernels"][k]["logits"] for k in KERNELS)
+            result["logits_identical_across_kernels"] = a == b
+    return result
+
+
+# -- report ----------------------------------------------------------------------------------------
+
+def _fmt(n) -> str:
+    return "-" if n is None else f"{n:,}"
+
+
+def latency_markdown(results: list[dict[str, Any]], command: str) -> str:
+    lines = ["# Latency per operator and per inference", "",
+             f"Written by `{command}`.", ""]
+    if not results:
+        return "\n".join(lines)
+    target = results[0]["target"]
+    if target == "cortex-m4":
+        lines += ["Measured: instructions executed on qemu's `mps2-an386` (Cortex-M4F) with `-icount shift=3` "
+                  f"(one tick of the 25 MHz timer = {INSTRUCTIONS_PER_TICK} instructions, checked on a calibration loop). "
+                  "Estimated: time on each board = instructions x assumed cycles per instruction (CPI) / clock; "
+                  "qemu models no pipeline or memory timing, so the CPI range is an assumption, not a measurement.", ""]
+    else:
+        lines += ["Measured: wall-clock time of TFLM's reference kernels on this host (median of 5 profiled runs).", ""]
+    unit = "instructions" if target == "cortex-m4" else "ns"
+    kernels = [k for k in KERNELS if any(k in r["kernels"] for r in results)]
+    head = "| model | L | MACs | " + " | ".join(f"{unit} per inference ({k})" for k in kernels)
+    head += " | per MAC (" + kernels[0] + ") |" if target == "cortex-m4" else " |"
+    lines += ["## Per inference", "", head, "|---|---:|---:|" + "---:|" * len(kernels) + ("---:|" if target == "cortex-m4" else "")]
+    for r in results:
+        cells = [_fmt(r["kernels"].get(k, {}).get("per_inference")) for k in kernels]
+        row = f"| {r['model']} | {r['length']} | {_fmt(r['macs']['total'])} | " + " | ".join(cells)
+        if target == "cortex-m4":
+            n = r["kernels"][kernels[0]]["per_inference"]
+            row += f" | {n / max(r['macs']['total'], 1):.2f} |"
+        else:
+            row += " |"
+        lines.append(row)
+    if target == "cortex-m4":
+        lines += ["", "## Estimated time per inference on the boards (an estimate, not a measurement)", "",
+                  "| model | L | board | clock | instructions (basis) | CPI assumed | estimated ms |",
+                  "|---|---:|---|---:|---:|---|---:|"]
+        for r in results:
+            for e in r.get("estimates", []):
+                lines.append(f"| {r['model']} | {r['length']} | {e['board']} | {e['mhz']:.0f} MHz | "
+                             f"{_fmt(e['instructions'])} ({e['basis']}) | {e['cpi_low']}-{e['cpi_high']} | "
+                             f"{e['ms_low']:.1f}-{e['ms_high']:.1f} |")
+        lines += ["", "Assumptions:", ""] + [f"- {b.name}: {b.note}." for b in BOARDS]
+    for r in results:
+        lines += ["", f"## {r['model']} (L={r['length']}): per operator type", "",
+                  "| operator | MACs | " + " | ".join(f"{unit} ({k})" for k in kernels)
+                  + " | share (" + kernels[0] + ") |" + (" per MAC |" if target == "cortex-m4" else ""),
+                  "|---|---:|" + "---:|" * len(kernels) + "---:|" + ("---:|" if target == "cortex-m4" else "")]
+        first = r["kernels"][kernels[0]]
+        total = max(first["operators_sum"], 1)
+        for tag in sorted(first["per_tag"], key=lambda t: -first["per_tag"][t]):
+            m = r["macs"]["per_op"].get(tag, 0)
+            cells = [_fmt(r["kernels"].get(k, {}).get("per_tag", {}).get(tag)) for k in kernels]
+            row = f"| {tag} | {_fmt(m) if m else '-'} | " + " | ".join(cells) + f" | {100 * first['per_tag'][tag] / total:.1f} % |"
+            if target == "cortex-m4":
+                row += f" {first['per_tag'][tag] / m:.2f} |" if m else " - |"
+            lines.append(row)
+        lines.append(f"| all operators | {_fmt(r['macs']['total'])} | "
+                     + " | ".join(_fmt(r["kernels"].get(k, {}).get("operators_sum")) for k in kernels)
+                     + " | 100 % |" + (" |" if target == "cortex-m4" else ""))
+        if "logits_identical_across_kernels" in r:
+            lines.append("")
+            lines.append("Logits of the two kernel sets: " + ("bit-identical." if r["logits_identical_across_kernels"]
+                                                             else "DIFFERENT."))
+    return "\n".join(lines) + "\n"
+
+
+# -- the command -------------------------------------------------------------------------------------
+
+def latency_bench(run_dir, tflm_dir, *, target: str = "cortex-m4", kernels: str = "cmsis-nn",
+                  preset: str | None = None, lengths: list[int] | None = None, out="runs/bench/latency",
+                  jobs: int = 2, command: str = "embbert bench latency") -> list[dict[str, Any]]:
+    tflm = check_tflm_dir(tflm_dir)
+    from embbert.core import layout
+    from embbert.core.config import EmbBertConfig
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    kernel_list = list(KERNELS) if kernels == "both" else [kernels]
+    if target == "host":
+        kernel_list = ["reference"]
+    models: list[tuple[str, bytes, int]] = []
+    if run_dir is not None:
+        run_dir = Path(run_dir)
+        config = EmbBertConfig.load(run_dir)
+        model = run_dir / layout.INT8_MODEL
+        if not model.is_file():
+            raise EmbBertError(f"{run_dir}: no {layout.INT8_MODEL}; run `embbert convert` first")
+        models.append((f"{run_dir.name}", model.read_bytes(), config.model.vocab_size))
+    if preset is not None:
+        from .latency_models import write_synthetic_run
+
+        for n in lengths or []:
+            folder = out / "models" / f"{preset}-L{n}"
+            if not (folder / layout.INT8_MODEL).is_file():
+                print(f"converting a random-weight {preset} graph at L={n} ...", flush=True)
+                write_synthetic_run(folder, preset, int(n))
+            cfg = EmbBertConfig.load(folder)
+            models.append((f"{preset} (random weights)", (folder / layout.INT8_MODEL).read_bytes(), cfg.model.vocab_size))
+    libs = {}
+    for k in kernel_list:
+        print(f"building TFLM ({target}, {k} kernels) in {tflm} ...", flush=True)
+        libs[k] = build_library(tflm, target, k, jobs)
+    results = []
+    for name, data, vocab in models:
+        r = measure_model(name, data, vocab, tflm, target, kernel_list, out, libs=libs)
+        results.append(r)
+        summary = ", ".join(f"{k}: {_fmt(v['per_inference'])} {v['unit']}" for k, v in r["kernels"].items())
+        print(f"{name} L={r['length']}: {summary}", flush=True)
+        for e in r.get("estimates", []):
+            print(f"  {e['board']}: {e['ms_low']:.1f}-{e['ms_high']:.1f} ms (estimate, CPI {e['cpi_low']}-"
+                  f"{e['cpi_high']}, {e['basis']} counts)", flush=True)
+    atomic_write_text(out / "latency.json", json.dumps(results, indent=1) + "\n")
+    atomic_write_text(out / "latency.md", latency_markdown(results, command))
+    print(f"wrote {out / 'latency.md'} and latency.json", flush=True)
+    return results
+
+
+def _cmd_latency(args) -> int:
+    check_tflm_dir(args.tflm_dir)  # first, before anything heavy is imported
+    if args.preset is not None and not args.lengths:
+        raise UsageError("--preset needs --lengths L [L ...]")
+    if args.run_dir is not None and not Path(args.run_dir).is_dir():
+        raise UsageError(f"{args.run_dir}: not a directory")
+    if args.target == "host" and args.kernels != "reference":
+        args.kernels = "reference"
+    cmd = "embbert bench latency " + " ".join(sys.argv[3:]) if len(sys.argv) > 3 else "embbert bench latency"
+    latency_bench(args.run_dir, args.tflm_dir, target=args.target, kernels=args.kernels, preset=args.preset,
+                  lengths=args.lengths, out=args.out, jobs=args.jobs, command=cmd)
+    return 0
+
+
+def register(bench_subparsers) -> None:
+    from embbert.core.args import positive_int
+
+    p = bench_subparsers.add_parser(
+        "latency", help="instructions per operator and per inference on an emulated Cortex-M4 (or host time)",
+        description="Build the profiling driver (micro_app/profile) against your TFLM tree with TFLM's make flow, run "
+        "it on qemu's mps2-an386 Cortex-M4 with an instruction-count time base (or on the host), and report "
+        "instructions per operator, per operator type and per inference, and an estimated time per board. "
+        "docs/latency.md says how to get a TFLM tree.")
+    p.add_argument("run_dir", nargs="?", default=None, help="run directory with model_int8.tflite (optional with --preset)")
+    p.add_argument("--tflm-dir", default=None, help="tflite-micro source tree with its third-party downloads (required)")
+    p.add_argument("--target", choices=TARGETS, default="cortex-m4", help="cortex-m4 (qemu, default) or host")
+    p.add_argument("--kernels", choices=(*KERNELS, "both"), default="cmsis-nn",
+                   help="Cortex-M4 kernels: cmsis-nn (default), reference or both")
+    p.add_argument("--preset", default=None, help="also measure this preset's default graph (random weights) at --lengths")
+    p.add_argument("--lengths", type=positive_int, nargs="+", default=None, help="sequence lengths for --preset")
+    p.add_argument("--out", default="runs/bench/latency", help="output folder (default runs/bench/latency)")
+    p.add_argument("--jobs", type=positive_int, default=2, help="make -j (default 2)")
+    p.set_defaults(func=_cmd_latency)

@@ -1,0 +1,79 @@
+"""Deployable int8 graphs of a preset at a given length, with random weights, for latency only.
+
+TFLM's int8 kernels do the same work whatever the weight values are: the instruction count of
+an inference depends on the graph (operators, shapes, kernels), not on what the model learned.
+So the latency of, say, the embbert preset at L = 64/128/256 is measured on a graph converted
+exactly as `embbert convert` converts a trained run (QAT model -> deployed graph -> full int8 ->
+the smaller-arena form of the causal convolution, `tflite.convert._smallest_arena`), from a
+classifier whose weights are Keras's random initialisation and whose activation ranges come from
+one training-mode batch of random token ids. Its logits mean nothing; its operators, shapes and
+kernels are those of a trained model of the same preset and length.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from embbert.core import layout
+from embbert.core.config import EmbBertConfig
+from embbert.core.files import atomic_write_bytes, atomic_write_text
+
+#: Labels of the synthetic classifier (the emotion task's six: the head is a 128 x 6 map either way).
+SYNTHETIC_LABELS = 6
+
+
+def synthetic_int8(preset: str, length: int, *, seed: int = 0, calibration: int = 16) -> tuple[bytes, dict]:
+    """(FlatBuffer, info) of the default deployed graph of `preset` at `length`, random weights."""
+    import numpy as np
+
+    from embbert.keras_model._tf import tf
+    from embbert.keras_model.model import build_classifier
+    from embbert.keras_model.quantize import quantize_model
+    from embbert.tflite.convert import DEFAULT_OPTIONS, _smallest_arena, build_int8
+
+    config = EmbBertConfig.create(preset, length, task=None, num_labels=SYNTHETIC_LABELS)
+    tf.keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
+    vocab = config.model.vocab_size
+
+    def batch(n: int):
+        tok = rng.integers(5, vocab, size=(n, length), dtype=np.int32)
+        tok[:, 0] = 2  # [CLS]
+        seg = np.ones((n, length), dtype=np.int32)
+        return tok, seg
+
+    qat = quantize_model(build_classifier(config))
+    tok, seg = batch(calibration)
+    qat({"token_ids": tf.constant(tok), "segment_ids": tf.constant(seg)}, training=True)  # activation ranges
+
+    def representative():
+        for i in range(calibration):
+            yield {"token_ids": tok[i:i + 1], "segment_ids": seg[i:i + 1]}
+
+    tries = [DEFAULT_OPTIONS, replace(DEFAULT_OPTIONS, causal_valid=not DEFAULT_OPTIONS.causal_valid)]
+    data, info = _smallest_arena([build_int8(qat, config, representative, o) for o in tries])
+    info["synthetic"] = {"preset": preset, "length": length, "seed": seed, "weights": "random (Keras initialisers)",
+                         "calibration": f"{calibration} random token sequences"}
+    return data, info
+
+
+def write_synthetic_run(out_dir, preset: str, length: int, *, seed: int = 0) -> Path:
+    """A folder with `config.json` and `model_int8.tflite` (+ .sha256, names.json) of the synthetic graph."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    data, info = synthetic_int8(preset, length, seed=seed)
+    EmbBertConfig.create(preset, length, num_labels=SYNTHETIC_LABELS).save(out)
+    atomic_write_bytes(out / layout.INT8_MODEL, data)
+    atomic_write_bytes(out / layout.INT8_SHA256, f"{hashlib.sha256(data).hexdigest()}  {layout.INT8_MODEL}\n".encode())
+    atomic_write_text(out / "synthetic.json", json.dumps(info, indent=1, default=str) + "\n")
+    return out
+
+
+if __name__ == "__main__":  # python -m embbert.bench.latency_models OUT PRESET L [L ...]
+    import sys
+
+    out_root, preset_name, *lengths = sys.argv[1:]
+    for n in lengths:
+        print(write_synthetic_run(Path(out_root) / f"{preset_name}-L{n}", preset_name, int(n)), flush=True)
