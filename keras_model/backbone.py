@@ -12,12 +12,18 @@ nothing else, whatever head the model has.
 
 Weights files: a backbone saves as the `.weights.h5` layout of the shipped presets (layers
 `embedder`, `encoder_0` .. `encoder_{n-1}`, found by order and class in the file).
+
+Presets (keras-hub style): `EmbBertBackbone.from_preset("tiny_en")` (or a directory) and
+`backbone.save_to_preset(dir)`: config.json + metadata.json + backbone.weights.h5 + model card.
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Sequence
 
-from embbert.core.config import EmbBertConfig
+from embbert.core import layout
+from embbert.core.config import EmbBertConfig, ModelConfig
 from embbert.core.errors import EmbBertError
 
 from ._tf import keras, tf
@@ -87,7 +93,72 @@ class EmbBertBackbone(keras.Model):
                                 name="embedder")
         encoders = [EncoderLayer(m.kernel, m.expansion, m.dropout, quantize=quantize, name=f"encoder_{i}")
                     for i in range(m.layers)]
-        return cls(embedder, encoders)
+        backbone = cls(embedder, encoders)
+        backbone._embbert_config = config
+        return backbone
+
+    @classmethod
+    def from_preset(cls, name_or_dir: str | os.PathLike) -> "EmbBertBackbone":
+        """The backbone of a shipped preset (`tiny_en`, `embbert_en`) or of a directory: a `save_to_preset`
+        folder, an `embbert pretrain` output, or an `embbert train` run directory (its float classifier's
+        backbone). The weights are float32, loaded bit for bit."""
+        from . import presets
+
+        directory = presets.resolve(name_or_dir)
+        config = EmbBertConfig.load(directory)
+        backbone = cls.create(config)
+        weights = directory / layout.BACKBONE_WEIGHTS
+        if weights.is_file():
+            try:
+                backbone.load_weights(str(weights))
+            except (OSError, ValueError) as exc:
+                raise EmbBertError(f"{weights}: cannot load backbone weights: {str(exc).splitlines()[0]}") from None
+        elif (directory / layout.FLOAT_WEIGHTS).is_file():  # a run directory: its float classifier's backbone
+            from .model import load_model
+
+            backbone.set_weights(cls.of(load_model(directory, config=config)).get_weights())
+        else:
+            raise EmbBertError(f"{directory}: no {layout.BACKBONE_WEIGHTS} and no {layout.FLOAT_WEIGHTS}")
+        return backbone
+
+    @property
+    def embbert_config(self) -> EmbBertConfig:
+        """The `EmbBertConfig` of this backbone (from `create`, or rebuilt from its layers' settings)."""
+        config = getattr(self, "_embbert_config", None)
+        if config is not None:
+            return config
+        e = self.embedder
+        first = unwrapped(self.encoders[0])
+        model = ModelConfig(vocab_size=e.vocab_size, max_positions=e.max_positions, hidden=e.hidden, reduced=e.reduced,
+                            expansion=first.expansion, kernel=first.kernel_size, layers=len(self.encoders),
+                            dropout=first.dropout_rate)
+        from embbert.core.config import PRESETS
+
+        name = next((k for k, v in PRESETS.items() if v == model), "custom")
+        return EmbBertConfig(preset=name, model=model, max_length=min(128, model.max_positions))
+
+    def save_to_preset(self, directory: str | os.PathLike) -> Path:
+        """Write config.json, metadata.json, backbone.weights.h5 and (unless one is there) a model card into
+        `directory`; `EmbBertBackbone.from_preset(directory)` loads it back bit for bit. A tokenizer saved
+        into the same folder (`EmbBertTokenizer.save_to_preset`) is named in config.json."""
+        from . import presets
+        from .model import count_params, save_weights
+        from embbert.datasets.tokenizer import TOKENIZER_FILE
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        config = self.embbert_config
+        has_tokenizer = (directory / layout.TOKENIZER_DIR / TOKENIZER_FILE).is_file()
+        config = config.replace(tokenizer=layout.TOKENIZER_DIR if has_tokenizer else None, data_dir=None)
+        config.save(directory)
+        save_weights(self, directory / layout.BACKBONE_WEIGHTS)
+        params = count_params(self.trainable_weights)
+        presets.write_metadata(directory, presets.metadata("backbone", config.preset, params))
+        presets.write_model_card(directory, f"EmbBERT backbone ({config.preset})", [
+            f"Size preset `{config.preset}`: {params:,} parameters (embedder + {config.model.layers} encoder layers).",
+            "", "Load with `embbert.EmbBertBackbone.from_preset(<this folder>)` or fine-tune with",
+            "`embbert.EmbBertClassifier.from_preset(<this folder>, num_classes=K)`."])
+        return directory
 
     @classmethod
     def of(cls, model: keras.Model) -> "EmbBertBackbone":

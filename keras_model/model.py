@@ -33,10 +33,13 @@ QAT_WEIGHTS = layout.QAT_WEIGHTS
 
 
 def build_classifier(
-    config: EmbBertConfig, *, length: int | None = None, batch_size: int | None = None, quantize: bool = False
+    config: EmbBertConfig, *, length: int | None = None, batch_size: int | None = None, quantize: bool = False,
+    backbone: EmbBertBackbone | None = None,
 ) -> keras.Model:
-    """The classification (or regression, num_labels == 1) model."""
-    backbone = EmbBertBackbone.create(config, quantize=quantize)
+    """The classification (or regression, num_labels == 1) model; on the layers of `backbone` when given
+    (its weights are then the model's), else on new ones."""
+    if backbone is None:
+        backbone = EmbBertBackbone.create(config, quantize=quantize)
     tok, seg = inputs(length if length is not None else config.max_length, batch_size)
     x = backbone.encode(tok, seg)
     logits = ClassificationHead(config.num_labels, quantize=quantize, name="head")(x)

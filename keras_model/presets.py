@@ -11,6 +11,7 @@ minus the MLM head (too large to ship): `config.json`, `tokenizer/`, `backbone.w
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from embbert.core import preflight
@@ -53,3 +54,87 @@ def init_arg(path: str | None) -> str | None:
     return str(preflight.directory_with(path, layout.CONFIG, "pretrained backbone directory or preset name", "--init").resolve())
 
 
+# -- presets written and read by the Python API (`save_to_preset` / `from_preset`) ----------------------
+#: What kind of object a preset directory was saved from (metadata.json "kind").
+PRESET_KINDS = ("backbone", "tokenizer", "classifier")
+PRESET_FORMAT_VERSION = 1
+
+
+def resolve(name_or_dir: str | os.PathLike) -> Path:
+    """A preset directory: an existing directory with a config.json (a shipped preset, a `save_to_preset`
+    folder, an `embbert pretrain` output or an `embbert train` run directory), or a shipped preset's name."""
+    path = Path(name_or_dir)
+    if path.is_dir():
+        if not (path / layout.CONFIG).is_file():
+            raise EmbBertError(f"{path}: no {layout.CONFIG} (expected a preset, an `embbert pretrain` output or a "
+                               "run directory)")
+        return path
+    if isinstance(name_or_dir, str) and name_or_dir in list_presets():
+        return preset_dir(name_or_dir)
+    names = ", ".join(list_presets()) or "none shipped"
+    raise EmbBertError(f"{name_or_dir}: neither a preset directory nor a shipped preset (presets: {names})")
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    import embbert
+
+    out = {"embbert": embbert.__version__}
+    for dist in ("tensorflow", "tf-keras", "tensorflow-model-optimization", "tokenizers"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
+def metadata(kind: str, config_preset: str, parameter_count: int | None, **extra) -> dict:
+    """metadata.json of a preset: what it holds, the versions that wrote it and its parameter count."""
+    if kind not in PRESET_KINDS:
+        raise EmbBertError(f"unknown preset kind {kind!r}; choose one of {', '.join(PRESET_KINDS)}")
+    meta = {"format": "embbert-preset", "format_version": PRESET_FORMAT_VERSION, "kind": kind,
+            "size_preset": config_preset, "parameter_count": parameter_count, "versions": _versions()}
+    meta.update(extra)
+    return meta
+
+
+def write_metadata(directory: str | os.PathLike, meta: dict) -> Path:
+    import json
+
+    from embbert.core.files import atomic_write_text
+
+    path = Path(directory) / layout.PRESET_METADATA
+    atomic_write_text(path, json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def read_metadata(directory: str | os.PathLike) -> dict:
+    """metadata.json of a preset directory ({} for a directory without one: an `embbert pretrain` output
+    or a run directory)."""
+    import json
+
+    path = Path(directory) / layout.PRESET_METADATA
+    if not path.is_file():
+        return {}
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise EmbBertError(f"{path}: not valid JSON: {exc}") from None
+    if not isinstance(meta, dict) or meta.get("format") != "embbert-preset":
+        raise EmbBertError(f"{path}: not an EmbBERT preset metadata file")
+    if meta.get("format_version", 0) > PRESET_FORMAT_VERSION:
+        raise EmbBertError(f"{path}: preset format {meta['format_version']} is newer than this embbert "
+                           f"({PRESET_FORMAT_VERSION}); upgrade embbert-micro")
+    return meta
+
+
+def write_model_card(directory: str | os.PathLike, title: str, lines: list[str]) -> Path | None:
+    """A short generated README.md, unless the folder already has a model card."""
+    from embbert.core.files import atomic_write_text
+
+    path = Path(directory) / layout.MODEL_CARD
+    if path.is_file():
+        return None
+    atomic_write_text(path, f"# {title}\n\n" + "\n".join(lines) + "\n")
+    return path

@@ -52,13 +52,16 @@ def make_optimizer(learning_rate: float, weight_decay: float) -> keras.optimizer
     return keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=weight_decay)
 
 
+def loss_and_metrics(regression: bool) -> tuple[keras.losses.Loss, list[Any]]:
+    """The fine-tuning loss and metrics: cross-entropy on logits and accuracy, or mean squared error."""
+    if regression:
+        return keras.losses.MeanSquaredError(), []
+    return (keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            [keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+
+
 def compile_classifier(model: keras.Model, config: EmbBertConfig, learning_rate: float) -> None:
-    if config.regression:
-        loss = keras.losses.MeanSquaredError()
-        metrics: list[Any] = []
-    else:
-        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+    loss, metrics = loss_and_metrics(config.regression)
     model.compile(optimizer=make_optimizer(learning_rate, config.train.weight_decay), loss=loss, metrics=metrics)
 
 
@@ -440,10 +443,10 @@ def calibrate(qat_model: keras.Model, dataset, batches: int = 8) -> None:
     EMA. Without this a QAT model with 0 QAT epochs would keep the initial [-6, 6] ranges.
     Dropout is switched off for these passes so it does not widen the ranges.
     """
-    for i, (x, _) in enumerate(dataset):
+    for i, batch in enumerate(dataset):
         if i >= batches:
             break
-        _calibration_step(qat_model, x)
+        _calibration_step(qat_model, batch[0] if isinstance(batch, tuple) else batch)  # (x, y) or x alone
 
 
 def _calibration_step(model, x):

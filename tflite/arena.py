@@ -96,13 +96,18 @@ def arena_budget_for(key: str) -> int:
 
 def tokenizer_table_bytes(run_dir) -> int | None:
     """Flash of the on-device tokenizer tables (the arrays `embbert export` writes), None without a tokenizer."""
-    from embbert.datasets.tokenizer import build_tokenizer_tables
-
     try:
         config = EmbBertConfig.load(run_dir)
-        t = build_tokenizer_tables(config.tokenizer_dir(Path(run_dir)))
+        return table_bytes(config.tokenizer_dir(Path(run_dir)))
     except (EmbBertError, OSError):
         return None
+
+
+def table_bytes(tokenizer_dir) -> int:
+    """Flash of the on-device tokenizer tables of a tokenizer directory."""
+    from embbert.datasets.tokenizer import build_tokenizer_tables
+
+    t = build_tokenizer_tables(tokenizer_dir)
     return (2 * len(t.byte_ids) + 8 * len(t.merges) + 6 * len(t.norm) + sum(len(o) for _, o in t.norm)
             + 8 * len(t.drop_ranges) + 4 * len(t.classes))
 
@@ -480,16 +485,16 @@ def report_plot(r: dict[str, Any]) -> bytes:
     return buf.getvalue()
 
 
-def arena_report(run_dir, *, write: bool = True) -> dict[str, Any]:
-    """Measure the model of RUN_DIR and write arena_report.json / .md / .png."""
-    from .convert import tensor_names
-
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise EmbBertError(f"{run_dir}: not a directory (expected a run directory)")
-    data = load_tflite(run_dir / layout.INT8_MODEL)
+def measure_arena(data: bytes, *, info: dict | None = None, tokenizer_bytes: int | None = None,
+                  run: str = "") -> dict[str, Any]:
+    """The arena report of a full-int8 FlatBuffer (what `arena_report` writes and `embbert.arena_report`
+    returns): the bisected TFLM minimum, confirmed by the recording allocator, the recommended arena,
+    footprint, board fit, MACs and host latency. `info`: the conversion's record (tensor names,
+    memory plan, graph options); `tokenizer_bytes`: the on-device tokenizer tables, counted in the
+    board fit."""
     graph = read_graph(data)
-    names = tensor_names(run_dir)
+    info = info or {}
+    names = {int(k): v for k, v in (info.get("names") or {}).items()}
     minimum = minimal_arena(data)
     breakdown = recorded_allocations(data, minimum)
     if breakdown["total_bytes"] > minimum:
@@ -497,16 +502,10 @@ def arena_report(run_dir, *, write: bool = True) -> dict[str, Any]:
     margin = margin_for(minimum, graph)
     recommended, host = recommended_arena(minimum, graph), host_arena(minimum, graph)
     m = macs(graph)
-    tok_bytes = tokenizer_table_bytes(run_dir)
-    info = {}
-    try:
-        info = json.loads((run_dir / layout.TENSOR_NAMES).read_text())
-    except (OSError, ValueError):
-        pass
     scratch = cmsis_nn_scratch(graph)
-    report = {
+    return {
         "model_file": layout.INT8_MODEL,
-        "run": run_dir.name,
+        "run": run,
         "model_bytes": len(data),
         "min_arena_bytes": minimum,
         "recorded_arena_bytes": breakdown["total_bytes"],
@@ -524,7 +523,7 @@ def arena_report(run_dir, *, write: bool = True) -> dict[str, Any]:
         "recommended_arena_bytes": recommended,
         "host_arena_bytes": host,
         "total_footprint_bytes": len(data) + recommended,
-        "tokenizer_table_bytes": tok_bytes,
+        "tokenizer_table_bytes": tokenizer_bytes,
         "tflm_runtime_flash_bytes": TFLM_RUNTIME_FLASH_BYTES,
         "breakdown": breakdown,
         "peak": peak_tensors(graph, names),
@@ -536,9 +535,32 @@ def arena_report(run_dir, *, write: bool = True) -> dict[str, Any]:
         "macs_per_op": m["per_op"],
         "host_latency_ms": host_latency_ms(data, host),
         "ops": graph.op_names,
-        "boards": board_fit(len(data), recommended, tok_bytes),
+        "boards": board_fit(len(data), recommended, tokenizer_bytes),
         "host": "x86-64 (64-bit pointers), tflite-micro Python runtime, reference kernels",
     }
+
+
+def write_report(directory, report: dict[str, Any]) -> None:
+    """arena_report.json / .md / .png into `directory`."""
+    directory = Path(directory)
+    png = report_plot(report)
+    atomic_write_text(directory / layout.ARENA_JSON, json.dumps(report, indent=2) + "\n")
+    atomic_write_text(directory / layout.ARENA_MD, report_markdown(report))
+    atomic_write_bytes(directory / layout.ARENA_PNG, png)
+
+
+def arena_report(run_dir, *, write: bool = True) -> dict[str, Any]:
+    """Measure the model of RUN_DIR (`measure_arena`) and write arena_report.json / .md / .png."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise EmbBertError(f"{run_dir}: not a directory (expected a run directory)")
+    data = load_tflite(run_dir / layout.INT8_MODEL)
+    info = {}
+    try:
+        info = json.loads((run_dir / layout.TENSOR_NAMES).read_text())
+    except (OSError, ValueError):
+        pass
+    report = measure_arena(data, info=info, tokenizer_bytes=tokenizer_table_bytes(run_dir), run=run_dir.name)
     try:
         config = EmbBertConfig.load(run_dir)
         report["config"] = {"preset": config.preset}
@@ -546,10 +568,7 @@ def arena_report(run_dir, *, write: bool = True) -> dict[str, Any]:
     except EmbBertError:
         pass
     if write:
-        png = report_plot(report)
-        atomic_write_text(run_dir / layout.ARENA_JSON, json.dumps(report, indent=2) + "\n")
-        atomic_write_text(run_dir / layout.ARENA_MD, report_markdown(report))
-        atomic_write_bytes(run_dir / layout.ARENA_PNG, png)
+        write_report(run_dir, report)
     return report
 
 
@@ -560,7 +579,7 @@ def GraphOptionsLabel(options: dict | None) -> str:  # noqa: N802 - reads as the
     return ", ".join(on) if on else "none"
 
 
-__all__ = ["minimal_arena", "arena_report", "arena_works", "recorded_allocations", "BOARDS", "BOARD_KEYS",
+__all__ = ["minimal_arena", "arena_report", "measure_arena", "write_report", "arena_works", "recorded_allocations", "BOARDS", "BOARD_KEYS",
            "ArenaProbe", "arena_budget_for", "board", "board_fit", "margin_for", "cmsis_nn_scratch", "peak_tensors",
            "pointer_savings", "recommended_arena", "host_arena",
            "persistent_copies", "TFLM_RUNTIME_FLASH_BYTES"]

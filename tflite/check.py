@@ -108,6 +108,44 @@ def _predictions(scores: np.ndarray, regression: bool) -> np.ndarray:
     return scores.reshape(-1) if regression else np.argmax(scores, axis=-1)
 
 
+def output_quantization(tflite_bytes: bytes) -> tuple[float, int]:
+    """(scale, zero point) of the model's int8 output."""
+    graph = read_graph(tflite_bytes)
+    out = graph.tensors[graph.outputs[0]]
+    return (out.scale[0] if out.scale else 1.0), (out.zero_point[0] if out.zero_point else 0)
+
+
+def compare_interpreters(tflite_bytes: bytes, token_ids, segment_ids, labels, metric: str,
+                         regression: bool) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """The int8 model in the TFLite interpreter and in TFLM on encoded examples: ({"int8_tflite": {metric,
+    seconds}, "int8_tflm": ...}, the TFLM-vs-TFLite agreement). What `embbert check` and `embbert.check` run."""
+    from embbert.datasets.metrics import compute_metric
+
+    scale, zp = output_quantization(tflite_bytes)
+    results: dict[str, dict[str, Any]] = {}
+
+    def record(name: str, q: np.ndarray, seconds: float) -> np.ndarray:
+        pred = _predictions((q.astype(np.float32) - zp) * scale, regression)
+        results[name] = {"metric": compute_metric(metric, labels, pred), "seconds": round(seconds, 3)}
+        return pred
+
+    t0 = time.perf_counter()
+    q_tfl = tflite_predict(tflite_bytes, token_ids, segment_ids)
+    p_tfl = record("int8_tflite", q_tfl, time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    q_tflm = tflm_predict(tflite_bytes, token_ids, segment_ids)
+    p_tflm = record("int8_tflm", q_tflm, time.perf_counter() - t0)
+    diff = np.abs(q_tflm.astype(np.int32) - q_tfl.astype(np.int32))
+    agree = (diff.max(axis=-1) <= 1) if regression else (p_tfl == p_tflm)
+    agreement = {
+        "agreement": float(np.mean(agree)),
+        "agreement_rule": "same output within 1 LSB" if regression else "same predicted class",
+        "max_logit_diff_lsb": int(diff.max()) if diff.size else 0,
+        "identical_logits": float(np.mean(diff.max(axis=-1) == 0)),
+    }
+    return results, agreement
+
+
 def check_run(run_dir, *, max_examples: int | None = None) -> dict[str, Any]:
     """Evaluate float / QAT / TFLite int8 / TFLM int8 on the test split; write RUN_DIR/check.json."""
     run_dir = Path(run_dir)
@@ -117,10 +155,7 @@ def check_run(run_dir, *, max_examples: int | None = None) -> dict[str, Any]:
     if max_examples is not None and max_examples < 1:
         raise EmbBertError(f"max examples must be >= 1, got {max_examples}")
     data = load_tflite(run_dir / layout.INT8_MODEL)
-    graph = read_graph(data)
-    out = graph.tensors[graph.outputs[0]]
-    scale = out.scale[0] if out.scale else 1.0
-    zp = out.zero_point[0] if out.zero_point else 0
+    scale, zp = output_quantization(data)
     tok, seg, labels, spec = encoded_split(run_dir, config, "test", max_examples)
     regression = config.regression
 
@@ -129,26 +164,14 @@ def check_run(run_dir, *, max_examples: int | None = None) -> dict[str, Any]:
 
     results: dict[str, dict[str, Any]] = {}
     x = {"token_ids": tok, "segment_ids": seg}
-
-    def record(name: str, scores: np.ndarray, seconds: float) -> np.ndarray:
-        pred = _predictions(scores, regression)
-        results[name] = {"metric": compute_metric(spec.metric, labels, pred), "seconds": round(seconds, 3)}
-        return pred
-
     for name, qat in (("float_keras", False), ("qat_keras", True)):
         t0 = time.perf_counter()
         model = load_model(run_dir, qat=qat, config=config)
         scores = np.asarray(model.predict(x, batch_size=64, verbose=0), dtype=np.float32)
-        record(name, scores, time.perf_counter() - t0)
-    t0 = time.perf_counter()
-    q_tfl = tflite_predict(data, tok, seg)
-    p_tfl = record("int8_tflite", (q_tfl.astype(np.float32) - zp) * scale, time.perf_counter() - t0)
-    t0 = time.perf_counter()
-    q_tflm = tflm_predict(data, tok, seg)
-    p_tflm = record("int8_tflm", (q_tflm.astype(np.float32) - zp) * scale, time.perf_counter() - t0)
-
-    diff = np.abs(q_tflm.astype(np.int32) - q_tfl.astype(np.int32))
-    agree = (diff.max(axis=-1) <= 1) if regression else (p_tfl == p_tflm)
+        results[name] = {"metric": compute_metric(spec.metric, labels, _predictions(scores, regression)),
+                         "seconds": round(time.perf_counter() - t0, 3)}
+    interpreters, agreement = compare_interpreters(data, tok, seg, labels, spec.metric, regression)
+    results.update(interpreters)
     report = {
         "run_dir": str(run_dir),
         "task": spec.name,
@@ -157,12 +180,7 @@ def check_run(run_dir, *, max_examples: int | None = None) -> dict[str, Any]:
         "examples": int(tok.shape[0]),
         "max_examples": max_examples,  # the limit asked for; None: the whole split
         "models": results,
-        "tflm_vs_tflite": {
-            "agreement": float(np.mean(agree)),
-            "agreement_rule": "same output within 1 LSB" if regression else "same predicted class",
-            "max_logit_diff_lsb": int(diff.max()) if diff.size else 0,
-            "identical_logits": float(np.mean(diff.max(axis=-1) == 0)),
-        },
+        "tflm_vs_tflite": agreement,
         "output_quantization": {"scale": scale, "zero_point": zp},
     }
     atomic_write_text(run_dir / layout.CHECK, json.dumps(report, indent=2) + "\n")
@@ -183,4 +201,4 @@ def format_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["check_run", "tflite_predict", "tflm_predict", "tflm_interpreter", "format_table"]
+__all__ = ["check_run", "compare_interpreters", "output_quantization", "tflite_predict", "tflm_predict", "tflm_interpreter", "format_table"]

@@ -310,34 +310,32 @@ def _budget_choice(candidates: list[tuple[bytes, dict]], budget: int) -> tuple[b
     return fitting[0][3], fitting[0][4]
 
 
-def convert_run(run_dir, *, max_calibration: int = 200, float32: bool = True, options: GraphOptions | None = None,
-                arena_budget: int | None = None) -> dict[str, Any]:
-    """Write RUN_DIR/model_int8.tflite (validated for TFLM) and RUN_DIR/model_float32.tflite.
+def convert_qat(qat, config: EmbBertConfig, token_ids, segment_ids, *, options: GraphOptions | None = None,
+                arena_budget: int | None = None) -> tuple[bytes, dict]:
+    """The deployed full-int8 FlatBuffer of a QAT classifier: (bytes, info). What `embbert convert` and
+    `embbert.convert` both run.
 
-    Without a budget, both forms of the causal convolution are converted and the one with the
+    `token_ids`/`segment_ids` (int32 [N, L]) are the representative examples (one per calibration
+    step). Without a budget, both forms of the causal convolution are converted and the one with the
     smaller recommended arena is kept. `arena_budget` (bytes): the same candidates, and from L=128
     also with the attention in QUERY_BLOCKS query blocks, up to L=128 also with the position
-    constant (neither bit-identical: used only when no exact graph fits), are measured; the exact one with the fewest MACs whose recommended arena (minimum +
-    margin) fits is kept, or one line names the smallest reachable arena; nothing is written then."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise EmbBertError(f"{run_dir}: not a directory (expected a run directory from `embbert train`)")
-    config = EmbBertConfig.load(run_dir)
-    from embbert.keras_model.model import build_deploy_model, load_model
-
-    if not (run_dir / layout.QAT_WEIGHTS).is_file():
-        raise EmbBertError(f"{run_dir}: no QAT model ({layout.QAT_WEIGHTS}); run `embbert train` first")
-    if max_calibration < 1:
-        raise EmbBertError(f"max calibration examples must be >= 1, got {max_calibration}")
+    constant (neither bit-identical: used only when no exact graph fits), are measured; the exact one
+    with the fewest MACs whose recommended arena (minimum + margin) fits is kept, or EmbBertError names
+    the smallest reachable arena. `info` holds the tensor names, the memory plan and the options."""
     if arena_budget is not None and arena_budget < 1:
         raise EmbBertError(f"arena budget must be a positive number of bytes, got {arena_budget}")
-    tok, seg, _, _ = encoded_split(run_dir, config, "train", max_calibration)
+    tok = np.asarray(token_ids, dtype=np.int32)
+    seg = np.asarray(segment_ids, dtype=np.int32)
+    if tok.ndim != 2 or tok.shape != seg.shape or tok.shape[0] < 1:
+        raise EmbBertError(f"representative data: token_ids {tok.shape} and segment_ids {seg.shape} must both be "
+                           "[N, L] with N >= 1")
+    if tok.shape[1] != config.max_length:
+        raise EmbBertError(f"representative data has length {tok.shape[1]}, the model {config.max_length}")
 
     def representative():
         for i in range(tok.shape[0]):
             yield {"token_ids": tok[i:i + 1], "segment_ids": seg[i:i + 1]}
 
-    qat = load_model(run_dir, qat=True, config=config)
     options = options or DEFAULT_OPTIONS
     # The two forms of the causal convolution trade CMSIS-NN scratch for a padded buffer: which one
     # needs less arena depends on where the peak is, so both are converted and measured.
@@ -352,19 +350,46 @@ def convert_run(run_dir, *, max_calibration: int = 200, float32: bool = True, op
             # L x d - (L + d) x r more bytes of flash
             tries += [replace(o, constant_positions=True) for o in list(tries)]
     if arena_budget is None:
-        int8, info = _smallest_arena([build_int8(qat, config, representative, o) for o in tries])
-    else:
-        int8, info = _budget_choice([build_int8(qat, config, representative, o) for o in tries], arena_budget)
+        return _smallest_arena([build_int8(qat, config, representative, o) for o in tries])
+    return _budget_choice([build_int8(qat, config, representative, o) for o in tries], arena_budget)
+
+
+def convert_float(model, config: EmbBertConfig, options: GraphOptions) -> bytes:
+    """The float32 FlatBuffer of a float classifier's deployed graph with the same options (for comparison)."""
+    from embbert.keras_model.model import build_deploy_model
+
+    return convert_keras(build_deploy_model(model, config, transposed_keys=options.transposed_keys,
+                                            first_token_only=options.first_token_only,
+                                            causal_valid=options.causal_valid, query_blocks=options.query_blocks,
+                                            constant_positions=options.constant_positions))
+
+
+def convert_run(run_dir, *, max_calibration: int = 200, float32: bool = True, options: GraphOptions | None = None,
+                arena_budget: int | None = None) -> dict[str, Any]:
+    """Write RUN_DIR/model_int8.tflite (validated for TFLM) and RUN_DIR/model_float32.tflite.
+
+    The QAT model of the run, calibrated on at most `max_calibration` examples of the task's train
+    split (a seeded sample), goes through `convert_qat` (the graph candidates and the budget rule)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise EmbBertError(f"{run_dir}: not a directory (expected a run directory from `embbert train`)")
+    config = EmbBertConfig.load(run_dir)
+    from embbert.keras_model.model import load_model
+
+    if not (run_dir / layout.QAT_WEIGHTS).is_file():
+        raise EmbBertError(f"{run_dir}: no QAT model ({layout.QAT_WEIGHTS}); run `embbert train` first")
+    if max_calibration < 1:
+        raise EmbBertError(f"max calibration examples must be >= 1, got {max_calibration}")
+    if arena_budget is not None and arena_budget < 1:
+        raise EmbBertError(f"arena budget must be a positive number of bytes, got {arena_budget}")
+    tok, seg, _, _ = encoded_split(run_dir, config, "train", max_calibration)
+    qat = load_model(run_dir, qat=True, config=config)
+    int8, info = convert_qat(qat, config, tok, seg, options=options, arena_budget=arena_budget)
     options = GraphOptions(**info["options"])
     ops = read_graph(int8).op_names
     float_bytes = None
     if float32:
-        flt = load_model(run_dir, qat=False, config=config)
-        float_bytes = convert_keras(build_deploy_model(flt, config, transposed_keys=options.transposed_keys,
-                                                       first_token_only=options.first_token_only,
-                                                       causal_valid=options.causal_valid,
-                                                       query_blocks=options.query_blocks,
-                                                       constant_positions=options.constant_positions))
+        float_bytes = convert_float(load_model(run_dir, qat=False, config=config), config, options)
     atomic_write_bytes(run_dir / layout.INT8_MODEL, int8)
     atomic_write_bytes(run_dir / layout.INT8_SHA256, f"{hashlib.sha256(int8).hexdigest()}  {layout.INT8_MODEL}\n".encode())
     atomic_write_text(run_dir / layout.TENSOR_NAMES, json.dumps(info, indent=1) + "\n")
@@ -492,5 +517,5 @@ def load_tflite(path) -> bytes:
 
 
 __all__ = ["TFLM_INT8_OPS", "GraphOptions", "DEFAULT_OPTIONS",
-           "PREVIOUS_GRAPH", "build_int8", "finalize_model", "tensor_names", "convert_run", "validate_for_tflm", "load_tflite",
+           "PREVIOUS_GRAPH", "build_int8", "convert_qat", "convert_float", "finalize_model", "tensor_names", "convert_run", "validate_for_tflm", "load_tflite",
            "convert_keras", "layer_of", "captured_stderr"]

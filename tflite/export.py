@@ -212,7 +212,21 @@ inline TfLiteStatus EmbBertRegisterOps(EmbBertOpResolver& resolver) {{
 # --------------------------------------------------------------------------
 # Inputs: checked before anything is written
 # --------------------------------------------------------------------------
-MICRO_APP = REPO_ROOT / "micro_app"
+
+
+def _micro_app_root() -> Path:
+    """micro_app/: the data package `embbert.micro_app` (a wheel, or the checkout through an editable install),
+    else the checkout's folder (the package run from a source tree without installing)."""
+    try:
+        from importlib.resources import files
+
+        root = Path(str(files("embbert.micro_app")))
+    except (ImportError, TypeError):
+        return REPO_ROOT / "micro_app"
+    return root if root.is_dir() else REPO_ROOT / "micro_app"
+
+
+MICRO_APP = _micro_app_root()
 TARGETS = ("sources", "arduino", "platformio", "esp-idf", "cmake")
 MANIFEST = "embbert_export.json"
 LIBRARY_NAME = "EmbBERT"
@@ -310,7 +324,8 @@ def generated_sources(run_dir: str | os.PathLike, arena_bytes: int | None = None
 def _hand_written(rel: str) -> str:
     path = MICRO_APP / rel
     if not path.is_file():
-        raise EmbBertError(f"{path}: missing from the checkout (micro_app/ is needed for the packages)")
+        raise EmbBertError(f"{path}: missing (micro_app/ ships with the package as embbert.micro_app; "
+                           "reinstall embbert-micro)")
     return path.read_text(encoding="utf-8")
 
 

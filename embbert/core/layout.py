@@ -23,7 +23,9 @@ a run file's name.
 
 A pretraining directory (`embbert pretrain --out`, and a shipped preset) has `config.json`,
 `tokenizer/`, `backbone.weights.h5`, `pretrainer.weights.h5`, `history.csv`, `history.png`,
-`pretrain.json`, `cache/` and `.pretrain/`.
+`pretrain.json`, `cache/` and `.pretrain/`. A preset written by `save_to_preset` (Python API) has
+`config.json`, `metadata.json`, `tokenizer/`, `backbone.weights.h5`, a model card `README.md` and,
+for a classifier, `float.weights.h5` or `qat.weights.h5` (so it is also a run directory).
 """
 from __future__ import annotations
 
@@ -72,5 +74,6 @@ PRETRAIN_CACHE_DIR = "cache"
 PRETRAIN_STATE_DIR = ".pretrain"
 PRETRAIN_SETTINGS = "settings.json"  # inside PRETRAIN_STATE_DIR
 MODEL_CARD = "README.md"
+PRESET_METADATA = "metadata.json"  # versions, kind, parameter count (save_to_preset, embbert.api)
 #: What a shipped preset holds (keras_model/pretrained/<name>/).
 PRESET_FILES = (CONFIG, BACKBONE_WEIGHTS, TOKENIZER_DIR, MODEL_CARD)
