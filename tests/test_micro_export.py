@@ -32,7 +32,7 @@ def exported(tmp_path_factory):
 
 def test_writes_all_files_with_generated_header(exported):
     names = sorted(p.name for p in exported["paths"])
-    assert names == sorted(["model_data.h", "model_data.cc", "model_settings.h", "op_resolver.h",
+    assert names == sorted(["model_data.h", "model_data.cc", "model_settings.h", "embbert_ops.h", "embbert_ops.c",
                             "embbert_tokenizer_tables.h", "embbert_tokenizer_tables.c", "embbert_export.json"])
     for p in exported["paths"]:
         if p.suffix != ".json":
@@ -92,8 +92,10 @@ def test_model_settings_agree_with_flatbuffer(exported, tmp_path):
         h.cc(compiler, [src], tmp_path / f"use_{ext}", [exported["out"]], [std, "-Wall", "-Wextra", "-Werror"])
 
 
-def test_op_resolver_lists_exactly_the_flatbuffer_ops(exported):
+def test_ops_source_registers_exactly_the_flatbuffer_ops(exported, tmp_path):
     from ai_edge_litert import schema_py_generated as schema
+
+    from embbert.tflite.export import supported_ops
 
     data = (exported["run"] / "model_int8.tflite").read_bytes()
     model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
@@ -102,17 +104,31 @@ def test_op_resolver_lists_exactly_the_flatbuffer_ops(exported):
     for op in model.subgraphs[0].operators:
         oc = model.operatorCodes[op.opcodeIndex]
         used.add(names[max(oc.builtinCode, oc.deprecatedBuiltinCode)])
-    text = (exported["out"] / "op_resolver.h").read_text()
-    listed = re.findall(r"resolver\.Add(\w+)\(\) != kTfLiteOk\) return kTfLiteError;  // (\w+)", text)
+    text = (exported["out"] / "embbert_ops.c").read_text()
+    listed = re.findall(r"if \((embbert_tflm_add_\w+)\(\) != 0\) return -1; /\* (\w+) \*/", text)
     assert sorted(op for _, op in listed) == sorted(used)
+    assert all(fn == "embbert_tflm_add_" + op.lower() for fn, op in listed)
     assert len(listed) == len(set(listed))
-    n = int(re.search(r"kEmbBertNumOps = (\d+);", text).group(1))
+    n = int(re.search(r"kEmbBertNumOps = (\d+) ", (exported["out"] / "embbert_ops.h").read_text()).group(1))
     assert n == len(used)
-    assert "MicroMutableOpResolver<kEmbBertNumOps>" in text
-    from embbert.tflite.export import resolver_method
-    assert resolver_method("BATCH_MATMUL") == "AddBatchMatMul"
-    assert resolver_method("DEPTHWISE_CONV_2D") == "AddDepthwiseConv2D"
-    assert resolver_method("FULLY_CONNECTED") == "AddFullyConnected"
+    # the supported set is what embbert_tflm.h declares, and embbert_tflm.cc defines each of them
+    known = supported_ops()
+    assert {"FULLY_CONNECTED", "BATCH_MATMUL", "DEPTHWISE_CONV_2D", "PAD", "TRANSPOSE"} <= set(known)
+    shim = (h.SRC / "embbert_tflm.cc").read_text()
+    defined = set(re.findall(r"^EMBBERT_TFLM_OP\((\w+), Add\w+\)$", shim, re.M))
+    assert defined == {fn.removeprefix("embbert_tflm_add_") for fn in known.values()}
+    # the generated C compiles against the header alone, as C99 and as C++
+    if h.have("gcc"):
+        h.cc("gcc", [exported["out"] / "embbert_ops.c"], tmp_path / "ops.o", [exported["out"], h.SRC],
+             ["-std=c99", "-Wall", "-Wextra", "-Werror", "-c"])
+
+
+def test_unsupported_operator_is_a_clear_error():
+    from embbert.tflite.export import ModelInfo, ops_sources
+
+    info = ModelInfo(ops=["FULLY_CONNECTED", "NON_MAX_SUPPRESSION_V5"], inputs={}, output={})
+    with pytest.raises(EmbBertError, match="NON_MAX_SUPPRESSION_V5, which micro_app/src/embbert_tflm.h does not"):
+        ops_sources(info, "x")
 
 
 def test_inputs_found_by_name_not_order(tmp_path):
@@ -149,8 +165,8 @@ def test_cli_export(exported, tmp_path, capsys):
     register_export(sub)
     args = parser.parse_args(["export", str(exported["run"]), "--out", str(tmp_path / "gen")])
     assert args.func(args) == 0
-    assert (tmp_path / "gen" / "op_resolver.h").is_file()
-    assert "wrote 7 files (sources)" in capsys.readouterr().out
+    assert (tmp_path / "gen" / "embbert_ops.c").is_file()
+    assert "wrote 8 files (sources)" in capsys.readouterr().out
 
 
 def test_arena_size_follows_the_pointer_width(exported, tmp_path):

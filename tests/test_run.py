@@ -21,7 +21,7 @@ def test_run_end_to_end(tmp_path, capsys):
                  "model_int8.tflite", "model_float32.tflite", "check.json", "arena_report.json",
                  "arena_report.md", "arena_report.png", "summary.txt", "run.json"):
         assert (out / name).is_file(), name
-    for name in ("model_data.cc", "model_data.h", "model_settings.h", "op_resolver.h"):
+    for name in ("model_data.cc", "model_data.h", "model_settings.h", "embbert_ops.c"):
         assert (export / name).is_file(), name
     assert (export / "model_data.cc").read_text().count("0x") > (out / "model_int8.tflite").stat().st_size * 0.99
     # The summary reports the four metrics, the footprint and the board fit, with real numbers.

@@ -5,12 +5,13 @@ recorded, arena_report.json, the tokenizer files) `generated_sources` makes:
 
 - model_data.h / model_data.cc   the int8 FlatBuffer as an aligned C array
 - model_settings.h                L, V, labels, quantisation, arena size, special ids
-- op_resolver.h                   MicroMutableOpResolver<N> with exactly the model's ops
+- embbert_ops.h / embbert_ops.c   registers exactly the model's operators through the
+                                  C interface of micro_app/src/embbert_tflm.h
 - embbert_tokenizer_tables.h/.c   byte ids, BPE merges, normalisation and
                                   character-class tables for micro_app/src/embbert_tokenizer.c
 
 and `package_files` wraps them, with the hand-written micro_app/ sources, into one
-target: `sources` (those six files), `arduino` (library), `platformio` (library +
+target: `sources` (those seven files), `arduino` (library), `platformio` (library +
 example project), `esp-idf` (project + component), `cmake` (host project against a
 TFLM tree). `write_package` writes a whole package atomically (temporary sibling
 folder, fsync, one rename), with the user's umask. Every generated file says so in
@@ -22,6 +23,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,26 +71,10 @@ def read_model_info(data: bytes) -> ModelInfo:
     return ModelInfo(ops=graph.op_names, inputs=by_role, output=tensor(graph.outputs[0]))
 
 
-_METHOD_OVERRIDES = {
-    "BATCH_MATMUL": "BatchMatMul",
-    "PADV2": "PadV2",
-    "CUMSUM": "CumSum",
-    "RELU_N1_TO_1": "ReluN1To1",
-}
-
-
-def resolver_method(op: str) -> str:
-    """`MicroMutableOpResolver` method for a builtin op name (CONV_2D -> AddConv2D)."""
-    if op in _METHOD_OVERRIDES:
-        return "Add" + _METHOD_OVERRIDES[op]
-    parts = op.split("_")
-    out = ""
-    for part in parts:
-        if part.endswith("D") and part[:-1].isdigit():  # 2D, 3D
-            out += part
-        else:
-            out += part[:1].upper() + part[1:].lower()
-    return "Add" + out
+def supported_ops() -> dict[str, str]:
+    """Builtin operator name -> registration function, as declared in micro_app/src/embbert_tflm.h (its owner)."""
+    header = _hand_written("src/embbert_tflm.h")
+    return {fn.upper(): f"embbert_tflm_add_{fn}" for fn in re.findall(r"^int embbert_tflm_add_(\w+)\(void\);", header, re.M)}
 
 
 # --------------------------------------------------------------------------
@@ -99,9 +85,17 @@ def model_data_sources(data: bytes, source: str) -> tuple[str, str]:
     h = hdr + """#ifndef EMBBERT_MODEL_DATA_H_
 #define EMBBERT_MODEL_DATA_H_
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 // The int8 TFLite FlatBuffer, byte for byte (flash, 16-byte aligned).
 extern const unsigned char g_embbert_model_data[];
 extern const int g_embbert_model_data_len;
+
+#ifdef __cplusplus
+}  // extern "C"
+#endif
 
 #endif  // EMBBERT_MODEL_DATA_H_
 """
@@ -188,25 +182,44 @@ static const char* const kEmbBertLabelNames[kEmbBertNumLabels] = {{
 """
 
 
-def op_resolver_source(info: ModelInfo, source: str) -> str:
-    calls = "\n".join(
-        f"  if (resolver.{resolver_method(op)}() != kTfLiteOk) return kTfLiteError;  // {op}" for op in info.ops)
-    return GENERATED_HEADER.format(source=source) + f"""#ifndef EMBBERT_OP_RESOLVER_H_
-#define EMBBERT_OP_RESOLVER_H_
+def ops_sources(info: ModelInfo, source: str) -> tuple[str, str]:
+    """embbert_ops.h/.c: `embbert_register_ops()` registers exactly the model's operators."""
+    known = supported_ops()
+    missing = [op for op in info.ops if op not in known]
+    if missing:
+        raise EmbBertError(f"the model uses {', '.join(missing)}, which micro_app/src/embbert_tflm.h does not register; "
+                           f"supported: {', '.join(sorted(known))}")
+    hdr = GENERATED_HEADER.format(source=source)
+    h = hdr + f"""#ifndef EMBBERT_OPS_H_
+#define EMBBERT_OPS_H_
 
-#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
+#ifdef __cplusplus
+extern "C" {{
+#endif
 
-// Exactly the {len(info.ops)} builtin operators the FlatBuffer uses.
-constexpr int kEmbBertNumOps = {len(info.ops)};
-using EmbBertOpResolver = tflite::MicroMutableOpResolver<kEmbBertNumOps>;
+/* The {len(info.ops)} builtin operators the FlatBuffer uses. */
+enum {{ kEmbBertNumOps = {len(info.ops)} }};
 
-inline TfLiteStatus EmbBertRegisterOps(EmbBertOpResolver& resolver) {{
-{calls}
-  return kTfLiteOk;
-}}
+/* Registers them with the TFLM interpreter of embbert_tflm.h; 0 on success. */
+int embbert_register_ops(void);
 
-#endif  // EMBBERT_OP_RESOLVER_H_
+#ifdef __cplusplus
+}}  /* extern "C" */
+#endif
+
+#endif /* EMBBERT_OPS_H_ */
 """
+    calls = "\n".join(f"  if ({known[op]}() != 0) return -1; /* {op} */" for op in info.ops)
+    c = hdr + f"""#include "embbert_ops.h"
+
+#include "embbert_tflm.h"
+
+int embbert_register_ops(void) {{
+{calls}
+  return 0;
+}}
+"""
+    return h, c
 
 
 # --------------------------------------------------------------------------
@@ -233,7 +246,10 @@ LIBRARY_NAME = "EmbBERT"
 ESP_TFLITE_MICRO = "~1.4.0"  # espressif/esp-tflite-micro 1.4.x: needs ESP-IDF >= 5.1, has BATCH_MATMUL
 #: hand-written sources every package carries (micro_app/src), besides the generated ones
 CORE_SOURCES = ("embbert_tokenizer.h", "embbert_tokenizer.c", "embbert_postprocess.h", "embbert_postprocess.c",
-                "embbert_classifier.h", "embbert_classifier.cc")
+                "embbert_classifier.h", "embbert_classifier.c")
+#: the C interface over TFLM's C++ API: compiled with TFLM (C++17). In the Arduino package it is not there: the
+#: precompiled TFLM library made by micro_app/tools/tflm_arduino_library.py carries it.
+TFLM_SHIM = ("embbert_tflm.h", "embbert_tflm.cc")
 
 
 def _recorded_sha256(run_dir: Path) -> str:
@@ -280,7 +296,7 @@ def host_arena_bytes(arena: dict[str, Any], chosen: int) -> int:
 
 
 def generated_sources(run_dir: str | os.PathLike, arena_bytes: int | None = None) -> tuple[dict[str, str], dict]:
-    """The six generated files of RUN_DIR (name -> text) and facts for the manifest. Writes nothing."""
+    """The seven generated files of RUN_DIR (name -> text) and facts for the manifest. Writes nothing."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise EmbBertError(f"{run_dir}: not a directory (expected a run directory)")
@@ -308,7 +324,7 @@ def generated_sources(run_dir: str | os.PathLike, arena_bytes: int | None = None
     files: dict[str, str] = {}
     files["model_data.h"], files["model_data.cc"] = model_data_sources(data, source)
     files["model_settings.h"] = model_settings_source(config, info, arena, tables.vocab_size, source, chosen)
-    files["op_resolver.h"] = op_resolver_source(info, source)
+    files["embbert_ops.h"], files["embbert_ops.c"] = ops_sources(info, source)
     files["embbert_tokenizer_tables.h"], files["embbert_tokenizer_tables.c"] = tokenizer_sources(
         tables, f"{tok_dir.name}/ ({VOCAB_FILE}, {MERGES_FILE})")
     facts = {"run": run_dir.name, "task": config.task, "preset": config.preset, "max_length": config.max_length,
@@ -334,10 +350,10 @@ def _hash_comment(prefix: str, source: str) -> str:
             f"{prefix} Do not edit by hand: re-run `embbert export` instead.\n")
 
 
-def _core(generated: dict[str, str], cpp_ext: str = ".cc") -> dict[str, str]:
-    """micro_app/src + the generated files, C++ files renamed to `cpp_ext`."""
+def _core(generated: dict[str, str], cpp_ext: str = ".cc", shim: bool = True) -> dict[str, str]:
+    """micro_app/src + the generated files, C++ files renamed to `cpp_ext`; the TFLM shim unless `shim` is False."""
     out = {}
-    for name in CORE_SOURCES:
+    for name in CORE_SOURCES + (TFLM_SHIM if shim else ()):
         out[name] = _hand_written(f"src/{name}")
     out.update(generated)
     return {(n[:-3] + cpp_ext if n.endswith(".cc") else n): t for n, t in out.items()}
@@ -358,6 +374,12 @@ def _describe(facts: dict) -> str:
             f"{len(facts['labels']) or 'regression'} labels")
 
 
+#: the Arduino library made by micro_app/tools/tflm_arduino_library.py: TFLM + the C shim, precompiled
+TFLM_LIBRARY = "EmbBERT_TFLM"
+#: the Arduino platforms the precompiled TFLM library is built for (the Nano 33 BLE's mbed core)
+ARDUINO_ARCHITECTURES = "mbed_nano,mbed"
+
+
 def _arduino_package(generated: dict[str, str], facts: dict, source: str) -> dict[str, str]:
     props = _hash_comment("#", source) + "\n".join([
         f"name={LIBRARY_NAME}",
@@ -366,22 +388,24 @@ def _arduino_package(generated: dict[str, str], facts: dict, source: str) -> dic
         "maintainer=EmbBERT-Micro",
         f"sentence=EmbBERT text classifier on TensorFlow Lite Micro ({_describe(facts)}).",
         (f"paragraph=On-device tokenizer and full-int8 model ({facts['model_bytes']} bytes of flash, tensor arena "
-         f"{facts['tensor_arena_bytes']} bytes of RAM), exported by embbert export. Needs a TensorFlow Lite Micro "
-         "library with BATCH_MATMUL built with create_tflm_tree.py (see docs/arduino.md)."),
+         f"{facts['tensor_arena_bytes']} bytes of RAM), exported by embbert export. Needs the precompiled "
+         f"{TFLM_LIBRARY} library made by micro_app/tools/tflm_arduino_library.py (see docs/arduino.md)."),
         "category=Data Processing",
         "url=https://arxiv.org/abs/2502.10001",
-        "architectures=*",
+        f"architectures={ARDUINO_ARCHITECTURES}",
+        f"depends={TFLM_LIBRARY}",
         f"includes={LIBRARY_NAME}.h",
     ]) + "\n"
     files = {"library.properties": props, f"src/{LIBRARY_NAME}.h": _hand_written("arduino/EmbBERT.h")}
-    files.update({f"src/{n}": t for n, t in _core(generated, ".cpp").items()})
+    files.update({f"src/{n}": t for n, t in _core(generated, ".cpp", shim=False).items()})
     files["examples/EmbBertClassifier/EmbBertClassifier.ino"] = _hand_written(
         "arduino/EmbBertClassifier/EmbBertClassifier.ino")
     files["README.md"] = _readme("Arduino library", facts, source, [
-        "Install: this folder as ~/Arduino/libraries/EmbBERT, and a TensorFlow Lite Micro library with BATCH_MATMUL "
-        "made with create_tflm_tree.py and micro_app/tools/tflm_arduino_library.py (docs/arduino.md) as "
-        "~/Arduino/libraries/tflm_cortexm4.",
-        "Build and flash the example (Nano 33 BLE):",
+        f"Install: this folder as ~/Arduino/libraries/{LIBRARY_NAME}, and the precompiled TensorFlow Lite Micro "
+        f"library {TFLM_LIBRARY} (TFLM with BATCH_MATMUL and CMSIS-NN for the Cortex-M4F, built with C++17 "
+        f"by micro_app/tools/tflm_arduino_library.py, docs/arduino.md) as ~/Arduino/libraries/{TFLM_LIBRARY}.",
+        "The sketch and this library are plain C / C++14: they build with the core's own flags.",
+        "Build and flash the example (Nano 33 BLE, Arduino IDE 2 or arduino-cli):",
         "    arduino-cli compile --fqbn arduino:mbed_nano:nano33ble examples/EmbBertClassifier",
         "    arduino-cli upload -p /dev/ttyACM0 --fqbn arduino:mbed_nano:nano33ble examples/EmbBertClassifier",
         "Type a line in the serial monitor (115200 baud): label, score, latency and arena_used_bytes() come back.",
@@ -399,17 +423,17 @@ def _platformio_package(generated: dict[str, str], facts: dict, source: str) -> 
         "keywords": ["tflite-micro", "tensorflow-lite-micro", "nlp", "text-classification", "embbert"],
         "license": "Apache-2.0",
         "frameworks": ["arduino"],
-        "platforms": ["nordicnrf52", "espressif32"],
+        "platforms": ["nordicnrf52"],
         "headers": f"{LIBRARY_NAME}.h",
         "build": {"srcDir": "src", "includeDir": "src"},
         "examples": [{"name": "EmbBertClassifier", "base": "examples/EmbBertClassifier",
                       "files": ["platformio.ini", "src/main.cpp"]}],
     }
     ini = _hash_comment(";", source) + f"""; Example project for the {LIBRARY_NAME} library (this package, two folders up).
-; TFLM comes from an Arduino library you make with create_tflm_tree.py (docs/arduino.md):
-;   TFLM_ARDUINO_M4     its folder for the Nano 33 BLE (cortex-m4+fp, CMSIS-NN)
-;   TFLM_ARDUINO_ESP32  its folder for the ESP32 (reference kernels)
-; then: pio run -e nano33ble -t upload && pio device monitor -b 115200
+; TFLM comes from the precompiled Arduino library {TFLM_LIBRARY} made by
+; micro_app/tools/tflm_arduino_library.py (docs/arduino.md); TFLM_ARDUINO_M4 is its folder.
+; then: TFLM_ARDUINO_M4=/path/to/{TFLM_LIBRARY} pio run -e nano33ble -t upload && pio device monitor -b 115200
+; (ESP32: use `embbert export --target esp-idf`, which builds TFLM with ESP-IDF's own C++ standard.)
 
 [platformio]
 default_envs = nano33ble
@@ -417,8 +441,6 @@ default_envs = nano33ble
 [env]
 framework = arduino
 monitor_speed = 115200
-; release build: CMSIS-NN's FULLY_CONNECTED halts on a debug check in TFLM's debug build
-build_flags = -DNDEBUG
 lib_deps =
     {LIBRARY_NAME}=symlink://../..
 
@@ -427,27 +449,20 @@ platform = nordicnrf52
 board = nano33ble
 lib_deps =
     ${{env.lib_deps}}
-    tflm=symlink://${{sysenv.TFLM_ARDUINO_M4}}
-
-[env:esp32dev]
-platform = espressif32
-board = esp32dev
-lib_deps =
-    ${{env.lib_deps}}
-    tflm=symlink://${{sysenv.TFLM_ARDUINO_ESP32}}
+    {TFLM_LIBRARY}=symlink://${{sysenv.TFLM_ARDUINO_M4}}
 """
     files = {"library.json": json.dumps(library, indent=2) + "\n",
              f"src/{LIBRARY_NAME}.h": _hand_written("arduino/EmbBERT.h")}
-    files.update({f"src/{n}": t for n, t in _core(generated, ".cpp").items()})
+    files.update({f"src/{n}": t for n, t in _core(generated, ".cpp", shim=False).items()})
     files["examples/EmbBertClassifier/platformio.ini"] = ini
     files["examples/EmbBertClassifier/src/main.cpp"] = _hand_written(
         "arduino/EmbBertClassifier/EmbBertClassifier.ino")
     files["README.md"] = _readme("PlatformIO library", facts, source, [
-        "Build the example for the Nano 33 BLE or the ESP32 (TFLM Arduino libraries: docs/arduino.md):",
+        f"Build the example for the Nano 33 BLE (the precompiled TFLM library {TFLM_LIBRARY}: docs/arduino.md):",
         "    cd examples/EmbBertClassifier",
-        "    TFLM_ARDUINO_M4=/path/to/tflm_cortexm4 pio run -e nano33ble -t upload",
-        "    TFLM_ARDUINO_ESP32=/path/to/tflm_reference pio run -e esp32dev -t upload",
+        f"    TFLM_ARDUINO_M4=/path/to/{TFLM_LIBRARY} pio run -e nano33ble -t upload",
         "    pio device monitor -b 115200",
+        "For an ESP32 use `embbert export --target esp-idf` (ESP-IDF builds TFLM with its own C++ standard).",
     ])
     return files
 
@@ -499,7 +514,8 @@ CONFIG_ESP_MAIN_TASK_STACK_SIZE=8192
 
 def _cmake_package(generated: dict[str, str], facts: dict, source: str) -> dict[str, str]:
     core = _core(generated, ".cc")
-    no_tflm = sorted(n for n in core if n.endswith((".c", ".cc")) and n != "embbert_classifier.cc")
+    with_tflm = ("embbert_classifier.c", "embbert_ops.c", "embbert_tflm.cc")
+    no_tflm = sorted(n for n in core if n.endswith((".c", ".cc")) and n not in with_tflm)
     core_srcs = "\n".join(f"  src/{n}" for n in no_tflm)
     cmake = _hash_comment("#", source) + f"""# Host build of the EmbBERT TFLM application against a TFLM tree made by
 # tflite-micro's create_tflm_tree.py (see docs/micro_app.md):
@@ -509,7 +525,7 @@ def _cmake_package(generated: dict[str, str], facts: dict, source: str) -> dict[
 # built: tokenizer, tables, model array, post-processing and two host checks.
 cmake_minimum_required(VERSION 3.16)
 project(embbert_classifier C CXX)
-set(CMAKE_C_STANDARD 99)
+set(CMAKE_C_STANDARD 11)
 set(CMAKE_C_STANDARD_REQUIRED ON)
 set(CMAKE_CXX_STANDARD 17)
 set(CMAKE_CXX_STANDARD_REQUIRED ON)
@@ -551,7 +567,7 @@ if(EMBBERT_WITH_TFLM)
   # TFLM's Makefile builds with these; the application must see the same TfLiteTensor layout.
   target_compile_definitions(tflm PUBLIC TF_LITE_STATIC_MEMORY TF_LITE_DISABLE_X86_NEON)
 
-  add_library(embbert STATIC src/embbert_classifier.cc)
+  add_library(embbert STATIC src/embbert_classifier.c src/embbert_ops.c src/embbert_tflm.cc)
   target_link_libraries(embbert PUBLIC embbert_core tflm)
   add_executable(embbert_classify examples/embbert_classify.cc)
   target_link_libraries(embbert_classify PRIVATE embbert)
@@ -727,7 +743,7 @@ def default_out_dir(run_dir: Path, target: str = "sources") -> Path:
 def export_micro_app(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
                      target: str = "sources", arena_bytes: int | None = None) -> list[Path]:
     """Write the package of `target` for RUN_DIR into `out_dir` (default RUN_DIR/micro_app/<target>);
-    returns the written paths. `sources` is the six generated files alone."""
+    returns the written paths. `sources` is the seven generated files alone."""
     if target not in TARGETS:
         raise EmbBertError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
     out = Path(out_dir) if out_dir is not None else default_out_dir(Path(run_dir), target)
@@ -764,9 +780,9 @@ def register_export(subparsers) -> None:
     p = subparsers.add_parser(
         "export", help="write a TFLM package (Arduino, PlatformIO, ESP-IDF, CMake) or the generated C sources",
         description="From a converted run directory write, into one folder (atomically, replacing an earlier "
-                    "export there): `sources` the generated model_data.h/.cc, model_settings.h, op_resolver.h "
+                    "export there): `sources` the generated model_data.h/.cc, model_settings.h, embbert_ops.h/.c "
                     "and tokenizer tables; `arduino` an Arduino library with an example sketch; `platformio` a "
-                    "PlatformIO library with an example for nano33ble and esp32dev; `esp-idf` an ESP-IDF "
+                    "PlatformIO library with an example for nano33ble; `esp-idf` an ESP-IDF "
                     "project with an `embbert` component requiring espressif/esp-tflite-micro; `cmake` a CMake "
                     "project for host builds against a TFLM tree. The model must match the hash recorded by "
                     "`embbert convert`.")

@@ -1,6 +1,6 @@
 // EmbBERT text classifier for Arduino: the library's main header.
-// Needs a TensorFlow Lite Micro Arduino library with BATCH_MATMUL
-// (docs/arduino.md says how to make one from tflite-micro).
+// Plain C / C++14: TFLM is reached through the C interface embbert_tflm.h of
+// the precompiled EmbBERT_TFLM library (docs/arduino.md says how to make it).
 #ifndef EMBBERT_ARDUINO_H_
 #define EMBBERT_ARDUINO_H_
 

@@ -3,8 +3,16 @@
 #ifndef EMBBERT_MODEL_DATA_H_
 #define EMBBERT_MODEL_DATA_H_
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 // The int8 TFLite FlatBuffer, byte for byte (flash, 16-byte aligned).
 extern const unsigned char g_embbert_model_data[];
 extern const int g_embbert_model_data_len;
+
+#ifdef __cplusplus
+}  // extern "C"
+#endif
 
 #endif  // EMBBERT_MODEL_DATA_H_

@@ -5,11 +5,9 @@
 
 #include "embbert_classifier.h"
 #include "model_settings.h"
-#include "tensorflow/lite/micro/system_setup.h"
 
 int main() {
-  tflite::InitializeTarget();
-  if (EmbBertInit() != kTfLiteOk) {
+  if (EmbBertInit() != kEmbBertOk) {
     std::fprintf(stderr, "EmbBERT: set-up failed\n");
     return 1;
   }
@@ -20,7 +18,7 @@ int main() {
     size_t len = std::strlen(line);
     while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) --len;
     EmbBertResult result;
-    if (EmbBertClassify(line, len, &result) != kTfLiteOk) {
+    if (EmbBertClassify(line, len, &result) != kEmbBertOk) {
       std::fprintf(stderr, "error: classification failed\n");
       return 1;
     }

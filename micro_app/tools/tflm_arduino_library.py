@@ -1,215 +1,270 @@
 #!/usr/bin/env python3
-"""Turn a TFLM tree written by tflite-micro's create_tflm_tree.py into an Arduino library.
+"""Build TensorFlow Lite Micro into a precompiled Arduino library for the Nano 33 BLE (EmbBERT_TFLM).
 
-    python3 micro_app/tools/tflm_arduino_library.py TREE OUT [--name tflm_cortexm4] [--debug]
+    python3 micro_app/tools/tflm_arduino_library.py TREE OUT [--name EmbBERT_TFLM] [--jobs N]
 
-The Arduino builders put only a library's `src/` folder on the include path and
-take no per-library compiler flags, so a create_tflm_tree.py tree does not
-compile as a library as it is (`flatbuffers/flatbuffers.h: No such file or
-directory`). This copies TREE (without its examples/) to OUT/src/ and:
+TREE is the output of tflite-micro's create_tflm_tree.py for TARGET=cortex_m_generic with
+OPTIMIZED_KERNEL_DIR=cmsis_nn (docs/arduino.md gives the command).
 
-1. rewrites every quoted include that neither the including file's folder nor
-   src/ resolves, but a header of the tree does (third_party/flatbuffers/include,
-   gemmlowp, ruy, kissfft, cmsis_nn, cmsis ...), to that header's path below
-   src/ (`"flatbuffers/base.h"` -> `"third_party/flatbuffers/include/flatbuffers/base.h"`);
-2. renames .cc to .cpp (older Arduino builders compile .cpp only);
-3. writes src/tflm_arduino_config.h with the defines TFLM's Makefile passes on the
-   command line (TF_LITE_STATIC_MEMORY; NDEBUG unless --debug, since CMSIS-NN's
-   FULLY_CONNECTED stops on a debug check in TFLM's debug build; CMSIS_NN when
-   the tree has CMSIS-NN; the CMSIS device header cortex_m_generic's micro_time.cc
-   needs) and includes it first in every file under src/tensorflow and
-   src/signal, so that a sketch or library including a TFLM header sees the same
-   TfLiteTensor layout as the library was compiled with;
-4. writes library.properties.
+Why precompiled: TFLM needs C++17, and the Arduino mbed core compiles sketches, libraries and
+itself as gnu++14 (its variants/*/cxxflags.txt); switching the board to gnu++17 breaks the
+core. So TFLM, CMSIS-NN and EmbBERT's C interface to TFLM (micro_app/src/embbert_tflm.cc)
+are compiled here once, with C++17 and the core's CPU and float ABI (Cortex-M4,
+fpv4-sp-d16, softfp), into one static library; the library exposes only the C header
+embbert_tflm.h at its src/ root, which is also what makes the Arduino builder pick the
+library up when the EmbBERT library includes it. arduino-cli (and the Arduino IDE 2) link
+`src/<build.mcu>/<fpu>-<float-abi>/lib<name>.a` of a library that says `precompiled=true`.
 
-Only the standard library is used; nothing is downloaded. It never writes into
-an existing non-empty OUT.
+Compiled: every TFLM source under tensorflow/ and CMSIS-NN; not compiled: signal/ and
+kissfft (audio front-end, not used by EmbBERT). Flags follow TFLM's Makefile for
+cortex_m_generic in its release_with_logs form (NDEBUG, error messages kept: CMSIS-NN's
+FULLY_CONNECTED halts on a TFLITE_DCHECK in TFLM's debug build): -Os for the framework,
+-O2 for the kernels, -ffunction-sections/-fdata-sections so that the board's
+--gc-sections keeps only the operators the model registers. The CMSIS device header that
+TFLM's cortex_m_generic micro_time.cc needs for the DWT cycle counter is written here
+(the Cortex-M4 core header comes from the tree's CMSIS).
+
+Only the standard library is used; nothing is downloaded. OUT must not exist or be empty;
+it is written whole or not at all.
 """
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import hashlib
+import json
 import os
-import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
-SOURCE_EXT = (".c", ".cc", ".cpp")
-HEADER_EXT = (".h", ".hpp", ".inc")
-CONFIG = "tflm_arduino_config.h"
-INCLUDE = re.compile(r'^(\s*#\s*include\s*)(["<])([^">]+)([">])', re.M)
+HEADER = "embbert_tflm.h"
+SHIM = "embbert_tflm.cc"
+SRC_DIR = Path(__file__).resolve().parents[1] / "src"  # micro_app/src: the C interface's owner
+DEVICE_HEADER = "embbert_tflm_cm4.h"
+
+#: the Nano 33 BLE (nRF52840): build.mcu, and the -mfpu / -mfloat-abi of the mbed core
+MCU, FPU, FLOAT_ABI = "cortex-m4", "fpv4-sp-d16", "softfp"
+ARCHITECTURES = "mbed_nano,mbed"
+
+CPU_FLAGS = [f"-mcpu={MCU}", "-mthumb", f"-mfloat-abi={FLOAT_ABI}", f"-mfpu={FPU}", "-mlittle-endian"]
+COMMON_FLAGS = [
+    "-fno-unwind-tables", "-fno-asynchronous-unwind-tables", "-ffunction-sections", "-fdata-sections",
+    "-fmessage-length=0", "-fomit-frame-pointer", "-fsigned-char",
+    "-DTF_LITE_STATIC_MEMORY", "-DTF_LITE_DISABLE_X86_NEON", "-DTF_LITE_MCU_DEBUG_LOG", "-DCMSIS_NN",
+    "-DCPU_M4=1", "-DARMCM4", f'-DCMSIS_DEVICE_ARM_CORTEX_M_XX_HEADER_FILE="{DEVICE_HEADER}"',
+    "-Wno-type-limits",
+]
+CXX_FLAGS = ["-std=gnu++17", "-fno-rtti", "-fno-exceptions", "-fno-threadsafe-statics"]
+C_FLAGS = ["-std=gnu17"]
+#: the C interface is this project's code: TFLM's own warning set, as errors
+SHIM_WARNINGS = ["-Wall", "-Wextra", "-Wsign-compare", "-Wdouble-promotion", "-Wshadow", "-Wunused-variable",
+                 "-Wunused-function", "-Wswitch", "-Wvla", "-Wmissing-field-initializers", "-Wnon-virtual-dtor",
+                 "-Wstrict-aliasing", "-Wno-unused-parameter", "-Werror"]
+
+# A CMSIS device header for a Cortex-M4 with FPU and MPU (3 NVIC priority bits, as the nRF52840): what
+# core_cm4.h needs to be configured. Written by this tool; the core header itself is CMSIS's, from the tree.
+DEVICE_TEXT = """/* GENERATED by micro_app/tools/tflm_arduino_library.py: CMSIS device settings of a
+ * Cortex-M4 with FPU (nRF52840) for TFLM's cortex_m_generic micro_time.cc (DWT). */
+#ifndef EMBBERT_TFLM_CM4_H_
+#define EMBBERT_TFLM_CM4_H_
+typedef enum IRQn {
+  NonMaskableInt_IRQn = -14,
+  HardFault_IRQn = -13,
+  MemoryManagement_IRQn = -12,
+  BusFault_IRQn = -11,
+  UsageFault_IRQn = -10,
+  SVCall_IRQn = -5,
+  DebugMonitor_IRQn = -4,
+  PendSV_IRQn = -2,
+  SysTick_IRQn = -1
+} IRQn_Type;
+#define __CM4_REV 0x0001U
+#define __MPU_PRESENT 1U
+#define __VTOR_PRESENT 1U
+#define __NVIC_PRIO_BITS 3U
+#define __Vendor_SysTickConfig 0U
+#define __FPU_PRESENT 1U
+#include "core_cm4.h"
+#endif
+"""
 
 
 class ToolError(Exception):
     pass
 
 
-def copy_tree(tree: Path, src: Path) -> list[Path]:
+def _tool(prefix: str, name: str) -> str:
+    path = shutil.which(prefix + name)
+    if path is None:
+        raise ToolError(f"{prefix}{name} not found on PATH (Debian: apt-get install gcc-arm-none-eabi)")
+    return path
+
+
+def sources(tree: Path) -> list[Path]:
+    """TFLM's and CMSIS-NN's sources in TREE (signal/, kissfft and examples left out)."""
     if not (tree / "tensorflow" / "lite" / "micro" / "micro_interpreter.h").is_file():
         raise ToolError(f"{tree}: not a create_tflm_tree.py tree (no tensorflow/lite/micro/micro_interpreter.h)")
-    copied = []
-    for path in sorted(tree.rglob("*")):
-        rel = path.relative_to(tree)
-        if rel.parts[0] == "examples" or not path.is_file():
-            continue
-        if not path.name.endswith(SOURCE_EXT + HEADER_EXT) and rel.parts[0] != "third_party":
-            continue  # the tree's Makefile fragments and the like
-        dest = src / rel
-        if dest.suffix == ".cc":
-            dest = dest.with_suffix(".cpp")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, dest)
-        copied.append(dest)
-    return copied
+    if not (tree / "third_party" / "cmsis_nn").is_dir():
+        raise ToolError(f"{tree}: has no third_party/cmsis_nn; make it with "
+                        "--makefile_options=\"... OPTIMIZED_KERNEL_DIR=cmsis_nn ...\" (docs/arduino.md)")
+    if not (tree / "tensorflow" / "lite" / "micro" / "cortex_m_generic").is_dir():
+        raise ToolError(f"{tree}: not made for TARGET=cortex_m_generic (no tensorflow/lite/micro/cortex_m_generic)")
+    found = []
+    for top in ("tensorflow", "third_party/cmsis_nn"):
+        for path in sorted((tree / top).rglob("*")):
+            if path.is_file() and path.suffix in (".c", ".cc", ".cpp"):
+                found.append(path)
+    return found
 
 
-def header_index(src: Path) -> dict[str, list[str]]:
-    """file name -> paths below src/ of every header with that name."""
-    index: dict[str, list[str]] = {}
-    for path in src.rglob("*"):
-        if path.is_file() and path.name.endswith(HEADER_EXT):
-            index.setdefault(path.name, []).append(path.relative_to(src).as_posix())
-    for paths in index.values():
-        paths.sort(key=lambda p: (len(p), p))
-    return index
+def include_dirs(tree: Path, gen: Path) -> list[str]:
+    core = next((p.parent for p in sorted(tree.rglob("core_cm4.h"))), None)
+    if core is None:
+        raise ToolError(f"{tree}: no CMSIS core_cm4.h (third_party/cmsis) for the DWT cycle counter")
+    dirs = [tree, tree / "third_party" / "flatbuffers" / "include", tree / "third_party" / "gemmlowp",
+            tree / "third_party" / "ruy", tree / "third_party" / "cmsis_nn", tree / "third_party" / "cmsis_nn" / "Include",
+            core, gen, SRC_DIR]
+    return [f"-I{d}" for d in dirs]
 
 
-def resolve(include: str, including: Path, src: Path, index: dict[str, list[str]]) -> str | None:
-    """The path below src/ to write for `include`, or None to leave it as it is."""
-    if (including.parent / include).is_file() or (src / include).is_file():
-        return None
-    name = include.rsplit("/", 1)[-1]
-    suffix = "/" + include.lstrip("./")
-    matches = [p for p in index.get(name, []) if ("/" + p).endswith(suffix)]
-    return matches[0] if matches else None
+def _opt(rel: str) -> str:
+    return "-O2" if rel.startswith(("tensorflow/lite/micro/kernels/", "third_party/")) else "-Os"
 
 
-def rewrite_includes(files: list[Path], src: Path) -> tuple[int, set[str]]:
-    index = header_index(src)
-    rewritten, unresolved = 0, set()
-    for path in files:
-        if not path.name.endswith(SOURCE_EXT + (".cpp",) + HEADER_EXT):
-            continue
-        text = path.read_text(encoding="utf-8", errors="surrogateescape")
-
-        def fix(m: re.Match) -> str:
-            nonlocal rewritten
-            lead, open_, inc, close = m.groups()
-            if open_ == "<" and "/" not in inc:
-                return m.group(0)  # <cstdint>, <Arduino.h>: the toolchain's
-            new = resolve(inc, path, src, index)
-            if new is None:
-                if open_ == '"' and not (path.parent / inc).is_file() and not (src / inc).is_file():
-                    unresolved.add(inc)
-                return m.group(0)
-            rewritten += 1
-            return f'{lead}"{new}"'
-
-        new_text = INCLUDE.sub(fix, text)
-        if new_text != text:
-            path.write_text(new_text, encoding="utf-8", errors="surrogateescape")
-    return rewritten, unresolved
+def compile_commands(tree: Path, build: Path, gen: Path, prefix: str, debug: bool) -> list[tuple[list[str], Path]]:
+    gxx, gcc = _tool(prefix, "g++"), _tool(prefix, "gcc")
+    found = sources(tree)
+    incs = include_dirs(tree, gen)
+    release = [] if debug else ["-DNDEBUG"]
+    commands = []
+    for i, src in enumerate(found + [SRC_DIR / SHIM]):
+        is_shim = src == SRC_DIR / SHIM
+        rel = SHIM if is_shim else src.relative_to(tree).as_posix()
+        obj = build / f"{i:04d}_{src.stem}.o"
+        lang = [gcc] + C_FLAGS if src.suffix == ".c" else [gxx] + CXX_FLAGS
+        cmd = lang + CPU_FLAGS + COMMON_FLAGS + release + [_opt(rel)] + (SHIM_WARNINGS if is_shim else []) + incs
+        commands.append((cmd + ["-c", str(src), "-o", str(obj)], obj))
+    return commands
 
 
-def config_header(src: Path, debug: bool, cpu: str) -> str:
-    lines = [
-        f"/* GENERATED by micro_app/tools/tflm_arduino_library.py: the defines TFLM's Makefile",
-        " * passes on the command line, which an Arduino library cannot. */",
-        "#ifndef TFLM_ARDUINO_CONFIG_H_",
-        "#define TFLM_ARDUINO_CONFIG_H_",
-        "#ifndef TF_LITE_STATIC_MEMORY",
-        "#define TF_LITE_STATIC_MEMORY",
-        "#endif",
-        "#ifndef TF_LITE_MCU_DEBUG_LOG",
-        "#define TF_LITE_MCU_DEBUG_LOG",
-        "#endif",
-    ]
-    if not debug:
-        lines += ["/* release build: CMSIS-NN's FULLY_CONNECTED stops on a TFLITE_DCHECK in the debug build */",
-                  "#ifndef NDEBUG", "#define NDEBUG", "#endif"]
-    if (src / "third_party" / "cmsis_nn").is_dir():
-        lines += ["#ifndef CMSIS_NN", "#define CMSIS_NN", "#endif"]
-    device = sorted(src.rglob(f"{cpu}.h"))
-    if device:
-        rel = device[0].relative_to(src).as_posix()
-        lines += ["/* cortex_m_generic/micro_time.cpp includes it for the DWT cycle counter */",
-                  "#ifndef CMSIS_DEVICE_ARM_CORTEX_M_XX_HEADER_FILE",
-                  f'#define CMSIS_DEVICE_ARM_CORTEX_M_XX_HEADER_FILE "{rel}"', "#endif"]
-    lines += ["#endif  /* TFLM_ARDUINO_CONFIG_H_ */", ""]
-    return "\n".join(lines)
+def _run(cmd: list[str]) -> str | None:
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        return f"{cmd[-3]}:\n{r.stderr.strip()[-3000:]}"
+    return None
 
 
-def add_config_include(src: Path) -> int:
-    count = 0
-    for top in ("tensorflow", "signal"):
-        for path in sorted((src / top).rglob("*")) if (src / top).is_dir() else []:
-            if path.is_file() and path.name.endswith(SOURCE_EXT + HEADER_EXT):
-                text = path.read_text(encoding="utf-8", errors="surrogateescape")
-                path.write_text(f'#include "{CONFIG}"\n' + text, encoding="utf-8", errors="surrogateescape")
-                count += 1
-    return count
-
-
-def library_properties(name: str, tree: Path) -> str:
+def library_properties(name: str) -> str:
     return "\n".join([
         "# GENERATED by micro_app/tools/tflm_arduino_library.py from a create_tflm_tree.py tree",
         f"name={name}",
         "version=1.0.0",
-        "author=TensorFlow Authors",
+        "author=TensorFlow Authors (TFLM), Arm (CMSIS-NN), EmbBERT-Micro (C interface)",
         "maintainer=you (made from your tflite-micro checkout)",
-        f"sentence=TensorFlow Lite Micro runtime ({tree.name}) as an Arduino library.",
-        "paragraph=Made by micro_app/tools/tflm_arduino_library.py from the output of tflite-micro's "
-        "create_tflm_tree.py: includes resolved below src/, build defines in src/tflm_arduino_config.h.",
+        "sentence=TensorFlow Lite Micro with CMSIS-NN, precompiled for the Cortex-M4F (softfp), behind a C header.",
+        "paragraph=Built with C++17 by micro_app/tools/tflm_arduino_library.py, so that sketches and libraries "
+        "keep the mbed core's gnu++14. Include embbert_tflm.h (the EmbBERT library does).",
         "category=Data Processing",
         "url=https://github.com/tensorflow/tflite-micro",
-        "architectures=*",
+        f"architectures={ARCHITECTURES}",
+        "precompiled=true",
+        f"ldflags=-l{name}",
+        f"includes={HEADER}",
         "",
     ])
 
 
-def make_library(tree: Path, out: Path, name: str, debug: bool = False, cpu: str = "ARMCM4_FP") -> dict:
+def readme(name: str, facts: dict) -> str:
+    return f"""# {name}: TensorFlow Lite Micro, precompiled for the Arduino Nano 33 BLE
+
+GENERATED by `micro_app/tools/tflm_arduino_library.py`. Do not edit: make it again.
+
+- `src/{HEADER}`: the C interface (one interpreter, operator registration, tensor views).
+- `src/{MCU}/{FPU}-{FLOAT_ABI}/lib{name}.a`: TFLM + CMSIS-NN + the C interface,
+  {facts['objects']} objects, {facts['archive_bytes']} bytes, sha256 {facts['archive_sha256']}.
+- `licenses/`: the licences of what the archive contains.
+
+Compiler: {facts['compiler']}
+C++ flags: {' '.join(facts['cxx_flags'])}
+
+Install as `~/Arduino/libraries/{name}`; the EmbBERT library (`embbert export --target
+arduino`) includes `{HEADER}`, which makes arduino-cli / the Arduino IDE 2 link this
+library (`precompiled=true`).
+"""
+
+
+def make_library(tree: Path, out: Path, name: str = "EmbBERT_TFLM", jobs: int | None = None,
+                 prefix: str = "arm-none-eabi-", debug: bool = False) -> dict:
     tree, out = Path(tree), Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ToolError(f"{out}: exists and is not empty; give a new folder")
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9 _.\-]*", name):
-        raise ToolError(f"library name {name!r}: letters, digits, space, _ . - only")
+    if not name.replace("_", "").isalnum() or not name[0].isalpha():
+        raise ToolError(f"library name {name!r}: letters, digits and _ only, starting with a letter")
+    for f in (SRC_DIR / HEADER, SRC_DIR / SHIM):
+        if not f.is_file():
+            raise ToolError(f"{f}: missing (the C interface to TFLM)")
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
-    src = tmp / "src"
     try:
-        files = copy_tree(tree, src)
-        rewritten, unresolved = rewrite_includes(files, src)
-        (src / CONFIG).write_text(config_header(src, debug, cpu), encoding="utf-8")
-        configured = add_config_include(src)
-        (tmp / "library.properties").write_text(library_properties(name, tree), encoding="utf-8")
+        build, gen = tmp / ".build", tmp / ".build" / "include"
+        gen.mkdir(parents=True)
+        (gen / DEVICE_HEADER).write_text(DEVICE_TEXT, encoding="utf-8")
+        commands = compile_commands(tree, build, gen, prefix, debug)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 1) as pool:
+            errors = [e for e in pool.map(_run, [c for c, _ in commands]) if e]
+        if errors:
+            raise ToolError(f"{len(errors)} of {len(commands)} files did not compile; the first: {errors[0]}")
+        libdir = tmp / "src" / MCU / f"{FPU}-{FLOAT_ABI}"
+        libdir.mkdir(parents=True)
+        archive = libdir / f"lib{name}.a"
+        objects = [str(o) for _, o in commands]
+        subprocess.run([_tool(prefix, "ar"), "rcs", str(archive)] + objects, check=True, capture_output=True)
+        shutil.rmtree(build)
+        shutil.copyfile(SRC_DIR / HEADER, tmp / "src" / HEADER)
+        for lic in sorted(tree.rglob("LICENSE*")):
+            if lic.is_file() and not lic.relative_to(tree).parts[0] in ("signal", "examples"):
+                dest = tmp / "licenses" / lic.relative_to(tree)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(lic, dest)
+        data = archive.read_bytes()
+        facts = {"objects": len(objects), "archive_bytes": len(data),
+                 "archive_sha256": hashlib.sha256(data).hexdigest(),
+                 "compiler": subprocess.run([_tool(prefix, "g++"), "--version"], capture_output=True,
+                                            text=True).stdout.splitlines()[0],
+                 "cxx_flags": CXX_FLAGS + CPU_FLAGS + COMMON_FLAGS + ([] if debug else ["-DNDEBUG"])
+                 + ["-Os (framework) / -O2 (kernels, CMSIS-NN)"],
+                 "mcu": MCU, "fpu": FPU, "float_abi": FLOAT_ABI, "debug": debug}
+        (tmp / "library.properties").write_text(library_properties(name), encoding="utf-8")
+        (tmp / "README.md").write_text(readme(name, facts), encoding="utf-8")
+        (tmp / "build.json").write_text(json.dumps(facts, indent=2) + "\n", encoding="utf-8")
         if out.exists():
             out.rmdir()
         os.rename(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return {"files": len(files), "rewritten_includes": rewritten, "configured_files": configured,
-            "unresolved": sorted(unresolved)}
+    return facts
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("tree", type=Path, help="output folder of create_tflm_tree.py")
-    p.add_argument("out", type=Path, help="library folder to write (e.g. ~/Arduino/libraries/tflm_cortexm4)")
-    p.add_argument("--name", default="tflm_cortexm4", help="library name (default tflm_cortexm4)")
-    p.add_argument("--debug", action="store_true", help="keep TFLM's debug checks (no NDEBUG)")
-    p.add_argument("--cpu", default="ARMCM4_FP", help="CMSIS device header for micro_time (default ARMCM4_FP)")
+    p.add_argument("tree", type=Path, help="output folder of create_tflm_tree.py (cortex_m_generic, cmsis_nn)")
+    p.add_argument("out", type=Path, help="library folder to write (e.g. ~/Arduino/libraries/EmbBERT_TFLM)")
+    p.add_argument("--name", default="EmbBERT_TFLM", help="library name (default EmbBERT_TFLM)")
+    p.add_argument("--jobs", type=int, default=None, help="parallel compiler processes (default: the CPU count)")
+    p.add_argument("--toolchain-prefix", default="arm-none-eabi-", help="compiler prefix (default arm-none-eabi-)")
+    p.add_argument("--debug", action="store_true", help="keep TFLM's debug checks (no NDEBUG; reference kernels only)")
     args = p.parse_args(argv)
     try:
-        r = make_library(args.tree, args.out, args.name, args.debug, args.cpu)
-    except (ToolError, OSError) as exc:
+        r = make_library(args.tree, args.out, args.name, args.jobs, args.toolchain_prefix, args.debug)
+    except (ToolError, OSError, subprocess.CalledProcessError) as exc:
         print(f"tflm_arduino_library: error: {exc}", file=sys.stderr)
         return 1
-    print(f"wrote {args.out}: {r['files']} files, {r['rewritten_includes']} includes rewritten, "
-          f"{r['configured_files']} files include {CONFIG}")
-    if r["unresolved"]:
-        print("left as they are (toolchain or Arduino core headers): " + ", ".join(r["unresolved"]))
+    print(f"wrote {args.out}: lib{args.name}.a with {r['objects']} objects, {r['archive_bytes']} bytes "
+          f"({MCU}, {FPU}, {FLOAT_ABI})")
     return 0
 
 

@@ -1,42 +1,34 @@
-// EmbBERT on Arduino (Nano 33 BLE / any Cortex-M4F with enough RAM).
+// EmbBERT on Arduino (Nano 33 BLE, Cortex-M4F with the mbed core).
 // Reads one line of text from Serial, prints label, score, latency in ms and
-// MicroInterpreter::arena_used_bytes(). The library (this sketch's parent
-// folder, from `embbert export RUN_DIR --target arduino`) and a TFLM Arduino
-// library (docs/arduino.md) must be installed.
+// MicroInterpreter::arena_used_bytes(). Needs the EmbBERT library (this
+// sketch's parent folder, from `embbert export RUN_DIR --target arduino`) and
+// the precompiled EmbBERT_TFLM library (docs/arduino.md).
 #include <Arduino.h>
 
 #include <EmbBERT.h>
 
-#include "tensorflow/lite/micro/system_setup.h"
-#if !defined(ARDUINO_ARCH_ESP32) && !defined(EMBBERT_NO_DEBUG_LOG_CALLBACK)
-// TFLM's cortex_m_generic target drops every MicroPrintf message until the
-// application registers where they go.
-#include "tensorflow/lite/micro/cortex_m_generic/debug_log_callback.h"
-#define EMBBERT_HAVE_DEBUG_LOG_CALLBACK 1
-#endif
-
 namespace {
 constexpr size_t kLineMax = 1024;  // longer lines are cut; only L-1 tokens count
+constexpr unsigned long kSerialWaitMs = 3000;  // then run on without a monitor
 char g_line[kLineMax];
 size_t g_len = 0;
+bool g_ready = false;
 }  // namespace
 
-#ifdef EMBBERT_HAVE_DEBUG_LOG_CALLBACK
-extern "C" void EmbBertDebugLog(const char* s) { Serial.print(s); }
-#endif
+// TFLM's cortex_m_generic target drops its messages until told where they go.
+extern "C" void EmbBertPrintLog(const char* s) { Serial.print(s); }
 
 void setup() {
   Serial.begin(115200);
-  while (!Serial) {
+  const unsigned long start = millis();
+  while (!Serial && millis() - start < kSerialWaitMs) {
   }
-#ifdef EMBBERT_HAVE_DEBUG_LOG_CALLBACK
-  RegisterDebugLogCallback(EmbBertDebugLog);
-#endif
-  tflite::InitializeTarget();
-  if (EmbBertInit() != kTfLiteOk) {
+  EmbBertSetLog(EmbBertPrintLog);
+  if (EmbBertInit() != kEmbBertOk) {
     Serial.println("EmbBERT: set-up failed (see the messages above)");
     return;
   }
+  g_ready = true;
   Serial.print("EmbBERT ready: arena ");
   Serial.print(static_cast<unsigned long>(kEmbBertTensorArenaSize));
   Serial.print(" bytes, arena_used_bytes() = ");
@@ -44,7 +36,7 @@ void setup() {
 }
 
 void loop() {
-  while (Serial.available() > 0) {
+  while (g_ready && Serial.available() > 0) {
     int c = Serial.read();
     if (c == '\r') continue;
     if (c != '\n') {
@@ -53,10 +45,10 @@ void loop() {
     }
     EmbBertResult result;
     unsigned long start = millis();
-    TfLiteStatus status = EmbBertClassify(g_line, g_len, &result);
+    EmbBertStatus status = EmbBertClassify(g_line, g_len, &result);
     unsigned long elapsed = millis() - start;
     g_len = 0;
-    if (status != kTfLiteOk) {
+    if (status != kEmbBertOk) {
       Serial.println("error: classification failed");
       continue;
     }

@@ -13,7 +13,7 @@ char g_line[kLineMax];
 }  // namespace
 
 extern "C" void app_main(void) {
-  if (EmbBertInit() != kTfLiteOk) {
+  if (EmbBertInit() != kEmbBertOk) {
     printf("EmbBERT: set-up failed (see messages above)\n");
     return;
   }
@@ -33,10 +33,10 @@ extern "C" void app_main(void) {
     }
     EmbBertResult result;
     int64_t start = esp_timer_get_time();
-    TfLiteStatus status = EmbBertClassify(g_line, len, &result);
+    EmbBertStatus status = EmbBertClassify(g_line, len, &result);
     int64_t elapsed_us = esp_timer_get_time() - start;
     len = 0;
-    if (status != kTfLiteOk) {
+    if (status != kEmbBertOk) {
       printf("error: classification failed\n");
       continue;
     }
