@@ -250,9 +250,15 @@ def _run(cmd: list[str], *, cwd=None, env=None, timeout=None, what: str) -> str:
     return res.stdout + res.stderr
 
 
-def make_options(target: str, kernels: str) -> list[str]:
-    """TFLM make variables for a target and kernel set (BUILD_TYPE=release_with_logs: -DNDEBUG, logs kept)."""
+def make_options(target: str, kernels: str, kernel_opt: str | None = None) -> list[str]:
+    """TFLM make variables for a target and kernel set (BUILD_TYPE=release_with_logs: -DNDEBUG, logs kept).
+
+    `kernel_opt` (e.g. "-O3"): the optimisation level of TFLM's kernels and of CMSIS-NN instead of
+    TFLM's -O2, built into its own folder (gen/embbert<level>/...) so both builds coexist."""
     opts = ["BUILD_TYPE=release_with_logs"]
+    if kernel_opt:
+        opts += [f"KERNEL_OPTIMIZATION_LEVEL={kernel_opt}", f"THIRD_PARTY_KERNEL_OPTIMIZATION_LEVEL={kernel_opt}",
+                 f"BASE_GENDIR={_base_gendir(kernel_opt)}"]
     if target == "cortex-m4":
         gcc = Path(_tool("arm-none-eabi-gcc"))
         opts += ["TARGET=cortex_m_generic", "TARGET_ARCH=cortex-m4+fp", f"TARGET_TOOLCHAIN_ROOT={gcc.parent}/"]
@@ -263,22 +269,23 @@ def make_options(target: str, kernels: str) -> list[str]:
     return opts
 
 
-def build_library(tflm: Path, target: str, kernels: str, jobs: int = 2) -> Path:
+def _base_gendir(kernel_opt: str | None) -> str:
+    return "gen" if not kernel_opt else "gen/embbert" + re.sub(r"[^A-Za-z0-9]+", "", kernel_opt)
+
+
+def build_library(tflm: Path, target: str, kernels: str, jobs: int = 2, kernel_opt: str | None = None) -> Path:
     """libtensorflow-microlite.a of TFLM's own make flow (incremental: a second call only checks)."""
-    opts = make_options(target, kernels)
+    opts = make_options(target, kernels, kernel_opt)
     env = dict(os.environ)
     # TFLM's Makefile runs `python3` (with numpy and Pillow) on its examples while reading them
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     cmd = ["make", "-f", TFLM_MAKEFILE, *opts, f"-j{jobs}", "microlite"]
     log = _run(cmd, cwd=tflm, env=env, what="TFLM make " + " ".join(opts))
-    libs = re.findall(r"(\S*libtensorflow-microlite\.a)", log)
-    candidates = [tflm / p for p in libs] + sorted((tflm / "gen").glob("*/lib/libtensorflow-microlite.a"),
-                                                   key=lambda p: p.stat().st_mtime, reverse=True)
-    want = _gen_dir_name(target, kernels)
-    for lib in candidates:
-        if lib.is_file() and lib.parent.parent.name == want:
-            return lib
-    raise EmbBertError(f"TFLM make finished but {tflm}/gen/{want}/lib/libtensorflow-microlite.a is missing")
+    del log
+    lib = tflm / _base_gendir(kernel_opt) / _gen_dir_name(target, kernels) / "lib" / "libtensorflow-microlite.a"
+    if not lib.is_file():
+        raise EmbBertError(f"TFLM make finished but {lib} is missing")
+    return lib
 
 
 def _gen_dir_name(target: str, kernels: str) -> str:
@@ -392,7 +399,7 @@ def run_profile(exe: Path, target: str, timeout: int = 1800) -> str:
 # -- one model -------------------------------------------------------------------------------------
 
 def measure_model(name: str, data: bytes, vocab_size: int, tflm: Path, target: str, kernels: list[str],
-                  out_dir: Path, *, libs: dict[str, Path]) -> dict[str, Any]:
+                  out_dir: Path, *, libs: dict[str, Path], kernel_opt: str | None = None) -> dict[str, Any]:
     """Profile one FlatBuffer with each kernel set: per operator, per type, per inference."""
     from embbert.tflite.graph import macs, op_macs, read_graph
 
@@ -401,10 +408,11 @@ def measure_model(name: str, data: bytes, vocab_size: int, tflm: Path, target: s
     config_h = profile_config(graph, vocab_size, runs=runs)
     length = graph.tensors[graph.inputs[graph.input_index("token_ids")]].shape[-1]
     result: dict[str, Any] = {"model": name, "length": int(length), "model_bytes": len(data), "target": target,
+                              "kernel_opt": kernel_opt or "-O2 (TFLM default)",
                               "operators": len(graph.ops), "macs": macs(graph), "kernels": {}}
     for k in kernels:
         slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")
-        build = out_dir / "build" / f"{slug}-L{length}-{target}-{k}"
+        build = out_dir / "build" / f"{slug}-L{length}-{target}-{k}{kernel_opt or ''}"
         exe = build_profile(build, tflm, libs[k], target, data, config_h)
         text = run_profile(exe, target)
         (build / "profile.txt").write_text(text)
@@ -448,6 +456,8 @@ def latency_markdown(results: list[dict[str, Any]], command: str) -> str:
              f"Written by `{command}`.", ""]
     if not results:
         return "\n".join(lines)
+    lines += [f"TFLM built with its make flow, BUILD_TYPE=release_with_logs, kernels and CMSIS-NN at "
+              f"{results[0].get('kernel_opt', '-O2 (TFLM default)')}.", ""]
     target = results[0]["target"]
     if target == "cortex-m4":
         lines += ["Measured: instructions executed on qemu's `mps2-an386` (Cortex-M4F) with `-icount shift=3` "
@@ -508,7 +518,8 @@ def latency_markdown(results: list[dict[str, Any]], command: str) -> str:
 
 def latency_bench(run_dir, tflm_dir, *, target: str = "cortex-m4", kernels: str = "cmsis-nn",
                   preset: str | None = None, lengths: list[int] | None = None, out="runs/bench/latency",
-                  jobs: int = 2, command: str = "embbert bench latency") -> list[dict[str, Any]]:
+                  jobs: int = 2, kernel_opt: str | None = None,
+                  command: str = "embbert bench latency") -> list[dict[str, Any]]:
     tflm = check_tflm_dir(tflm_dir)
     from embbert.core import layout
     from embbert.core.config import EmbBertConfig
@@ -539,10 +550,10 @@ def latency_bench(run_dir, tflm_dir, *, target: str = "cortex-m4", kernels: str 
     libs = {}
     for k in kernel_list:
         print(f"building TFLM ({target}, {k} kernels) in {tflm} ...", flush=True)
-        libs[k] = build_library(tflm, target, k, jobs)
+        libs[k] = build_library(tflm, target, k, jobs, kernel_opt)
     results = []
     for name, data, vocab in models:
-        r = measure_model(name, data, vocab, tflm, target, kernel_list, out, libs=libs)
+        r = measure_model(name, data, vocab, tflm, target, kernel_list, out, libs=libs, kernel_opt=kernel_opt)
         results.append(r)
         summary = ", ".join(f"{k}: {_fmt(v['per_inference'])} {v['unit']}" for k, v in r["kernels"].items())
         print(f"{name} L={r['length']}: {summary}", flush=True)
@@ -565,7 +576,7 @@ def _cmd_latency(args) -> int:
         args.kernels = "reference"
     cmd = "embbert bench latency " + " ".join(sys.argv[3:]) if len(sys.argv) > 3 else "embbert bench latency"
     latency_bench(args.run_dir, args.tflm_dir, target=args.target, kernels=args.kernels, preset=args.preset,
-                  lengths=args.lengths, out=args.out, jobs=args.jobs, command=cmd)
+                  lengths=args.lengths, out=args.out, jobs=args.jobs, kernel_opt=args.kernel_opt, command=cmd)
     return 0
 
 
@@ -587,4 +598,7 @@ def register(bench_subparsers) -> None:
     p.add_argument("--lengths", type=positive_int, nargs="+", default=None, help="sequence lengths for --preset")
     p.add_argument("--out", default="runs/bench/latency", help="output folder (default runs/bench/latency)")
     p.add_argument("--jobs", type=positive_int, default=2, help="make -j (default 2)")
+    p.add_argument("--kernel-opt", choices=("-O2", "-O3", "-Os"), default=None,
+                   help="optimisation level of TFLM's kernels and CMSIS-NN (default: TFLM's -O2); another level "
+                   "builds into its own gen/ folder")
     p.set_defaults(func=_cmd_latency)

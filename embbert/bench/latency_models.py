@@ -24,8 +24,12 @@ from embbert.core.files import atomic_write_bytes, atomic_write_text
 SYNTHETIC_LABELS = 6
 
 
-def synthetic_int8(preset: str, length: int, *, seed: int = 0, calibration: int = 16) -> tuple[bytes, dict]:
-    """(FlatBuffer, info) of the default deployed graph of `preset` at `length`, random weights."""
+def synthetic_int8(preset: str, length: int, *, seed: int = 0, calibration: int = 16,
+                   causal_valid: bool | None = None) -> tuple[bytes, dict]:
+    """(FlatBuffer, info) of the default deployed graph of `preset` at `length`, random weights.
+
+    `causal_valid` None: the form of the causal convolution `embbert convert` keeps (the smaller
+    arena); True / False: that form (PAD + VALID k taps / SAME 2k-1 taps, k-1 of them zero)."""
     import numpy as np
 
     from embbert.keras_model._tf import tf
@@ -52,18 +56,21 @@ def synthetic_int8(preset: str, length: int, *, seed: int = 0, calibration: int 
         for i in range(calibration):
             yield {"token_ids": tok[i:i + 1], "segment_ids": seg[i:i + 1]}
 
-    tries = [DEFAULT_OPTIONS, replace(DEFAULT_OPTIONS, causal_valid=not DEFAULT_OPTIONS.causal_valid)]
+    if causal_valid is None:
+        tries = [DEFAULT_OPTIONS, replace(DEFAULT_OPTIONS, causal_valid=not DEFAULT_OPTIONS.causal_valid)]
+    else:
+        tries = [replace(DEFAULT_OPTIONS, causal_valid=causal_valid)]
     data, info = _smallest_arena([build_int8(qat, config, representative, o) for o in tries])
     info["synthetic"] = {"preset": preset, "length": length, "seed": seed, "weights": "random (Keras initialisers)",
                          "calibration": f"{calibration} random token sequences"}
     return data, info
 
 
-def write_synthetic_run(out_dir, preset: str, length: int, *, seed: int = 0) -> Path:
-    """A folder with `config.json` and `model_int8.tflite` (+ .sha256, names.json) of the synthetic graph."""
+def write_synthetic_run(out_dir, preset: str, length: int, *, seed: int = 0, causal_valid: bool | None = None) -> Path:
+    """A folder with `config.json` and `model_int8.tflite` (+ .sha256, synthetic.json) of the synthetic graph."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    data, info = synthetic_int8(preset, length, seed=seed)
+    data, info = synthetic_int8(preset, length, seed=seed, causal_valid=causal_valid)
     EmbBertConfig.create(preset, length, num_labels=SYNTHETIC_LABELS).save(out)
     atomic_write_bytes(out / layout.INT8_MODEL, data)
     atomic_write_bytes(out / layout.INT8_SHA256, f"{hashlib.sha256(data).hexdigest()}  {layout.INT8_MODEL}\n".encode())
@@ -71,9 +78,11 @@ def write_synthetic_run(out_dir, preset: str, length: int, *, seed: int = 0) -> 
     return out
 
 
-if __name__ == "__main__":  # python -m embbert.bench.latency_models OUT PRESET L [L ...]
+if __name__ == "__main__":  # python -m embbert.bench.latency_models OUT PRESET [same|valid|default] L [L ...]
     import sys
 
-    out_root, preset_name, *lengths = sys.argv[1:]
+    out_root, preset_name, form, *lengths = sys.argv[1:]
+    valid = {"same": False, "valid": True, "default": None}[form]
     for n in lengths:
-        print(write_synthetic_run(Path(out_root) / f"{preset_name}-L{n}", preset_name, int(n)), flush=True)
+        name = f"{preset_name}-L{n}" + ("" if valid is None else f"-{form}")
+        print(write_synthetic_run(Path(out_root) / name, preset_name, int(n), causal_valid=valid), flush=True)

@@ -29,9 +29,27 @@ __attribute__((section(".isr_vector"), used)) void (*const g_embbert_vectors[16]
     Fault_Handler, /* SysTick */
 };
 
-void Fault_Handler(void) {
-  EmbBertProfileWrite("embbert_profile: error: CPU fault\n");
+static void HexWord(char* out, uint32_t v) {
+  for (int i = 7; i >= 0; --i, v >>= 4) out[i] = "0123456789abcdef"[v & 0xFu];
+}
+
+/* Called with the exception stack frame: says where the fault happened (pc, lr) and why (CFSR). */
+void Fault_Report(const uint32_t* frame) {
+  char msg[] = "embbert_profile: error: CPU fault pc=0x........ lr=0x........ cfsr=0x........\n";
+  HexWord(msg + 39, frame[6]);
+  HexWord(msg + 53, frame[5]);
+  HexWord(msg + 69, *(volatile uint32_t*)0xE000ED28u);
+  EmbBertProfileWrite(msg);
   EmbBertProfileExit(1);
+}
+
+__attribute__((naked)) void Fault_Handler(void) {
+  __asm__ volatile(
+      "tst lr, #4\n\t"
+      "ite eq\n\t"
+      "mrseq r0, msp\n\t"
+      "mrsne r0, psp\n\t"
+      "b Fault_Report\n");
 }
 
 void Reset_Handler(void) {
@@ -45,6 +63,8 @@ void Reset_Handler(void) {
   EmbBertProfileExit(main());
 }
 
-/* newlib hooks the C library may reference; nothing here uses files or processes. */
+/* newlib hooks the C library may reference; nothing here uses files or processes. __dso_handle is
+ * what crtbegin.o (left out with -nostartfiles) would define for C++ static destructors. */
+void* __dso_handle = 0;
 void _init(void) {}
 void _fini(void) {}
