@@ -146,9 +146,11 @@ class EmbBertClassifier(keras.Model):
         elif batch_size is not None:
             raise EmbBertError("batch_size is not used with a batched dataset (batch it yourself)")
         pre = self._need_preprocessor()
+        text_only = _is_pair_spec(spec) or not isinstance(spec, tuple)  # no labels in the elements
 
+        @tf.autograph.experimental.do_not_convert  # plain Python: the BPE runs in tf.numpy_function
         def apply(*element):
-            if _is_pair_spec(spec) or not isinstance(spec, tuple):
+            if text_only:
                 return pre(element[0] if len(element) == 1 else tuple(element))
             return pre(*element)
 
@@ -168,6 +170,11 @@ class EmbBertClassifier(keras.Model):
                 y = np.asarray(y)
                 if y.ndim == 0:
                     y = y[None]
+                if len(y) != len(x["token_ids"]):
+                    raise EmbBertError(f"{len(x['token_ids'])} texts but {len(y)} labels")
+        elif not isinstance(x, dict):
+            raise EmbBertError("expected texts (a string, a list of strings, a (first, second) tuple of pairs), "
+                               f"model inputs or a tf.data.Dataset; got {type(x).__name__}")
         return x, y, sample_weight, batch_size or (DEFAULT_BATCH_SIZE if not isinstance(x, tf.data.Dataset) else None)
 
     def _validation(self, data):
@@ -264,9 +271,10 @@ class EmbBertClassifier(keras.Model):
             self.backbone.save_to_preset(directory)  # backbone.weights.h5: fine-tune it again with a new head
         config.save(directory)
         weights = layout.QAT_WEIGHTS if self._quantized else layout.FLOAT_WEIGHTS
-        stale = directory / (layout.FLOAT_WEIGHTS if self._quantized else layout.QAT_WEIGHTS)
-        if stale.is_file():
-            stale.unlink()  # the folder holds one classifier
+        stale = [layout.QAT_WEIGHTS] if not self._quantized else [layout.FLOAT_WEIGHTS, layout.BACKBONE_WEIGHTS]
+        for name in stale:  # the folder holds one classifier
+            if (directory / name).is_file():
+                (directory / name).unlink()
         save_weights(self._plain(), directory / weights)
         params = count_params(self.trainable_weights)
         presets.write_metadata(directory, presets.metadata(

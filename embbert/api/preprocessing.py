@@ -15,6 +15,7 @@ import numpy as np
 from embbert.core import layout
 from embbert.core.config import EmbBertConfig
 from embbert.core.errors import EmbBertError
+from embbert.keras_model._tf import tf
 
 
 def _tokenizer_dir(name_or_dir: str | os.PathLike) -> Path:
@@ -163,8 +164,6 @@ class EmbBertPreprocessor:
         return encode_texts(self.tokenizer._bpe, a, b, self.sequence_length)
 
     def _eager(self, x) -> dict[str, np.ndarray]:
-        import tensorflow as tf
-
         if isinstance(x, dict):
             if set(x) == {"token_ids", "segment_ids"}:
                 return x  # already model inputs
@@ -186,8 +185,6 @@ class EmbBertPreprocessor:
 
     # -- in a TensorFlow graph (tf.data.Dataset.map) ---------------------------------------------------
     def _graph(self, x) -> dict[str, Any]:
-        import tensorflow as tf
-
         parts = list(x) if isinstance(x, tuple) else [x]
         if len(parts) not in (1, 2):
             raise EmbBertError(f"a tuple of texts means (first texts, second texts); got {len(parts)} parts")
@@ -209,10 +206,9 @@ class EmbBertPreprocessor:
         seg.set_shape(shape)
         return {"token_ids": tok, "segment_ids": seg}
 
+    @tf.autograph.experimental.do_not_convert  # plain Python in tf.data.Dataset.map: the BPE is a numpy_function
     def __call__(self, x, y=None, sample_weight=None):
         """Model inputs of `x`; with labels, `(inputs, y)` or `(inputs, y, sample_weight)`."""
-        import tensorflow as tf
-
         parts = x if isinstance(x, tuple) else (x,)
         if isinstance(x, dict):
             graph = False  # model inputs already: passed through
