@@ -78,9 +78,46 @@ def write_synthetic_run(out_dir, preset: str, length: int, *, seed: int = 0, cau
     return out
 
 
+def write_run_forms(run_dir, out_root, *, max_calibration: int = 200) -> list[Path]:
+    """A trained run's QAT model converted in three graph forms, each into OUT/<run>-<form>/ (config.json +
+    model_int8.tflite): `before-issue-12` (the graph of the committed example: no pre-transposed keys, last
+    layer on every token, SAME convolution with 2k-1 taps), `same` and `valid` (today's default graph with
+    either form of the causal convolution). Same weights and calibration, so the logits can be compared."""
+    from embbert.datasets.pipeline import encoded_split
+    from embbert.keras_model.model import load_model
+    from embbert.tflite.convert import DEFAULT_OPTIONS, PREVIOUS_GRAPH, build_int8
+
+    run_dir = Path(run_dir)
+    config = EmbBertConfig.load(run_dir)
+    tok, seg, _, _ = encoded_split(run_dir, config, "train", max_calibration)
+
+    def representative():
+        for i in range(tok.shape[0]):
+            yield {"token_ids": tok[i:i + 1], "segment_ids": seg[i:i + 1]}
+
+    qat = load_model(run_dir, qat=True, config=config)
+    forms = {"before-issue-12": PREVIOUS_GRAPH, "same": replace(DEFAULT_OPTIONS, causal_valid=False),
+             "valid": replace(DEFAULT_OPTIONS, causal_valid=True)}
+    written = []
+    for form, options in forms.items():
+        data, info = build_int8(qat, config, representative, options)
+        out = Path(out_root) / f"{run_dir.name}-{form}"
+        out.mkdir(parents=True, exist_ok=True)
+        config.save(out)
+        atomic_write_bytes(out / layout.INT8_MODEL, data)
+        atomic_write_text(out / "graph.json", json.dumps({"run": str(run_dir), "form": form, "info": info},
+                                                         indent=1, default=str) + "\n")
+        written.append(out)
+        print(out, len(data), flush=True)
+    return written
+
+
 if __name__ == "__main__":  # python -m embbert.bench.latency_models OUT PRESET [same|valid|default] L [L ...]
     import sys
 
+    if sys.argv[1] == "--run-forms":  # python -m embbert.bench.latency_models --run-forms RUN_DIR OUT
+        write_run_forms(sys.argv[2], sys.argv[3])
+        sys.exit(0)
     out_root, preset_name, form, *lengths = sys.argv[1:]
     valid = {"same": False, "valid": True, "default": None}[form]
     for n in lengths:

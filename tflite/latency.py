@@ -1,0 +1,99 @@
+"""Latency of a deployed graph on the boards: estimate arithmetic (no TFLM, no TensorFlow).
+
+Two uses:
+
+* `embbert bench latency` (embbert/bench/latency.py) measures instructions per operator on an
+  emulated Cortex-M4 and turns them into a time per board with `board_estimates`;
+* `embbert convert`'s arena report shows, beside the bytes, an estimate made without any build:
+  the graph's work per operator type (MACs for the matrix operators, elements for the rest) times
+  the instructions per unit that `embbert bench latency` measured for each operator type
+  (`INSTRUCTIONS_PER_UNIT`, CMSIS-NN and reference kernels, docs/latency.md), then the same
+  board arithmetic. Both are estimates: the instruction counts of the emulator are exact, the
+  cycles per instruction (CPI) of a real chip are an assumption stated with a range.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str
+    mhz: float
+    cpi: tuple[float, float]  # assumed cycles per (Thumb-2) instruction: low, high
+    basis: str  # which kernels' instruction counts the estimate uses
+    note: str
+
+
+#: The estimate's assumptions, stated in every report (docs/latency.md explains them).
+BOARDS = (
+    Board("Arduino Nano 33 BLE (nRF52840, Cortex-M4F)", 64.0, (1.0, 1.6), "cmsis-nn",
+          "same instruction set as the emulated M4; CPI 1.0 (every instruction single-cycle) to 1.6 (2-cycle loads, "
+          "taken branches refilling the 3-stage pipeline, flash cache misses)"),
+    Board("ESP32 (Xtensa LX6)", 240.0, (1.0, 2.0), "esp-nn-like",
+          "Thumb-2 counts as a proxy for Xtensa ones; CMSIS-NN counts for the operators ESP-NN accelerates (ADD, "
+          "MUL, FULLY_CONNECTED, DEPTHWISE_CONV_2D, SOFTMAX), reference counts for the rest (BATCH_MATMUL has no "
+          "ESP-NN kernel); CPI 1.0 to 2.0 (code and constants through the flash cache)"),
+    Board("ESP32-S3 (Xtensa LX7)", 240.0, (1.0, 2.0), "esp-nn-like",
+          "as the ESP32; ESP-NN's S3 SIMD kernels may do the accelerated operators in fewer instructions, so the "
+          "upper end is the more pessimistic"),
+)
+#: Operators ESP-NN accelerates (esp-tflite-micro; ../shared/reference/deployment.md).
+ESP_NN_OPS = frozenset({"ADD", "MUL", "FULLY_CONNECTED", "DEPTHWISE_CONV_2D", "SOFTMAX", "CONV_2D"})
+#: Operators whose work is counted in MACs (the rest: output elements; MEAN: input elements).
+MAC_OPS = frozenset({"FULLY_CONNECTED", "BATCH_MATMUL", "DEPTHWISE_CONV_2D", "CONV_2D"})
+
+
+def estimate_ms(instructions: float, mhz: float, cpi: float) -> float:
+    """Milliseconds for `instructions` at `cpi` cycles each on a `mhz` MHz core."""
+    if mhz <= 0 or cpi <= 0 or instructions < 0:
+        raise ValueError("instructions >= 0, mhz > 0 and cpi > 0 expected")
+    return instructions * cpi / (mhz * 1e3)
+
+
+def esp_nn_like(per_tag: dict[str, dict[str, int]]) -> int | None:
+    """Instructions per inference with CMSIS-NN counts for the operators ESP-NN accelerates and reference
+    counts for the rest; None without both kernel sets. `per_tag`: {kernels: {tag: instructions}}."""
+    if "cmsis-nn" not in per_tag or "reference" not in per_tag:
+        return None
+    tags = set(per_tag["cmsis-nn"]) | set(per_tag["reference"])
+    return int(sum(per_tag["cmsis-nn" if t in ESP_NN_OPS else "reference"].get(t, 0) for t in tags))
+
+
+def board_estimates(instructions: dict[str, int | None]) -> list[dict[str, Any]]:
+    """Estimated ms per board from Cortex-M4 instruction counts per inference.
+
+    `instructions`: {"cmsis-nn": n, "reference": n, "esp-nn-like": n} (any may be missing or None)."""
+    rows = []
+    for b in BOARDS:
+        n = instructions.get(b.basis)
+        basis = b.basis
+        if n is None and b.basis == "esp-nn-like":  # only one kernel set measured
+            basis = "cmsis-nn" if instructions.get("cmsis-nn") is not None else "reference"
+            n = instructions.get(basis)
+        if n is None:
+            continue
+        rows.append({"board": b.name, "mhz": b.mhz, "cpi_low": b.cpi[0], "cpi_high": b.cpi[1], "basis": basis,
+                     "instructions": int(n), "ms_low": estimate_ms(n, b.mhz, b.cpi[0]),
+                     "ms_high": estimate_ms(n, b.mhz, b.cpi[1]), "note": b.note})
+    return rows
+
+
+def graph_work(graph) -> dict[str, int]:
+    """Work per operator type of a graph (`tflite.graph.Graph`): MACs for the matrix operators, input
+    elements for MEAN, output elements for the rest."""
+    from .graph import op_macs
+
+    work: dict[str, int] = {}
+    for op in graph.ops:
+        if op.name in MAC_OPS:
+            units = op_macs(graph, op)
+        elif op.name == "MEAN":
+            units = int(np.prod(graph.tensors[op.inputs[0]].shape or [1]))
+        else:
+            units = int(np.prod(graph.tensors[op.outputs[0]].shape or [1])) if op.outputs else 0
+        work[op.name] = work.get(op.name, 0) + int(units)
+    return work
