@@ -72,7 +72,7 @@ def parse_profile(text: str) -> dict[str, Any]:
     arena_used_bytes, runs (each: events [(index, tag, ticks)], per_tag {tag: ticks},
     total_ticks, invoke_ticks, profiled_ticks), logits (ints), done (bool)."""
     out: dict[str, Any] = {"time_base": None, "ticks_per_second": None, "calibration": None,
-                           "arena_used_bytes": None, "runs": [], "logits": None, "done": False}
+                           "arena_used_bytes": None, "runs": [], "logits": None, "done": False, "table_check": None}
     run: dict[str, Any] | None = None
     section = None
     for raw in text.splitlines():
@@ -90,6 +90,8 @@ def parse_profile(text: str) -> dict[str, Any]:
             elif body.startswith("calibration "):
                 kv = dict(p.split("=", 1) for p in body.split()[1:])
                 out["calibration"] = {"instructions": int(kv["instructions"]), "ticks": int(kv["ticks"])}
+            elif body.startswith("table_check "):
+                out["table_check"] = {k: int(v) for k, v in (p.split("=", 1) for p in body.split()[1:])}
             elif body.startswith("arena_used_bytes="):
                 out["arena_used_bytes"] = int(body.split("=", 1)[1])
             elif re.fullmatch(r"run \d+", body):
@@ -247,7 +249,12 @@ def model_array_sources(data: bytes) -> tuple[str, str]:
     return header, source
 
 
-def profile_config(graph, vocab_size: int, *, runs: int, arena_bytes: int = ARENA_BYTES) -> str:
+#: --table-kernels: the operators registered with the project's table kernels (micro_app/profile/embbert_table_kernels.h)
+TABLE_KERNELS = {"LOGISTIC": "embbert::Register_LOGISTIC_INT8_TABLE()", "SOFTMAX": "embbert::Register_SOFTMAX_INT8_TABLE()"}
+
+
+def profile_config(graph, vocab_size: int, *, runs: int, arena_bytes: int = ARENA_BYTES,
+                   table_kernels: bool = False) -> str:
     """embbert_profile_config.h for one model: length, vocabulary, inputs, the operators to register."""
     ops = graph.op_names
     unknown = [o for o in ops if o not in OP_METHODS]
@@ -261,7 +268,8 @@ def profile_config(graph, vocab_size: int, *, runs: int, arena_bytes: int = AREN
              f"#define EMBBERT_PROFILE_CLS_ID {CLS_ID}", f"#define EMBBERT_PROFILE_TOKEN_IDS_INPUT {tok}",
              f"#define EMBBERT_PROFILE_SEGMENT_IDS_INPUT {seg}", f"#define EMBBERT_PROFILE_ARENA_BYTES {arena_bytes}",
              f"#define EMBBERT_PROFILE_RUNS {runs}", f"#define EMBBERT_PROFILE_NUM_OPS {len(ops)}",
-             "#define EMBBERT_PROFILE_FOR_EACH_OP(X) " + " ".join(f"X({OP_METHODS[o]})" for o in ops),
+             "#define EMBBERT_PROFILE_FOR_EACH_OP(X) "
+             + " ".join(f"X({OP_METHODS[o]}, {TABLE_KERNELS.get(o, '') if table_kernels else ''})" for o in ops),
              "#endif", ""]
     return "\n".join(lines)
 
@@ -279,19 +287,29 @@ def _compile_flags(tflm: Path, target: str) -> tuple[list[str], list[str]]:
     return common, inc
 
 
-def build_profile(build_dir: Path, tflm: Path, lib: Path, target: str, data: bytes, config_h: str) -> Path:
-    """Compile the driver, the platform and the model array, link with TFLM: the executable."""
+def build_profile(build_dir: Path, tflm: Path, lib: Path, target: str, data: bytes, config_h: str,
+                  table_kernels: str | None = None) -> Path:
+    """Compile the driver, the platform and the model array, link with TFLM: the executable.
+
+    `table_kernels`: None, "on" (LOGISTIC/SOFTMAX table kernels) or "verify" (the same, each element also
+    compared with TFLM's reference function: for the check, not for timing)."""
     build_dir.mkdir(parents=True, exist_ok=True)
     header, source = model_array_sources(data)
     (build_dir / "model_data.h").write_text(header)
     (build_dir / "model_data.cc").write_text(source)
     (build_dir / "embbert_profile_config.h").write_text(config_h)
     flags, inc = _compile_flags(tflm, target)
+    if table_kernels:
+        flags = [*flags, "-DEMBBERT_PROFILE_TABLE_KERNELS"]
+        if table_kernels == "verify":
+            flags.append("-DEMBBERT_TABLE_KERNELS_VERIFY")
     inc = [f"-I{build_dir}", *inc]
     cxx = _tool("arm-none-eabi-g++") if target == "cortex-m4" else _tool("g++")
     cc = _tool("arm-none-eabi-gcc") if target == "cortex-m4" else _tool("gcc")
     units = [(cxx, PROFILE_SRC / "embbert_profile.cc", ["-std=c++17", "-fno-rtti", "-fno-threadsafe-statics"]),
              (cxx, build_dir / "model_data.cc", ["-std=c++17"])]
+    if table_kernels:
+        units.append((cxx, PROFILE_SRC / "embbert_table_kernels.cc", ["-std=c++17", "-fno-rtti"]))
     if target == "cortex-m4":
         units += [(cxx, PROFILE_SRC / "platform_mps2_an386.cc", ["-std=c++17", "-fno-rtti"]),
                   (cc, PROFILE_SRC / "startup_mps2_an386.c", ["-std=c99"])]
@@ -336,21 +354,23 @@ def run_profile(exe: Path, target: str, timeout: int = 1800) -> str:
 # -- one model -------------------------------------------------------------------------------------
 
 def measure_model(name: str, data: bytes, vocab_size: int, tflm: Path, target: str, kernels: list[str],
-                  out_dir: Path, *, libs: dict[str, Path], kernel_opt: str | None = None) -> dict[str, Any]:
+                  out_dir: Path, *, libs: dict[str, Path], kernel_opt: str | None = None,
+                  table_kernels: bool = False) -> dict[str, Any]:
     """Profile one FlatBuffer with each kernel set: per operator, per type, per inference."""
     from embbert.tflite.graph import macs, op_macs, read_graph
 
     graph = read_graph(data)
     runs = 1 if target == "cortex-m4" else 5
-    config_h = profile_config(graph, vocab_size, runs=runs)
+    config_h = profile_config(graph, vocab_size, runs=runs, table_kernels=table_kernels)
     length = graph.tensors[graph.inputs[graph.input_index("token_ids")]].shape[-1]
     result: dict[str, Any] = {"model": name, "length": int(length), "model_bytes": len(data), "target": target,
-                              "kernel_opt": kernel_opt or "-O2 (TFLM default)",
+                              "kernel_opt": kernel_opt or "-O2 (TFLM default)", "table_kernels": table_kernels,
                               "operators": len(graph.ops), "macs": macs(graph), "kernels": {}}
     for k in kernels:
         slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")
-        build = out_dir / "build" / f"{slug}-L{length}-{target}-{k}{kernel_opt or ''}"
-        exe = build_profile(build, tflm, libs[k], target, data, config_h)
+        variant = f"{k}{kernel_opt or ''}{'-table' if table_kernels else ''}"
+        build = out_dir / "build" / f"{slug}-L{length}-{target}-{variant}"
+        exe = build_profile(build, tflm, libs[k], target, data, config_h, "on" if table_kernels else None)
         text = run_profile(exe, target)
         (build / "profile.txt").write_text(text)
         prof = parse_profile(text)
@@ -372,6 +392,17 @@ def measure_model(name: str, data: bytes, vocab_size: int, tflm: Path, target: s
             "per_op": per_op, "logits": prof["logits"], "arena_used_bytes": prof["arena_used_bytes"],
             "time_base": prof["time_base"], "calibration": prof["calibration"],
             "runs": [r["invoke_ticks"] for r in prof["runs"]], "profile": str(build / "profile.txt")}
+        if table_kernels:
+            # a second build compares every element of the table kernels with TFLM's reference function
+            vbuild = build.with_name(build.name + "-verify")
+            vexe = build_profile(vbuild, tflm, libs[k], target, data, config_h, "verify")
+            vtext = run_profile(vexe, target)
+            (vbuild / "profile.txt").write_text(vtext)
+            vprof = parse_profile(vtext)
+            check = vprof.get("table_check") or {}
+            if vprof["logits"] != prof["logits"] or check.get("logistic_mismatches") or check.get("softmax_mismatches"):
+                raise EmbBertError(f"table kernels differ from TFLM's reference on {name} L={length}: {check}")
+            result["kernels"][k]["table_check"] = check
     if target == "cortex-m4":
         counts = {k: v["per_inference"] for k, v in result["kernels"].items()}
         counts["esp-nn-like"] = esp_nn_like({k: v["per_tag"] for k, v in result["kernels"].items()})
@@ -455,7 +486,7 @@ def latency_markdown(results: list[dict[str, Any]], command: str) -> str:
 
 def latency_bench(run_dir, tflm_dir, *, target: str = "cortex-m4", kernels: str = "cmsis-nn",
                   preset: str | None = None, lengths: list[int] | None = None, out="runs/bench/latency",
-                  jobs: int = 2, kernel_opt: str | None = None,
+                  jobs: int = 2, kernel_opt: str | None = None, table_kernels: bool = False,
                   command: str = "embbert bench latency") -> list[dict[str, Any]]:
     tflm = check_tflm_dir(tflm_dir)
     from embbert.core import layout
@@ -490,7 +521,8 @@ def latency_bench(run_dir, tflm_dir, *, target: str = "cortex-m4", kernels: str 
         libs[k] = build_library(tflm, target, k, jobs, kernel_opt)
     results = []
     for name, data, vocab in models:
-        r = measure_model(name, data, vocab, tflm, target, kernel_list, out, libs=libs, kernel_opt=kernel_opt)
+        r = measure_model(name, data, vocab, tflm, target, kernel_list, out, libs=libs, kernel_opt=kernel_opt,
+                          table_kernels=table_kernels)
         results.append(r)
         summary = ", ".join(f"{k}: {_fmt(v['per_inference'])} {v['unit']}" for k, v in r["kernels"].items())
         print(f"{name} L={r['length']}: {summary}", flush=True)
@@ -513,7 +545,8 @@ def _cmd_latency(args) -> int:
         args.kernels = "reference"
     cmd = "embbert bench latency " + " ".join(sys.argv[3:]) if len(sys.argv) > 3 else "embbert bench latency"
     latency_bench(args.run_dir, args.tflm_dir, target=args.target, kernels=args.kernels, preset=args.preset,
-                  lengths=args.lengths, out=args.out, jobs=args.jobs, kernel_opt=args.kernel_opt, command=cmd)
+                  lengths=args.lengths, out=args.out, jobs=args.jobs, kernel_opt=args.kernel_opt,
+                  table_kernels=args.table_kernels, command=cmd)
     return 0
 
 
@@ -535,6 +568,9 @@ def register(bench_subparsers) -> None:
     p.add_argument("--lengths", type=positive_int, nargs="+", default=None, help="sequence lengths for --preset")
     p.add_argument("--out", default="runs/bench/latency", help="output folder (default runs/bench/latency)")
     p.add_argument("--jobs", type=positive_int, default=2, help="make -j (default 2)")
+    p.add_argument("--table-kernels", action="store_true",
+                   help="register LOGISTIC and SOFTMAX with the project's table kernels (bit-identical to TFLM's "
+                   "reference, checked element by element in a second build)")
     p.add_argument("--kernel-opt", choices=("-O2", "-O3", "-Os"), default=None,
                    help="optimisation level of TFLM's kernels and CMSIS-NN (default: TFLM's -O2); another level "
                    "builds into its own gen/ folder")

@@ -40,6 +40,9 @@
 #if defined(EMBBERT_PROFILE_DEBUG_LOG_CALLBACK)
 #include "tensorflow/lite/micro/cortex_m_generic/debug_log_callback.h"
 #endif
+#if defined(EMBBERT_PROFILE_TABLE_KERNELS)
+#include "embbert_table_kernels.h"
+#endif
 
 #ifndef EMBBERT_PROFILE_RUNS
 #define EMBBERT_PROFILE_RUNS 1
@@ -67,8 +70,9 @@ void DebugLogToPlatform(const char* s) { EmbBertProfileWrite(s); }
 
 TfLiteStatus RegisterOps(
     tflite::MicroMutableOpResolver<EMBBERT_PROFILE_NUM_OPS>& resolver) {
-#define EMBBERT_PROFILE_ADD(method) \
-  if (resolver.method() != kTfLiteOk) return kTfLiteError;
+// X(method, registration): an empty registration is TFLM's default kernel of the build.
+#define EMBBERT_PROFILE_ADD(method, registration) \
+  if (resolver.method(registration) != kTfLiteOk) return kTfLiteError;
   EMBBERT_PROFILE_FOR_EACH_OP(EMBBERT_PROFILE_ADD)
 #undef EMBBERT_PROFILE_ADD
   return kTfLiteOk;
@@ -169,6 +173,15 @@ extern "C" int EmbBertProfileRun(void) {
     EmbBertProfileWrite(buf);
   }
   EmbBertProfileWrite("\n");
+#if defined(EMBBERT_TABLE_KERNELS_VERIFY)
+  const embbert::TableKernelCheck& check = embbert::TableKernelCheckCounts();
+  Line("embbert_profile: table_check logistic_checked=%lu logistic_mismatches=%lu softmax_checked=%lu "
+       "softmax_mismatches=%lu",
+       static_cast<unsigned long>(check.logistic_checked),
+       static_cast<unsigned long>(check.logistic_mismatches),
+       static_cast<unsigned long>(check.softmax_checked),
+       static_cast<unsigned long>(check.softmax_mismatches));
+#endif
   Line("embbert_profile: done");
   return 0;
 }

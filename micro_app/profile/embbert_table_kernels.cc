@@ -1,0 +1,200 @@
+/* Table-driven int8 LOGISTIC and SOFTMAX, bit-identical to TFLM's reference kernels
+ * (embbert_table_kernels.h says why and how). */
+#include "embbert_table_kernels.h"
+
+#include <algorithm>
+#include <limits>
+
+#include "fixedpoint/fixedpoint.h"
+#include "tensorflow/lite/c/common.h"
+#include "tensorflow/lite/kernels/internal/common.h"
+#include "tensorflow/lite/kernels/internal/reference/integer_ops/logistic.h"
+#include "tensorflow/lite/kernels/internal/reference/softmax.h"
+#include "tensorflow/lite/micro/kernels/kernel_util.h"
+#include "tensorflow/lite/micro/kernels/softmax.h"
+#include "tensorflow/lite/micro/micro_log.h"
+
+namespace embbert {
+namespace {
+
+TableKernelCheck g_check = {0, 0, 0, 0};
+
+// Fewer elements than table entries: the reference loop is cheaper than building the table.
+constexpr int kTableEntries = 256;
+
+// SOFTMAX's fixed-point formats, as in TFLM's reference kernel (reference/softmax.h).
+constexpr int kScaledDiffIntegerBits = 5;
+constexpr int kAccumulationIntegerBits = 12;
+using FixedPointScaledDiff = gemmlowp::FixedPoint<int32_t, kScaledDiffIntegerBits>;
+using FixedPointAccum = gemmlowp::FixedPoint<int32_t, kAccumulationIntegerBits>;
+using FixedPoint0 = gemmlowp::FixedPoint<int32_t, 0>;
+
+// exp(diff) in Q0.31 for diff = -(kTableEntries-1) .. 0 (index -diff), the reference's expression;
+// entries below diff_min are never read.
+void SoftmaxExpTable(const tflite::SoftmaxParams& params, int32_t table[kTableEntries]) {
+  for (int k = 0; k < kTableEntries; ++k) {
+    const int32_t input_diff = -k;
+    if (input_diff < params.diff_min) {
+      table[k] = 0;
+      continue;
+    }
+    const int32_t rescaled = tflite::MultiplyByQuantizedMultiplierGreaterThanOne(
+        input_diff, params.input_multiplier, params.input_left_shift);
+    table[k] = gemmlowp::exp_on_negative_values(FixedPointScaledDiff::FromRaw(rescaled)).raw();
+  }
+}
+
+void SoftmaxRowsWithTable(const tflite::SoftmaxParams& params, const int32_t exp_table[kTableEntries],
+                          int rows, int depth, const int8_t* input, int8_t* output) {
+  for (int i = 0; i < rows; ++i) {
+    const int8_t* in = input + i * depth;
+    int8_t* out = output + i * depth;
+    int8_t max_in_row = std::numeric_limits<int8_t>::min();
+    for (int c = 0; c < depth; ++c) max_in_row = std::max(max_in_row, in[c]);
+
+    FixedPointAccum sum_of_exps = FixedPointAccum::Zero();
+    for (int c = 0; c < depth; ++c) {
+      const int32_t input_diff = static_cast<int32_t>(in[c]) - max_in_row;
+      if (input_diff >= params.diff_min) {
+        sum_of_exps = sum_of_exps + gemmlowp::Rescale<kAccumulationIntegerBits>(
+                                        FixedPoint0::FromRaw(exp_table[-input_diff]));
+      }
+    }
+    int num_bits_over_unit;
+    const FixedPoint0 shifted_scale = FixedPoint0::FromRaw(
+        tflite::GetReciprocal(sum_of_exps.raw(), kAccumulationIntegerBits, &num_bits_over_unit));
+    const int exponent = num_bits_over_unit + 31 - 8;
+    for (int c = 0; c < depth; ++c) {
+      const int32_t input_diff = static_cast<int32_t>(in[c]) - max_in_row;
+      if (input_diff >= params.diff_min) {
+        const FixedPoint0 exp_in_0 = FixedPoint0::FromRaw(exp_table[-input_diff]);
+        const int32_t unsat = gemmlowp::RoundingDivideByPOT((shifted_scale * exp_in_0).raw(), exponent);
+        const int32_t shifted = unsat + static_cast<int32_t>(std::numeric_limits<int8_t>::min());
+        out[c] = static_cast<int8_t>(std::max(std::min(shifted, static_cast<int32_t>(127)),
+                                              static_cast<int32_t>(-128)));
+      } else {
+        out[c] = std::numeric_limits<int8_t>::min();
+      }
+    }
+  }
+}
+
+TfLiteStatus LogisticTablePrepare(TfLiteContext* context, TfLiteNode* node) {
+  TF_LITE_ENSURE_OK(context, tflite::LogisticPrepare(context, node));
+  tflite::MicroContext* micro_context = tflite::GetMicroContext(context);
+  TfLiteTensor* input = micro_context->AllocateTempInputTensor(node, tflite::kLogisticInputTensor);
+  TfLiteTensor* output = micro_context->AllocateTempOutputTensor(node, tflite::kLogisticOutputTensor);
+  const bool int8 = input->type == kTfLiteInt8 && output->type == kTfLiteInt8;
+  micro_context->DeallocateTempTfLiteTensor(input);
+  micro_context->DeallocateTempTfLiteTensor(output);
+  if (!int8) {
+    MicroPrintf("embbert LOGISTIC table kernel: int8 only; register TFLM's Register_LOGISTIC() instead");
+    return kTfLiteError;
+  }
+  return kTfLiteOk;
+}
+
+void* LogisticTableInit(TfLiteContext* context, const char* buffer, size_t length) {
+  return context->AllocatePersistentBuffer(context, sizeof(tflite::OpDataLogistic));
+}
+
+TfLiteStatus LogisticTableEval(TfLiteContext* context, TfLiteNode* node) {
+  const TfLiteEvalTensor* input = tflite::micro::GetEvalInput(context, node, tflite::kLogisticInputTensor);
+  TfLiteEvalTensor* output = tflite::micro::GetEvalOutput(context, node, tflite::kLogisticOutputTensor);
+  const auto& op = *static_cast<const tflite::OpDataLogistic*>(node->user_data);
+  const int n = tflite::micro::GetTensorShape(input).FlatSize();
+  const int8_t* in = tflite::micro::GetTensorData<int8_t>(input);
+  int8_t* out = tflite::micro::GetTensorData<int8_t>(output);
+  if (n < kTableEntries) {
+    tflite::reference_integer_ops::Logistic(op.input_zero_point, op.input_range_radius, op.input_multiplier,
+                                            op.input_left_shift, n, in, out);
+    return kTfLiteOk;
+  }
+  int8_t table[kTableEntries];
+  LogisticInt8Table(op, table);
+  for (int i = 0; i < n; ++i) out[i] = table[static_cast<int>(in[i]) + 128];
+#if defined(EMBBERT_TABLE_KERNELS_VERIFY)
+  for (int i = 0; i < n; ++i) {
+    int8_t ref;
+    tflite::reference_integer_ops::Logistic(op.input_zero_point, op.input_range_radius, op.input_multiplier,
+                                            op.input_left_shift, 1, &in[i], &ref);
+    g_check.logistic_checked++;
+    if (ref != out[i]) g_check.logistic_mismatches++;
+  }
+#endif
+  return kTfLiteOk;
+}
+
+TfLiteStatus SoftmaxTablePrepare(TfLiteContext* context, TfLiteNode* node) {
+  TF_LITE_ENSURE_OK(context, tflite::SoftmaxPrepare(context, node));
+  tflite::MicroContext* micro_context = tflite::GetMicroContext(context);
+  TfLiteTensor* input = micro_context->AllocateTempInputTensor(node, 0);
+  TfLiteTensor* output = micro_context->AllocateTempOutputTensor(node, 0);
+  const bool int8 = input->type == kTfLiteInt8 && output->type == kTfLiteInt8;
+  micro_context->DeallocateTempTfLiteTensor(input);
+  micro_context->DeallocateTempTfLiteTensor(output);
+  if (!int8) {
+    MicroPrintf("embbert SOFTMAX table kernel: int8 -> int8 only; register TFLM's Register_SOFTMAX() instead");
+    return kTfLiteError;
+  }
+  return kTfLiteOk;
+}
+
+TfLiteStatus SoftmaxTableEval(TfLiteContext* context, TfLiteNode* node) {
+  const TfLiteEvalTensor* input = tflite::micro::GetEvalInput(context, node, 0);
+  TfLiteEvalTensor* output = tflite::micro::GetEvalOutput(context, node, 0);
+  const auto& params = *static_cast<const tflite::SoftmaxParams*>(node->user_data);
+  const tflite::RuntimeShape shape = tflite::micro::GetTensorShape(input);
+  const int depth = shape.Dims(shape.DimensionsCount() - 1);
+  const int rows = shape.FlatSize() / depth;
+  const int8_t* in = tflite::micro::GetTensorData<int8_t>(input);
+  int8_t* out = tflite::micro::GetTensorData<int8_t>(output);
+  if (rows * depth < kTableEntries) {
+    tflite::reference_ops::Softmax(params, shape, in, tflite::micro::GetTensorShape(output), out);
+    return kTfLiteOk;
+  }
+  SoftmaxInt8Rows(params, rows, depth, in, out);
+#if defined(EMBBERT_TABLE_KERNELS_VERIFY)
+  int8_t ref[1024];
+  if (depth <= 1024) {
+    const tflite::RuntimeShape row_shape({1, depth});
+    for (int i = 0; i < rows; ++i) {
+      tflite::reference_ops::Softmax(params, row_shape, in + i * depth, row_shape, ref);
+      for (int c = 0; c < depth; ++c) {
+        g_check.softmax_checked++;
+        if (ref[c] != out[i * depth + c]) g_check.softmax_mismatches++;
+      }
+    }
+  }
+#endif
+  return kTfLiteOk;
+}
+
+}  // namespace
+
+void LogisticInt8Table(const tflite::OpDataLogistic& op, int8_t table[256]) {
+  for (int v = -128; v < 128; ++v) {
+    const int8_t x = static_cast<int8_t>(v);
+    tflite::reference_integer_ops::Logistic(op.input_zero_point, op.input_range_radius, op.input_multiplier,
+                                            op.input_left_shift, 1, &x, &table[v + 128]);
+  }
+}
+
+void SoftmaxInt8Rows(const tflite::SoftmaxParams& params, int rows, int depth, const int8_t* input,
+                     int8_t* output) {
+  int32_t exp_table[kTableEntries];
+  SoftmaxExpTable(params, exp_table);
+  SoftmaxRowsWithTable(params, exp_table, rows, depth, input, output);
+}
+
+const TableKernelCheck& TableKernelCheckCounts() { return g_check; }
+
+TFLMRegistration Register_LOGISTIC_INT8_TABLE() {
+  return tflite::micro::RegisterOp(LogisticTableInit, LogisticTablePrepare, LogisticTableEval);
+}
+
+TFLMRegistration Register_SOFTMAX_INT8_TABLE() {
+  return tflite::micro::RegisterOp(tflite::SoftmaxInit, SoftmaxTablePrepare, SoftmaxTableEval);
+}
+
+}  // namespace embbert

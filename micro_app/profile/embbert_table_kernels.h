@@ -1,0 +1,46 @@
+/* Faster int8 LOGISTIC and SOFTMAX for TFLM, bit-identical to TFLM's reference kernels.
+ *
+ * The profile (docs/latency.md) shows TFLM's int8 LOGISTIC at ~357 instructions per element and
+ * int8 SOFTMAX at ~520 (CMSIS-NN) / ~450 (reference) on a Cortex-M4: both evaluate gemmlowp's
+ * fixed-point exp/logistic for every element (SOFTMAX twice). Both results are functions of one
+ * int8 value: LOGISTIC of the input byte, SOFTMAX's exp term of the difference to the row maximum
+ * (-255..0). These registrations evaluate TFLM's own reference arithmetic once for each of the 256
+ * possible values into a table on the stack at every Invoke (256 B / 1 KB of stack, no arena, no
+ * persistent memory) and then look the elements up; everything else (row maximum, sum, TFLM's
+ * GetReciprocal, rounding, clamping) is the reference kernel's arithmetic, in its order. So the
+ * outputs are the reference outputs bit for bit, for any quantisation parameters.
+ *
+ * Use: the same builtin operators, another implementation, registered through TFLM's public API:
+ *   resolver.AddLogistic(embbert::Register_LOGISTIC_INT8_TABLE());
+ *   resolver.AddSoftmax(embbert::Register_SOFTMAX_INT8_TABLE());
+ * Init and Prepare are TFLM's (LogisticPrepare, SoftmaxInit/SoftmaxPrepare); only int8 -> int8 is
+ * handled (what EmbBERT graphs use); other types fail in Prepare with a message. */
+#ifndef EMBBERT_TABLE_KERNELS_H_
+#define EMBBERT_TABLE_KERNELS_H_
+
+#include <stdint.h>
+
+#include "tensorflow/lite/kernels/internal/types.h"
+#include "tensorflow/lite/micro/kernels/logistic.h"
+#include "tensorflow/lite/micro/micro_common.h"
+
+namespace embbert {
+
+TFLMRegistration Register_LOGISTIC_INT8_TABLE();
+TFLMRegistration Register_SOFTMAX_INT8_TABLE();
+
+// The cores, exposed for the checks against TFLM's reference functions.
+void LogisticInt8Table(const tflite::OpDataLogistic& op, int8_t table[256]);
+void SoftmaxInt8Rows(const tflite::SoftmaxParams& params, int rows, int depth, const int8_t* input,
+                     int8_t* output);
+
+// Elements checked against the reference and mismatches found (EMBBERT_TABLE_KERNELS_VERIFY builds).
+struct TableKernelCheck {
+  uint32_t logistic_checked, logistic_mismatches;
+  uint32_t softmax_checked, softmax_mismatches;
+};
+const TableKernelCheck& TableKernelCheckCounts();
+
+}  // namespace embbert
+
+#endif  // EMBBERT_TABLE_KERNELS_H_
