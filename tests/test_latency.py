@@ -37,6 +37,7 @@ SOFTMAX, 2000\r
 "total number of ticks", 42120\r
 embbert_profile: run 0 invoke_ticks=42200 profiled_ticks=42120
 embbert_profile: logits=-12,5,127,-128,0,3
+embbert_profile: table_check logistic_checked=16384 logistic_mismatches=0 softmax_checked=8192 softmax_mismatches=0
 embbert_profile: done
 """
 
@@ -47,6 +48,8 @@ def test_parse_profile_reads_tflm_csv_and_driver_lines():
     assert p["calibration"] == {"instructions": 2_000_000, "ticks": 400_000}
     assert p["arena_used_bytes"] == 57684
     assert p["logits"] == [-12, 5, 127, -128, 0, 3]
+    assert p["table_check"] == {"logistic_checked": 16384, "logistic_mismatches": 0, "softmax_checked": 8192,
+                                "softmax_mismatches": 0}
     (run,) = p["runs"]
     assert run["events"] == [(0, "GATHER", 120), (1, "FULLY_CONNECTED", 10000), (2, "FULLY_CONNECTED", 30000),
                              (3, "SOFTMAX", 2000)]
@@ -136,7 +139,10 @@ def test_profile_config_registers_exactly_the_models_operators():
     assert f"#define EMBBERT_PROFILE_NUM_OPS {len(graph.op_names)}" in h
     assert "#define EMBBERT_PROFILE_TOKEN_IDS_INPUT 1" in h and "#define EMBBERT_PROFILE_SEGMENT_IDS_INPUT 0" in h
     for op in graph.op_names:
-        assert f"X({latency.OP_METHODS[op]})" in h
+        assert f"X({latency.OP_METHODS[op]}, )" in h  # TFLM's kernel of the build
+    t = latency.profile_config(graph, 2048, runs=1, table_kernels=True)
+    assert "X(AddLogistic, embbert::Register_LOGISTIC_INT8_TABLE())" in t
+    assert "X(AddSoftmax, embbert::Register_SOFTMAX_INT8_TABLE())" in t and "X(AddMean, )" in t
     header, source = latency.model_array_sources(b"TFL3\x00\xff")
     assert "g_embbert_model_data[]" in header and "0x54, 0x46, 0x4c, 0x33, 0x00, 0xff" in source
 
