@@ -154,6 +154,8 @@ def test_platformio_library_and_example(packages):
     assert "EmbBERT=symlink://../.." in ini["env"]["lib_deps"]
     assert "${env.lib_deps}" in ini["env:nano33ble"]["lib_deps"]
     assert "EmbBERT_TFLM=symlink://${sysenv.TFLM_ARDUINO_M4}" in ini["env:nano33ble"]["lib_deps"]
+    flags = ini["env:nano33ble"]["build_flags"].split()
+    assert flags == ["-L${sysenv.TFLM_ARDUINO_M4}/src/cortex-m4/fpv4-sp-d16-softfp", "-lEmbBERT_TFLM"]
     assert "EmbBertSetLog(" in (root / "examples" / "EmbBertClassifier" / "src" / "main.cpp").read_text()
 
 

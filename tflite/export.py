@@ -447,6 +447,10 @@ lib_deps =
 [env:nano33ble]
 platform = nordicnrf52
 board = nano33ble
+; the archive, linked explicitly (the folder arduino-cli uses for a precompiled library on this core)
+build_flags =
+    -L${{sysenv.TFLM_ARDUINO_M4}}/src/cortex-m4/fpv4-sp-d16-softfp
+    -l{TFLM_LIBRARY}
 lib_deps =
     ${{env.lib_deps}}
     {TFLM_LIBRARY}=symlink://${{sysenv.TFLM_ARDUINO_M4}}
@@ -566,6 +570,8 @@ if(EMBBERT_WITH_TFLM)
     "${{TFLM_DIR}}/third_party/kissfft")
   # TFLM's Makefile builds with these; the application must see the same TfLiteTensor layout.
   target_compile_definitions(tflm PUBLIC TF_LITE_STATIC_MEMORY TF_LITE_DISABLE_X86_NEON)
+  # ... and TFLM's C++ flags: its placement-new code needs -fno-exceptions (decode_state.cc)
+  target_compile_options(tflm PUBLIC $<$<COMPILE_LANGUAGE:CXX>:-fno-rtti -fno-exceptions -fno-threadsafe-statics>)
 
   add_library(embbert STATIC src/embbert_classifier.c src/embbert_ops.c src/embbert_tflm.cc)
   target_link_libraries(embbert PUBLIC embbert_core tflm)
