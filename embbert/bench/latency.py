@@ -250,7 +250,8 @@ def model_array_sources(data: bytes) -> tuple[str, str]:
 
 
 #: --table-kernels: the operators registered with the project's table kernels (micro_app/profile/embbert_table_kernels.h)
-TABLE_KERNELS = {"LOGISTIC": "embbert::Register_LOGISTIC_INT8_TABLE()", "SOFTMAX": "embbert::Register_SOFTMAX_INT8_TABLE()"}
+TABLE_KERNELS = {"LOGISTIC": "embbert::Register_LOGISTIC_INT8_TABLE()", "SOFTMAX": "embbert::Register_SOFTMAX_INT8_TABLE()",
+                 "MEAN": "embbert::Register_MEAN_INT8_LAST_AXIS()"}
 
 
 def profile_config(graph, vocab_size: int, *, runs: int, arena_bytes: int = ARENA_BYTES,
@@ -400,7 +401,7 @@ def measure_model(name: str, data: bytes, vocab_size: int, tflm: Path, target: s
             (vbuild / "profile.txt").write_text(vtext)
             vprof = parse_profile(vtext)
             check = vprof.get("table_check") or {}
-            if vprof["logits"] != prof["logits"] or check.get("logistic_mismatches") or check.get("softmax_mismatches"):
+            if vprof["logits"] != prof["logits"] or any(v for k2, v in check.items() if k2.endswith("_mismatches")):
                 raise EmbBertError(f"table kernels differ from TFLM's reference on {name} L={length}: {check}")
             result["kernels"][k]["table_check"] = check
     if target == "cortex-m4":

@@ -176,11 +176,13 @@ extern "C" int EmbBertProfileRun(void) {
 #if defined(EMBBERT_TABLE_KERNELS_VERIFY)
   const embbert::TableKernelCheck& check = embbert::TableKernelCheckCounts();
   Line("embbert_profile: table_check logistic_checked=%lu logistic_mismatches=%lu softmax_checked=%lu "
-       "softmax_mismatches=%lu",
+       "softmax_mismatches=%lu mean_checked=%lu mean_mismatches=%lu",
        static_cast<unsigned long>(check.logistic_checked),
        static_cast<unsigned long>(check.logistic_mismatches),
        static_cast<unsigned long>(check.softmax_checked),
-       static_cast<unsigned long>(check.softmax_mismatches));
+       static_cast<unsigned long>(check.softmax_mismatches),
+       static_cast<unsigned long>(check.mean_checked),
+       static_cast<unsigned long>(check.mean_mismatches));
 #endif
   Line("embbert_profile: done");
   return 0;

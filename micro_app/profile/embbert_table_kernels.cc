@@ -11,13 +11,14 @@
 #include "tensorflow/lite/kernels/internal/reference/integer_ops/logistic.h"
 #include "tensorflow/lite/kernels/internal/reference/softmax.h"
 #include "tensorflow/lite/micro/kernels/kernel_util.h"
+#include "tensorflow/lite/micro/kernels/reduce.h"
 #include "tensorflow/lite/micro/kernels/softmax.h"
 #include "tensorflow/lite/micro/micro_log.h"
 
 namespace embbert {
 namespace {
 
-TableKernelCheck g_check = {0, 0, 0, 0};
+TableKernelCheck g_check = {0, 0, 0, 0, 0, 0};
 
 // Fewer elements than table entries: the reference loop is cheaper than building the table.
 constexpr int kTableEntries = 256;
@@ -170,6 +171,74 @@ TfLiteStatus SoftmaxTableEval(TfLiteContext* context, TfLiteNode* node) {
   return kTfLiteOk;
 }
 
+void* MeanInit(TfLiteContext* context, const char* buffer, size_t length) {
+  return context->AllocatePersistentBuffer(context, sizeof(tflite::OpDataReduce));
+}
+
+TfLiteStatus MeanPrepare(TfLiteContext* context, TfLiteNode* node) {
+  return tflite::PrepareMeanOrSumHelper(context, node, static_cast<tflite::OpDataReduce*>(node->user_data));
+}
+
+// True when the axis tensor names exactly the last dimension (as -1 or as rank-1).
+bool ReducesLastAxisOnly(const TfLiteEvalTensor* input, const TfLiteEvalTensor* axis) {
+  const int rank = input->dims->size;
+  const int count = tflite::micro::GetTensorShape(axis).FlatSize();
+  const int32_t* a = tflite::micro::GetTensorData<int32_t>(axis);
+  if (rank < 1 || count < 1) return false;
+  for (int i = 0; i < count; ++i) {
+    if (a[i] != rank - 1 && a[i] != -1) return false;
+  }
+  return true;
+}
+
+// TFLM's reference int8 mean (reference_ops::QuantizedMeanOrSum) for rows of `depth` elements: the
+// sum of each row, then its requantisation with the 1/depth factor folded in as the reference does.
+void MeanRowsInt8(const tflite::OpDataReduce& op, int rows, int depth, const int8_t* in, int8_t* out) {
+  int shift = 63 - tflite::CountLeadingZeros(static_cast<uint64_t>(depth));
+  shift = std::min(shift, 32);
+  shift = std::min(shift, 31 + op.shift);
+  const int32_t multiplier =
+      static_cast<int32_t>((static_cast<int64_t>(op.multiplier) << shift) / depth);
+  const int out_shift = op.shift - shift;
+  for (int r = 0; r < rows; ++r) {
+    const int8_t* x = in + r * depth;
+    int32_t sum = 0;
+    for (int c = 0; c < depth; ++c) sum += x[c];
+    const int32_t shifted_sum = static_cast<int32_t>(sum - op.input_zp * static_cast<int64_t>(depth));
+    int32_t o = tflite::MultiplyByQuantizedMultiplier(shifted_sum, multiplier, out_shift) + op.output_zp;
+    o = std::min(std::max(o, static_cast<int32_t>(-128)), static_cast<int32_t>(127));
+    out[r] = static_cast<int8_t>(o);
+  }
+}
+
+TfLiteStatus MeanEval(TfLiteContext* context, TfLiteNode* node) {
+  auto* op = static_cast<tflite::OpDataReduce*>(node->user_data);
+  const TfLiteEvalTensor* input = tflite::micro::GetEvalInput(context, node, 0);
+  const TfLiteEvalTensor* axis = tflite::micro::GetEvalInput(context, node, 1);
+  TfLiteEvalTensor* output = tflite::micro::GetEvalOutput(context, node, 0);
+  if (input->type != kTfLiteInt8 || axis->type != kTfLiteInt32 || !ReducesLastAxisOnly(input, axis)) {
+    return tflite::EvalMeanHelper(context, node, op);
+  }
+  const tflite::RuntimeShape shape = tflite::micro::GetTensorShape(input);
+  const int depth = shape.Dims(shape.DimensionsCount() - 1);
+  if (depth == 0) return tflite::EvalMeanHelper(context, node, op);
+  const int rows = shape.FlatSize() / depth;
+  int8_t* out = tflite::micro::GetTensorData<int8_t>(output);
+  MeanRowsInt8(*op, rows, depth, tflite::micro::GetTensorData<int8_t>(input), out);
+#if defined(EMBBERT_TABLE_KERNELS_VERIFY)
+  int8_t fast[1024];
+  if (rows <= 1024) {
+    for (int r = 0; r < rows; ++r) fast[r] = out[r];
+    TF_LITE_ENSURE_OK(context, tflite::EvalMeanHelper(context, node, op));  // overwrites out
+    for (int r = 0; r < rows; ++r) {
+      g_check.mean_checked++;
+      if (fast[r] != out[r]) g_check.mean_mismatches++;
+    }
+  }
+#endif
+  return kTfLiteOk;
+}
+
 }  // namespace
 
 void LogisticInt8Table(const tflite::OpDataLogistic& op, int8_t table[256]) {
@@ -192,6 +261,8 @@ const TableKernelCheck& TableKernelCheckCounts() { return g_check; }
 TFLMRegistration Register_LOGISTIC_INT8_TABLE() {
   return tflite::micro::RegisterOp(LogisticTableInit, LogisticTablePrepare, LogisticTableEval);
 }
+
+TFLMRegistration Register_MEAN_INT8_LAST_AXIS() { return tflite::micro::RegisterOp(MeanInit, MeanPrepare, MeanEval); }
 
 TFLMRegistration Register_SOFTMAX_INT8_TABLE() {
   return tflite::micro::RegisterOp(tflite::SoftmaxInit, SoftmaxTablePrepare, SoftmaxTableEval);

@@ -22,12 +22,18 @@
 
 #include "tensorflow/lite/kernels/internal/types.h"
 #include "tensorflow/lite/micro/kernels/logistic.h"
+#include "tensorflow/lite/micro/kernels/reduce.h"
 #include "tensorflow/lite/micro/micro_common.h"
 
 namespace embbert {
 
 TFLMRegistration Register_LOGISTIC_INT8_TABLE();
 TFLMRegistration Register_SOFTMAX_INT8_TABLE();
+// MEAN over the last axis (RMSNorm's mean of squares), int8: a plain row sum instead of TFLM's generic
+// index-iterating reduction (~95 instructions per element), then the reference's requantisation, in
+// its order (integer sums are exact, so the result is bit-identical). Any other MEAN is handed to
+// TFLM's EvalMeanHelper.
+TFLMRegistration Register_MEAN_INT8_LAST_AXIS();
 
 // The cores, exposed for the checks against TFLM's reference functions.
 void LogisticInt8Table(const tflite::OpDataLogistic& op, int8_t table[256]);
@@ -38,6 +44,7 @@ void SoftmaxInt8Rows(const tflite::SoftmaxParams& params, int rows, int depth, c
 struct TableKernelCheck {
   uint32_t logistic_checked, logistic_mismatches;
   uint32_t softmax_checked, softmax_mismatches;
+  uint32_t mean_checked, mean_mismatches;
 };
 const TableKernelCheck& TableKernelCheckCounts();
 
