@@ -192,6 +192,13 @@ def summarise(config: EmbBertConfig, out: Path, result: dict) -> str:
         lines.append(f"    {b['name']}: {'fits' if b['fits'] else 'does NOT fit'} "
                      f"(RAM headroom {b['ram_headroom_bytes'] / 1024:.0f} KiB, "
                      f"flash headroom {b['flash_headroom_bytes'] / 1024:.0f} KiB)")
+    est = arena.get("latency_estimate")
+    if est:  # tflite/latency.py: predicted Cortex-M4 instructions x an assumed CPI range, not a measurement
+        lines.append(f"  latency per inference, ESTIMATED (not measured; docs/latency.md): ~{est['instructions']['cmsis-nn']:,} "
+                     "Cortex-M4 instructions (CMSIS-NN), at the assumed cycles per instruction:")
+        for b in est["boards"]:
+            lines.append(f"    {b['board'].split(' (')[0]}: {b['ms_low']:.0f}-{b['ms_high']:.0f} ms "
+                         f"(CPI {b['cpi_low']:g}-{b['cpi_high']:g} at {b['mhz']:.0f} MHz)")
     lines.append("  files:")
     for name in (layout.CONFIG, layout.FLOAT_WEIGHTS, layout.QAT_WEIGHTS, layout.METRICS, layout.HISTORY,
                  layout.INT8_MODEL, layout.FLOAT_MODEL, layout.CHECK, layout.ARENA_MD, layout.ARENA_PNG):

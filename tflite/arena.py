@@ -50,16 +50,17 @@ from embbert.core.files import atomic_write_bytes, atomic_write_text
 from .check import tflm_interpreter
 from .convert import captured_stderr, load_tflite
 from .graph import Graph, macs, read_graph
+from .latency import estimate_graph, estimate_markdown
 
 ALIGN = 16
 MARGIN_ROUND = 16
 KIB = 1024
 #: TFLM + CMSIS-NN + EmbBERT's C interface for the 12 operators of the example model, measured in the linked
 #: firmware of the Nano 33 BLE (ArduinoCore-mbed 4.6.0, EmbBERT_TFLM from TFLM 90b983c2, arm-none-eabi-gcc 12.2,
-#: `-Os` framework / `-O2` kernels, --gc-sections; docs/arduino.md): 122,786 B of flash, 1,113 B of static RAM.
+#: `-Os` framework / `-O2` kernels, --gc-sections; docs/arduino.md): 122,810 B of flash, 1,117 B of static RAM.
 #: A model with more operator types adds their kernels. The ESP32 figures are not measured: these are used.
-TFLM_RUNTIME_FLASH_BYTES = 122_786
-TFLM_RUNTIME_RAM_BYTES = 1_113
+TFLM_RUNTIME_FLASH_BYTES = 122_810
+TFLM_RUNTIME_RAM_BYTES = 1_117
 
 #: Target boards (../shared/reference/deployment.md). `ram_reserve_bytes`: RAM the rest of the firmware
 #: takes; `flash_bytes`: flash an application may use.
@@ -436,6 +437,8 @@ def report_markdown(r: dict[str, Any]) -> str:
                   f"minimal arena {plan.get('tflm_min_arena_without_plan', '?'):,} bytes with its own greedy plan, "
                   f"{plan.get('tflm_min_arena_with_plan', '?'):,} with the offline plan: "
                   f"{'offline plan written into the model' if plan.get('written') else 'not written (no gain)'}."]
+    if r.get("latency_estimate"):
+        lines += [""] + estimate_markdown(r["latency_estimate"])
     lines += ["", "## Arena breakdown (RecordingMicroAllocator)", "",
               "| category | bytes | requested | allocations |", "|---|---:|---:|---:|"]
     for name, c in br["categories"].items():
@@ -539,6 +542,7 @@ def measure_arena(data: bytes, *, info: dict | None = None, tokenizer_bytes: int
         "macs": m["total"],
         "macs_per_op": m["per_op"],
         "host_latency_ms": host_latency_ms(data, host),
+        "latency_estimate": estimate_graph(graph),  # an estimate (tflite/latency.py, docs/latency.md)
         "ops": graph.op_names,
         "boards": board_fit(len(data), recommended, tokenizer_bytes),
         "host": "x86-64 (64-bit pointers), tflite-micro Python runtime, reference kernels",

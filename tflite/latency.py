@@ -97,3 +97,58 @@ def graph_work(graph) -> dict[str, int]:
             units = int(np.prod(graph.tensors[op.outputs[0]].shape or [1])) if op.outputs else 0
         work[op.name] = work.get(op.name, 0) + int(units)
     return work
+
+
+#: Cortex-M4 instructions per unit of work (`graph_work`) of each operator type, measured by `embbert bench
+#: latency` (qemu mps2-an386, TFLM 90b983c2, BUILD_TYPE=release_with_logs, kernels -O2) on four graphs: the
+#: main job's model (emotion, tiny, L=64) and the embbert preset at L=64/128/256; pooled totals / pooled work.
+#: It predicts those four within 5 % and three other graphs (the committed example's older graph, a tiny
+#: graph with random weights, the SAME-convolution form) within 4.4 % (docs/latency.md).
+INSTRUCTIONS_PER_UNIT = {
+    "cmsis-nn": {"BATCH_MATMUL": 2.27, "SOFTMAX": 520.96, "FULLY_CONNECTED": 1.85, "LOGISTIC": 357.66, "ADD": 90.91,
+                 "DEPTHWISE_CONV_2D": 9.06, "MUL": 43.59, "MEAN": 95.47, "TRANSPOSE": 5.07, "RSQRT": 433.23,
+                 "RESHAPE": 0.55, "GATHER": 1.77, "PAD": 0.54, "STRIDED_SLICE": 10.3},
+    "reference": {"BATCH_MATMUL": 9.35, "FULLY_CONNECTED": 7.53, "DEPTHWISE_CONV_2D": 32.08, "SOFTMAX": 448.29,
+                  "LOGISTIC": 357.66, "ADD": 95.96, "MUL": 49.72, "MEAN": 95.47, "PAD": 32.71, "TRANSPOSE": 5.28,
+                  "RSQRT": 433.23, "RESHAPE": 0.55, "GATHER": 1.77, "STRIDED_SLICE": 10.31},
+}
+#: For an operator type not measured: instructions per element of a simple int8 element-wise kernel.
+UNMEASURED_PER_UNIT = 50.0
+
+
+def estimate_graph(graph) -> dict[str, Any]:
+    """An estimate without any build: the graph's work per operator type x the measured instructions per
+    unit, for both kernel sets, and the board arithmetic of `board_estimates`."""
+    work = graph_work(graph)
+    per_tag = {k: {t: int(round(u * coef.get(t, UNMEASURED_PER_UNIT))) for t, u in work.items()}
+               for k, coef in INSTRUCTIONS_PER_UNIT.items()}
+    counts = {k: sum(v.values()) for k, v in per_tag.items()}
+    counts["esp-nn-like"] = esp_nn_like(per_tag)
+    from .graph import macs
+
+    return {"instructions": counts, "per_op_cmsis_nn": dict(sorted(per_tag["cmsis-nn"].items(), key=lambda kv: -kv[1])),
+            "unmeasured_ops": sorted(t for t in work if t not in INSTRUCTIONS_PER_UNIT["cmsis-nn"]),
+            "macs_per_op": macs(graph)["per_op"], "boards": board_estimates(counts),
+            "method": "work per operator type x Cortex-M4 instructions per unit measured by `embbert bench "
+                      "latency` (docs/latency.md) x an assumed CPI range / clock; not a measurement"}
+
+
+def estimate_markdown(est: dict[str, Any]) -> list[str]:
+    """The arena report's latency section (lines)."""
+    lines = ["## Latency (an estimate, not a measurement)", "",
+             f"Method: {est['method']}. Predicted Cortex-M4 instructions per inference: "
+             f"{est['instructions']['cmsis-nn']:,} with CMSIS-NN kernels, {est['instructions']['reference']:,} with "
+             "the reference kernels.", "",
+             "| board | clock | CPI assumed | instructions (basis) | estimated ms |", "|---|---:|---|---:|---:|"]
+    for b in est["boards"]:
+        lines.append(f"| {b['board']} | {b['mhz']:.0f} MHz | {b['cpi_low']}-{b['cpi_high']} | {b['instructions']:,} "
+                     f"({b['basis']}) | {b['ms_low']:.0f}-{b['ms_high']:.0f} |")
+    total = max(est["instructions"]["cmsis-nn"], 1)
+    lines += ["", "| operator (CMSIS-NN) | MACs | instructions | share |", "|---|---:|---:|---:|"]
+    for t, n in est["per_op_cmsis_nn"].items():
+        m = est["macs_per_op"].get(t)
+        lines.append(f"| {t} | {f'{m:,}' if m else '-'} | {n:,} | {100 * n / total:.1f} % |")
+    if est["unmeasured_ops"]:
+        lines += ["", f"Not measured, counted at {UNMEASURED_PER_UNIT:g} instructions per element: "
+                  f"{', '.join(est['unmeasured_ops'])}."]
+    return lines
