@@ -89,6 +89,7 @@ def test_preprocessor_strings_pairs_and_tf_data_match_the_cli_encoding():
     pair_tok, pair_seg = encode_texts(preset_dir("tiny_en") / "tokenizer", texts, seconds, L)
     pairs = pre((texts, seconds))
     assert np.array_equal(pairs["token_ids"], pair_tok) and (pairs["segment_ids"] == SEGMENT_B).any()
+    assert np.array_equal(pre(list(zip(texts, seconds)))["token_ids"], pair_tok)  # a list of pairs
 
     # tf.data: unbatched and batched elements, single texts and pairs, with labels
     labels = np.arange(3)
@@ -198,10 +199,21 @@ def test_save_to_preset_round_trips_bit_identical(trained):
     meta = json.loads((tmp / "float" / "metadata.json").read_text())
     assert meta["kind"] == "classifier" and meta["parameter_count"] == 146_048 + 128 * 3 + 3
     assert meta["versions"]["embbert"] == embbert.__version__ and (tmp / "float" / "README.md").is_file()
-    # the folder is a run directory: the CLI's loader reads it
+    # the folder has a run directory's layout: the CLI's loader reads it, and `--init` takes it
     run_model = load_model(tmp / "float")
     pre = clf.preprocessor(x)
     assert np.array_equal(run_model.predict(pre, verbose=0), clf.predict(x))
+    from embbert.core.config import EmbBertConfig
+    from embbert.keras_model.model import build_classifier, load_backbone_into
+    from embbert.keras_model.presets import init_arg
+    from embbert.keras_model.train import pretrained_tokenizer_dir
+
+    init = init_arg(str(tmp / "float"))
+    config = EmbBertConfig.load(tmp / "float").replace(num_labels=2, label_names=())
+    fresh = build_classifier(config)
+    load_backbone_into(fresh, init, config)
+    assert all(np.array_equal(a, b) for a, b in zip(fresh.get_weights()[:-2], clf.backbone.get_weights()))
+    assert pretrained_tokenizer_dir(init).resolve() == (tmp / "float" / "tokenizer").resolve()
 
     qat.save_to_preset(tmp / "qat")
     qback = embbert.EmbBertClassifier.from_preset(tmp / "qat")

@@ -257,8 +257,9 @@ class EmbBertClassifier(keras.Model):
     def save_to_preset(self, directory: str | os.PathLike) -> Path:
         """Write the classifier as a preset (and run directory): config.json, metadata.json, tokenizer/,
         float.weights.h5 + backbone.weights.h5 (or qat.weights.h5 for the QAT model) and a model card.
-        `EmbBertClassifier.from_preset(directory)` loads it back bit for bit; `embbert convert` and
-        `embbert export` read it like a run directory of `embbert train`."""
+        `EmbBertClassifier.from_preset(directory)` loads it back bit for bit; the files have the layout of an
+        `embbert train` run directory (`keras_model.model.load_model` reads them; a float classifier's
+        folder works as `embbert train --init DIR`)."""
         from embbert.keras_model import presets
         from embbert.keras_model.model import count_params, save_weights
 

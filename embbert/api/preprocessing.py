@@ -123,8 +123,9 @@ def _strings(texts: Any) -> list[str]:
 class EmbBertPreprocessor:
     """Raw text (or text pairs) -> `{"token_ids", "segment_ids"}` int32 [N, L], the model's inputs.
 
-    Inputs: one string (-> [L]), a list / numpy array of strings (-> [N, L]), or a *tuple* of two
-    (first texts, second texts) for pairs (`[CLS] A [SEP] B [SEP]`, longest first truncation).
+    Inputs: one string (-> [L]), a list / numpy array of strings (-> [N, L]), and for pairs
+    (`[CLS] A [SEP] B [SEP]`, longest first truncation) a *tuple* (first texts, second texts) or a list of
+    (first, second) tuples.
     String tensors work too (eager, or inside `tf.data.Dataset.map`: the BPE runs in
     `tf.numpy_function`). `preprocessor(x, y)` returns `(inputs, y)`, as keras-hub preprocessors do.
     """
@@ -170,6 +171,8 @@ class EmbBertPreprocessor:
             raise EmbBertError(f"expected texts or {{'token_ids', 'segment_ids'}}, got a dict with keys {sorted(x)}")
         if isinstance(x, tf.Tensor):
             x = x.numpy()
+        if isinstance(x, list) and x and all(isinstance(p, tuple) and len(p) == 2 for p in x):
+            x = ([a for a, _ in x], [b for _, b in x])  # a list of (first, second) pairs
         if isinstance(x, tuple):
             if len(x) != 2:
                 raise EmbBertError(f"a tuple of texts means (first texts, second texts); got {len(x)} parts")
