@@ -262,6 +262,15 @@ def test_regression_head(tmp_path):
     assert out.shape == (5, 1)
     reg.save_to_preset(tmp_path / "reg")
     assert np.array_equal(embbert.EmbBertClassifier.from_preset(tmp_path / "reg").predict(texts[:5]), out)
+    # a float model converts too (quantized and calibrated on the representative texts, no QAT epochs)
+    model = embbert.convert(reg, representative_data=texts, max_calibration=32)
+    assert model.info["calibration_examples"] == 32
+    report = embbert.check(model, texts[:48], scores[:48])
+    assert report["metric"] == "spearman" and report["tflm_vs_tflite"]["agreement_rule"] == "same output within 1 LSB"
+    from scipy.stats import spearmanr
+
+    keras_rho = spearmanr(scores[:48], reg.predict(texts[:48])[:, 0]).statistic
+    assert report["models"]["int8_tflm"]["metric"] > keras_rho - 0.15, (report, keras_rho)
 
 
 # -- the command line runs the same functions ----------------------------------------------------------------
