@@ -276,7 +276,9 @@ def test_arduino_library_compiles_as_the_arduino_builder_would(packages, tmp_pat
     stub = REPO / "micro_app" / "tests" / "arduino_stub"
     sketch = tmp_path / "EmbBertClassifier.ino.cpp"  # the builder compiles the .ino as C++
     sketch.write_text((root / "examples" / "EmbBertClassifier" / "EmbBertClassifier.ino").read_text())
-    units = [p for p in sorted((root / "src").iterdir()) if p.suffix in (".c", ".cpp")] + [sketch]
+    profiled = tmp_path / "EmbBertClassifier.profiled.ino.cpp"  # with the opt-in per-operator profile
+    profiled.write_text("#define EMBBERT_PROFILE 1\n" + sketch.read_text())
+    units = [p for p in sorted((root / "src").iterdir()) if p.suffix in (".c", ".cpp")] + [sketch, profiled]
     objects = []
     for unit in units:
         compiler, std = ("arm-none-eabi-gcc", "-std=gnu11") if unit.suffix == ".c" else (
@@ -289,6 +291,8 @@ def test_arduino_library_compiles_as_the_arduino_builder_would(packages, tmp_pat
         assert res.returncode == 0, (unit.name, res.stderr)
         objects.append(str(obj))
     nm = subprocess.run(["arm-none-eabi-nm", "-u", *objects], capture_output=True, text=True, check=True).stdout
+    profiled_nm = subprocess.run(["arm-none-eabi-nm", "-u", objects[-1]], capture_output=True, text=True).stdout
+    assert "EmbBertEnableProfiling" in profiled_nm and "EmbBertLogProfile" in profiled_nm
     undefined = {line.split()[-1] for line in nm.splitlines() if line.strip().startswith("U ")}
     assert not [u for u in undefined if "tflite" in u], "C++ TFLM symbols would need C++17 headers"
     wanted = {u for u in undefined if u.startswith("embbert_tflm_")}
@@ -482,6 +486,14 @@ def _fake_tflm_tree(tree: Path) -> None:
             "typedef struct { TfLiteType type; TfLitePtrUnion data; TfLiteIntArray* dims; "
             "TfLiteQuantizationParams params; size_t bytes; } TfLiteTensor;\n",
         "tensorflow/lite/micro/micro_log.h": "#pragma once\nvoid MicroPrintf(const char* format, ...);\n",
+        "tensorflow/lite/micro/compatibility.h":
+            "#pragma once\n#define TF_LITE_REMOVE_VIRTUAL_DELETE \\\n  void operator delete(void* p) {}\n",
+        "tensorflow/lite/micro/micro_time.h":
+            "#pragma once\n#include <stdint.h>\nnamespace tflite { uint32_t GetCurrentTimeTicks(); }\n",
+        "tensorflow/lite/micro/micro_profiler_interface.h":
+            "#pragma once\n#include <stdint.h>\nnamespace tflite { class MicroProfilerInterface { public:\n"
+            "  virtual ~MicroProfilerInterface() {}\n  virtual uint32_t BeginEvent(const char* tag) = 0;\n"
+            "  virtual void EndEvent(uint32_t event_handle) = 0;\n}; }\n",
         "tensorflow/lite/micro/system_setup.h": "#pragma once\nnamespace tflite { void InitializeTarget(); }\n",
         "tensorflow/lite/schema/schema_generated.h":
             "#pragma once\n#define TFLITE_SCHEMA_VERSION 3\nnamespace tflite { struct Model { int version() const "
@@ -498,7 +510,8 @@ def _fake_tflm_tree(tree: Path) -> None:
             "namespace tflite {\n// C++17, as the real TFLM: the reason the library is precompiled\n"
             "template <typename T> constexpr bool kIsInt = std::is_integral_v<T>;\n"
             "class MicroInterpreter {\n public:\n  template <typename R>\n"
-            "  MicroInterpreter(const Model*, R&, uint8_t* arena, size_t n) : arena_(arena), n_(n) {}\n"
+            "  MicroInterpreter(const Model*, R&, uint8_t* arena, size_t n, void* = nullptr, void* = nullptr)"
+            " : arena_(arena), n_(n) {}\n"
             "  TfLiteStatus AllocateTensors();\n  size_t inputs_size() const { return 2; }\n"
             "  size_t outputs_size() const { return 1; }\n  TfLiteTensor* input(size_t i);\n"
             "  TfLiteTensor* output(size_t i);\n  TfLiteStatus Invoke();\n"
@@ -524,7 +537,9 @@ def _fake_tflm_tree(tree: Path) -> None:
             "#include CMSIS_DEVICE_ARM_CORTEX_M_XX_HEADER_FILE\n"
             "#include \"tensorflow/lite/micro/cortex_m_generic/debug_log_callback.h\"\n"
             "extern \"C\" void RegisterDebugLogCallback(DebugLogCallback) {}\n"
-            "unsigned ticks() { DCB->DEMCR |= DCB_DEMCR_TRCENA_Msk; return DWT->CYCCNT; }\n",
+            "#include \"tensorflow/lite/micro/micro_time.h\"\n"
+            "namespace tflite { uint32_t GetCurrentTimeTicks() { DCB->DEMCR |= DCB_DEMCR_TRCENA_Msk; "
+            "return DWT->CYCCNT; } }\n",
         "third_party/flatbuffers/include/flatbuffers/flatbuffers.h": "#pragma once\n#include \"flatbuffers/base.h\"\n",
         "third_party/flatbuffers/include/flatbuffers/base.h": "#pragma once\n#define FB_VERSION 2\n",
         "third_party/gemmlowp/fixedpoint/fixedpoint.h": "#pragma once\n",
@@ -594,8 +609,9 @@ def test_tflm_tool_makes_a_precompiled_library_the_sketch_links_against(packages
     # ABI must match the core's (softfp) and --gc-sections must drop the operators the model does not register
     root = packages["arduino"]
     stub = REPO / "micro_app" / "tests" / "arduino_stub"
-    sketch = tmp_path / "sketch.cpp"
-    sketch.write_text((root / "examples" / "EmbBertClassifier" / "EmbBertClassifier.ino").read_text()
+    sketch = tmp_path / "sketch.cpp"  # with the opt-in profile, so that its functions must link too
+    sketch.write_text("#define EMBBERT_PROFILE 1\n"
+                      + (root / "examples" / "EmbBertClassifier" / "EmbBertClassifier.ino").read_text()
                       + _ARDUINO_STUBS)
     objs = []
     for unit in [p for p in sorted((root / "src").iterdir()) if p.suffix in (".c", ".cpp")] + [sketch]:
@@ -612,7 +628,8 @@ def test_tflm_tool_makes_a_precompiled_library_the_sketch_links_against(packages
     assert res.returncode == 0, res.stderr
     nm = subprocess.run(["arm-none-eabi-nm", str(elf)], capture_output=True, text=True, check=True).stdout
     symbols = {line.split()[-1] for line in nm.splitlines()}
-    assert {"embbert_tflm_add_batch_matmul", "embbert_tflm_init", "embbert_register_ops"} <= symbols
+    assert {"embbert_tflm_add_batch_matmul", "embbert_tflm_init", "embbert_register_ops",
+            "embbert_tflm_enable_profiling"} <= symbols
     assert not {"embbert_tflm_add_tanh", "embbert_tflm_add_conv_2d"} & symbols
     # a second run never writes into the library it made
     res = subprocess.run([sys.executable, str(tool), str(tree), str(lib)], capture_output=True, text=True)

@@ -2,6 +2,8 @@
  * through the C interface of embbert_tflm.h. */
 #include "embbert_classifier.h"
 
+#include <stdio.h>
+
 #include "embbert_ops.h"
 #include "embbert_postprocess.h"
 #include "embbert_tflm.h"
@@ -95,4 +97,23 @@ const char* EmbBertLabelName(int label) {
 
 EmbBertStatus EmbBertSetLog(void (*callback)(const char* message)) {
   return embbert_tflm_set_log(callback) == 0 ? kEmbBertOk : kEmbBertError;
+}
+
+EmbBertStatus EmbBertEnableProfiling(void) {
+  return embbert_tflm_enable_profiling() == 0 ? kEmbBertOk : kEmbBertError;
+}
+
+void EmbBertLogProfile(void) {
+  char line[96];
+  const char* tag;
+  uint32_t ticks, total = 0;
+  size_t i, n = embbert_tflm_profile_events();
+  for (i = 0; i < n; ++i) {
+    if (embbert_tflm_profile_event(i, &tag, &ticks) != 0) break;
+    total += ticks;
+    snprintf(line, sizeof(line), "profile,%u,%s,%lu", (unsigned)i, tag ? tag : "?", (unsigned long)ticks);
+    embbert_tflm_log(line);
+  }
+  snprintf(line, sizeof(line), "profile,total,%lu", (unsigned long)total);
+  embbert_tflm_log(line);
 }

@@ -45,6 +45,13 @@ const char* EmbBertLabelName(int label);
  * when the callback was installed. */
 EmbBertStatus EmbBertSetLog(void (*callback)(const char* message));
 
+/* Per-operator profile (embbert_tflm.h): call before EmbBertInit. Then
+ * EmbBertLogProfile() prints the last classification's operators through the
+ * log, one line each, "profile,<index>,<operator>,<ticks>", and
+ * "profile,total,<ticks>" (ticks: CPU cycles on a Cortex-M, DWT counter). */
+EmbBertStatus EmbBertEnableProfiling(void);
+void EmbBertLogProfile(void);
+
 #ifdef __cplusplus
 }  /* extern "C" */
 #endif

@@ -5,9 +5,12 @@
 #include "embbert_tflm.h"
 
 #include "tensorflow/lite/c/common.h"
+#include "tensorflow/lite/micro/compatibility.h"
 #include "tensorflow/lite/micro/micro_interpreter.h"
 #include "tensorflow/lite/micro/micro_log.h"
 #include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
+#include "tensorflow/lite/micro/micro_profiler_interface.h"
+#include "tensorflow/lite/micro/micro_time.h"
 #include "tensorflow/lite/micro/system_setup.h"
 #include "tensorflow/lite/schema/schema_generated.h"
 
@@ -18,6 +21,10 @@
 
 #ifndef EMBBERT_TFLM_MAX_OPS
 #define EMBBERT_TFLM_MAX_OPS 24
+#endif
+
+#ifndef EMBBERT_TFLM_MAX_EVENTS
+#define EMBBERT_TFLM_MAX_EVENTS 256
 #endif
 
 static_assert(static_cast<int>(EMBBERT_TFLM_FLOAT32) == static_cast<int>(kTfLiteFloat32), "TfLiteType changed");
@@ -34,7 +41,33 @@ Resolver& OpResolver() {
   return resolver;
 }
 
+// Records one event per operator of an Invoke (tflite::MicroProfiler would do
+// it too, but its 4,096-event buffers take about 80 KB of RAM).
+class EventProfiler : public tflite::MicroProfilerInterface {
+ public:
+  uint32_t BeginEvent(const char* tag) override {
+    if (count_ >= EMBBERT_TFLM_MAX_EVENTS) return EMBBERT_TFLM_MAX_EVENTS;
+    tags_[count_] = tag;
+    ticks_[count_] = tflite::GetCurrentTimeTicks();
+    return count_++;
+  }
+  void EndEvent(uint32_t handle) override {
+    if (handle < count_) ticks_[handle] = tflite::GetCurrentTimeTicks() - ticks_[handle];
+  }
+  void Clear() { count_ = 0; }
+  uint32_t count() const { return count_; }
+  const char* tag(uint32_t i) const { return tags_[i]; }
+  uint32_t ticks(uint32_t i) const { return ticks_[i]; }
+
+ private:
+  const char* tags_[EMBBERT_TFLM_MAX_EVENTS] = {};
+  uint32_t ticks_[EMBBERT_TFLM_MAX_EVENTS] = {};
+  uint32_t count_ = 0;
+  TF_LITE_REMOVE_VIRTUAL_DELETE
+};
+
 tflite::MicroInterpreter* g_interpreter = nullptr;
+EventProfiler* g_profiler = nullptr;  // set by embbert_tflm_enable_profiling
 bool g_init_done = false;
 int g_init_result = -1;
 
@@ -51,7 +84,7 @@ int SetUp(const void* model_data, uint8_t* arena, size_t arena_bytes) {
     return -1;
   }
   static tflite::MicroInterpreter interpreter(model, OpResolver(), arena,
-                                              arena_bytes);
+                                              arena_bytes, nullptr, g_profiler);
   if (interpreter.AllocateTensors() != kTfLiteOk) {
     MicroPrintf("embbert_tflm_init: AllocateTensors failed (arena %u bytes)",
                 static_cast<unsigned>(arena_bytes));
@@ -111,6 +144,7 @@ int embbert_tflm_output(size_t index, EmbBertTflmTensor* tensor) {
 
 int embbert_tflm_invoke(void) {
   if (g_interpreter == nullptr) return -1;
+  if (g_profiler != nullptr) g_profiler->Clear();
   if (g_interpreter->Invoke() != kTfLiteOk) {
     MicroPrintf("embbert_tflm_invoke: Invoke failed");
     return -1;
@@ -133,6 +167,29 @@ int embbert_tflm_set_log(void (*callback)(const char* message)) {
 }
 
 void embbert_tflm_log(const char* message) { MicroPrintf("%s", message); }
+
+int embbert_tflm_enable_profiling(void) {
+  static EventProfiler profiler;
+  if (g_init_done) {
+    MicroPrintf("embbert_tflm_enable_profiling: call it before embbert_tflm_init");
+    return -1;
+  }
+  g_profiler = &profiler;
+  return 0;
+}
+
+size_t embbert_tflm_profile_events(void) {
+  return g_profiler == nullptr ? 0 : g_profiler->count();
+}
+
+int embbert_tflm_profile_event(size_t index, const char** tag, uint32_t* ticks) {
+  if (index >= embbert_tflm_profile_events() || tag == nullptr || ticks == nullptr) {
+    return -1;
+  }
+  *tag = g_profiler->tag(static_cast<uint32_t>(index));
+  *ticks = g_profiler->ticks(static_cast<uint32_t>(index));
+  return 0;
+}
 
 // One function per operator, so that the linker keeps only the kernels of the
 // operators the application registers (with -ffunction-sections/--gc-sections).

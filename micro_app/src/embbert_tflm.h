@@ -65,6 +65,17 @@ int embbert_tflm_set_log(void (*callback)(const char* message));
 /* Prints one message through TFLM's log (MicroPrintf). */
 void embbert_tflm_log(const char* message);
 
+/* Per-operator profile of the last embbert_tflm_invoke(), through TFLM's
+ * MicroProfilerInterface: one event per operator with its name and its ticks
+ * (tflite::GetCurrentTimeTicks(): the DWT cycle counter on TFLM's
+ * cortex_m_generic target, clock() ticks on the host). Call
+ * embbert_tflm_enable_profiling() before embbert_tflm_init(); it holds up to
+ * EMBBERT_TFLM_MAX_EVENTS (256 unless the library was built with another
+ * -DEMBBERT_TFLM_MAX_EVENTS) events in 3 KB of RAM, linked only when called. */
+int embbert_tflm_enable_profiling(void);
+size_t embbert_tflm_profile_events(void);
+int embbert_tflm_profile_event(size_t index, const char** tag, uint32_t* ticks);
+
 /* Operator registration, one function per TFLM builtin operator. The resolver
  * holds EMBBERT_TFLM_MAX_OPS operators (24 unless the library was built with
  * another -DEMBBERT_TFLM_MAX_OPS). */

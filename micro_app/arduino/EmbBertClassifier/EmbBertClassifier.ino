@@ -4,8 +4,13 @@
 // sketch's parent folder, from `embbert export RUN_DIR --target arduino`) and
 // the precompiled EmbBERT_TFLM library (docs/arduino.md).
 #include <Arduino.h>
+#include <string.h>
 
 #include <EmbBERT.h>
+
+// Uncomment for a per-operator profile: the line "!profile" then prints the
+// operators of the last classification with their CPU cycles (DWT counter).
+// #define EMBBERT_PROFILE 1
 
 namespace {
 constexpr size_t kLineMax = 1024;  // longer lines are cut; only L-1 tokens count
@@ -24,6 +29,9 @@ void setup() {
   while (!Serial && millis() - start < kSerialWaitMs) {
   }
   EmbBertSetLog(EmbBertPrintLog);
+#ifdef EMBBERT_PROFILE
+  EmbBertEnableProfiling();
+#endif
   if (EmbBertInit() != kEmbBertOk) {
     Serial.println("EmbBERT: set-up failed (see the messages above)");
     return;
@@ -43,6 +51,13 @@ void loop() {
       if (g_len < kLineMax) g_line[g_len++] = static_cast<char>(c);
       continue;
     }
+#ifdef EMBBERT_PROFILE
+    if (g_len == 8 && memcmp(g_line, "!profile", 8) == 0) {
+      g_len = 0;
+      EmbBertLogProfile();
+      continue;
+    }
+#endif
     EmbBertResult result;
     unsigned long start = millis();
     EmbBertStatus status = EmbBertClassify(g_line, g_len, &result);
