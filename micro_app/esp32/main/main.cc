@@ -1,6 +1,9 @@
 // EmbBERT on ESP32: reads a line from the console, prints label, score,
-// latency in ms and the arena bytes used.
+// latency in ms and the arena bytes used. Built with -DEMBBERT_PROFILE (or the
+// define below), the line "!profile" prints the operators of the last
+// classification with their ticks.
 #include <stdio.h>
+#include <string.h>
 
 #include "embbert_classifier.h"
 #include "esp_timer.h"
@@ -12,7 +15,12 @@ constexpr size_t kLineMax = 1024;
 char g_line[kLineMax];
 }  // namespace
 
+// #define EMBBERT_PROFILE 1
+
 extern "C" void app_main(void) {
+#ifdef EMBBERT_PROFILE
+  EmbBertEnableProfiling();
+#endif
   if (EmbBertInit() != kEmbBertOk) {
     printf("EmbBERT: set-up failed (see messages above)\n");
     return;
@@ -31,6 +39,13 @@ extern "C" void app_main(void) {
       if (len < kLineMax) g_line[len++] = static_cast<char>(c);
       continue;
     }
+#ifdef EMBBERT_PROFILE
+    if (len == 8 && memcmp(g_line, "!profile", 8) == 0) {
+      len = 0;
+      EmbBertLogProfile();
+      continue;
+    }
+#endif
     EmbBertResult result;
     int64_t start = esp_timer_get_time();
     EmbBertStatus status = EmbBertClassify(g_line, len, &result);
