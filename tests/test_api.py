@@ -145,6 +145,12 @@ def test_fit_on_strings_learns_and_tf_data_gives_the_same_evaluation(trained):
         clf.evaluate(trained["test_texts"], [0, 1, 2], verbose=0)
     with pytest.raises(EmbBertError, match="expected texts"):
         clf.predict(42)
+    with pytest.raises(EmbBertError, match=r"class labels must be in 0..2, got 0..5"):
+        clf.evaluate(trained["test_texts"][:2], [0, 5], verbose=0)
+    with pytest.raises(EmbBertError, match=r"labels \['plum'\] are not among the label names"):
+        clf.evaluate(trained["test_texts"][:2], ["fruit", "plum"], verbose=0)
+    names = np.array(["fruit", "water", "engine"])[trained["test_labels"]]  # label names work as labels
+    assert clf.evaluate(trained["test_texts"], names, verbose=0)[1] == pytest.approx(acc)
     assert qat.quantized and not clf.quantized
     assert float(qat.optimizer.learning_rate.numpy()) == pytest.approx(1e-4)  # the recipe's QAT rate
     assert float(clf.optimizer.learning_rate.numpy()) == pytest.approx(1e-3)
@@ -160,6 +166,9 @@ def test_convert_check_arena_export(trained):
     assert "BATCH_MATMUL" in validate_for_tflm(model)
     assert model.info["options"]["transposed_keys"] and model.info["options"]["first_token_only"]
     report = embbert.check(model, trained["test_texts"], trained["test_labels"])
+    names = np.array(["fruit", "water", "engine"])[trained["test_labels"]]
+    by_name = embbert.check(model, trained["test_texts"], names)["models"]
+    assert {k: v["metric"] for k, v in by_name.items()} == {k: v["metric"] for k, v in report["models"].items()}
     keras_acc = qat.evaluate(trained["test_texts"], trained["test_labels"], verbose=0)[1]
     assert report["examples"] == 60
     assert report["models"]["int8_tflm"]["metric"] >= keras_acc - 0.1

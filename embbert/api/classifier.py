@@ -38,6 +38,30 @@ def _is_text(x: Any) -> bool:
     return False
 
 
+def label_ids(y, num_classes: int, label_names: Sequence[str] = ()) -> np.ndarray:
+    """Labels as the model trains on them: class ids in [0, num_classes) (label names are mapped through
+    `label_names`), or float scores for regression (`num_classes=1`); anything else is an EmbBertError."""
+    y = np.asarray(y)
+    if num_classes == 1:
+        if y.dtype.kind not in "iuf":
+            raise EmbBertError(f"regression labels must be numbers, got {y.dtype}")
+        return y.astype(np.float32)
+    if y.dtype.kind in "USO":
+        index = {n: i for i, n in enumerate(label_names)}
+        if not index:
+            raise EmbBertError("labels are strings but the model has no label_names (from_preset(..., label_names=[...]))")
+        bad = sorted({str(v) for v in y.reshape(-1)} - set(index))
+        if bad:
+            raise EmbBertError(f"labels {bad[:3]} are not among the label names {list(label_names)}")
+        return np.array([index[str(v)] for v in y.reshape(-1)], np.int64).reshape(y.shape)
+    if y.dtype.kind == "f" and not np.all(y == np.round(y)):
+        raise EmbBertError("class labels must be integer class ids (or label names)")
+    if y.dtype.kind not in "iuf" or (y.size and (y.min() < 0 or y.max() >= num_classes)):
+        lo, hi = (y.min(), y.max()) if y.size and y.dtype.kind in "iuf" else ("?", "?")
+        raise EmbBertError(f"class labels must be in 0..{num_classes - 1}, got {lo}..{hi}")
+    return y.astype(np.int64)
+
+
 class EmbBertClassifier(keras.Model):
     """EmbBERT backbone + a head on token 0: logits (batch, num_classes), or one regression output with
     `num_classes=1`. A Keras model: `compile` (a default from the measured recipe), `fit`, `evaluate`,
@@ -167,7 +191,7 @@ class EmbBertClassifier(keras.Model):
             if isinstance(x["token_ids"], np.ndarray) and x["token_ids"].ndim == 1:
                 x = {k: v[None] for k, v in x.items()}  # one text: a batch of one
             if y is not None:
-                y = np.asarray(y)
+                y = label_ids(y, self.num_classes, self.label_names)
                 if y.ndim == 0:
                     y = y[None]
                 if len(y) != len(x["token_ids"]):
@@ -191,7 +215,8 @@ class EmbBertClassifier(keras.Model):
     def fit(self, x=None, y=None, batch_size: int | None = None, epochs: int = 1, verbose: Any = "auto",
             validation_data=None, sample_weight=None, **kwargs: Any):
         """Keras `fit` on text: `fit(texts, labels)`, `fit((first, second), labels)` for pairs, or
-        `fit(dataset)` of (text, label); model inputs are accepted as well."""
+        `fit(dataset)` of (text, label); model inputs are accepted as well. With texts, labels may be class
+        ids or label names (mapped through `label_names`)."""
         x, y, sample_weight, batch_size = self._inputs(x, y, sample_weight, batch_size)
         return super().fit(x, y, batch_size=batch_size, epochs=epochs, verbose=verbose,
                            validation_data=self._validation(validation_data), sample_weight=sample_weight, **kwargs)
@@ -329,4 +354,4 @@ def calibrated(model: keras.Model) -> bool:
     return bool(seen) and all(float(v.numpy()) > 0 for v in seen)
 
 
-__all__ = ["EmbBertClassifier", "quantize_model", "calibrated"]
+__all__ = ["EmbBertClassifier", "quantize_model", "calibrated", "label_ids"]

@@ -22,7 +22,7 @@ from embbert.core.config import EmbBertConfig
 from embbert.core.errors import EmbBertError
 from embbert.core.files import atomic_write_bytes, atomic_write_text
 
-from .classifier import EmbBertClassifier, calibrated, quantize_model
+from .classifier import EmbBertClassifier, calibrated, label_ids, quantize_model
 from .preprocessing import EmbBertPreprocessor
 
 #: Representative examples `convert` uses at most (as `embbert convert --max-calibration`).
@@ -129,11 +129,15 @@ def _metric_for(regression: bool, metric: str | None) -> str:
     return metric
 
 
-def _regression(tflite_bytes: bytes) -> bool:
+def _outputs(tflite_bytes: bytes) -> int:
     from embbert.tflite.graph import read_graph
 
     graph = read_graph(tflite_bytes)
-    return int(np.prod(graph.tensors[graph.outputs[0]].shape)) == 1
+    return int(np.prod(graph.tensors[graph.outputs[0]].shape))
+
+
+def _regression(tflite_bytes: bytes) -> bool:
+    return _outputs(tflite_bytes) == 1
 
 
 def check(tflite_bytes: bytes, texts, labels: Sequence, *, preprocessor: EmbBertPreprocessor | None = None,
@@ -141,7 +145,8 @@ def check(tflite_bytes: bytes, texts, labels: Sequence, *, preprocessor: EmbBert
     """The int8 model in the TFLite interpreter (reference kernels) and in TFLM on `texts` with `labels`:
     {"metric", "examples", "models": {"int8_tflite": {"metric", "seconds"}, "int8_tflm": ...},
     "tflm_vs_tflite": {"agreement", "max_logit_diff_lsb", ...}} — `embbert check`'s interpreter part.
-    `metric`: accuracy (default), matthews, f1_weighted, or spearman (default for regression).
+    `metric`: accuracy (default), matthews, f1_weighted, or spearman (default for regression); `labels`:
+    class ids or label names.
     `preprocessor`: needed only for bytes that did not come from `convert`."""
     from embbert.tflite.check import compare_interpreters
     from embbert.tflite.graph import read_graph
@@ -151,10 +156,13 @@ def check(tflite_bytes: bytes, texts, labels: Sequence, *, preprocessor: EmbBert
         raise EmbBertError("give preprocessor= (the model's EmbBertPreprocessor) for bytes not made by embbert.convert")
     read_graph(tflite_bytes)
     tok, seg = _encoded(pre, texts)
-    labels = np.asarray(labels)
+    regression = _regression(tflite_bytes)
+    config = getattr(tflite_bytes, "config", None) or pre.config
+    outputs = 1 if regression else _outputs(tflite_bytes)
+    labels = label_ids(np.atleast_1d(np.asarray(labels)), outputs,
+                       config.label_names if config is not None and len(config.label_names) == outputs else ())
     if labels.shape[0] != tok.shape[0]:
         raise EmbBertError(f"{tok.shape[0]} texts but {labels.shape[0]} labels")
-    regression = _regression(tflite_bytes)
     metric = _metric_for(regression, metric)
     models, agreement = compare_interpreters(bytes(tflite_bytes), tok, seg, labels, metric, regression)
     return {"metric": metric, "examples": int(tok.shape[0]), "models": models, "tflm_vs_tflite": agreement}
