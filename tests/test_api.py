@@ -260,7 +260,7 @@ def test_regression_head(tmp_path):
     from tf_keras.utils import set_random_seed
 
     set_random_seed(0)
-    texts, labels = _synthetic(96)
+    texts, labels = _synthetic(64)
     scores = labels.astype("float32") / 2.0  # a score that the keywords decide
     reg = embbert.EmbBertClassifier.from_preset("tiny_en", num_classes=1, sequence_length=16)
     assert reg.loss.__class__.__name__ == "MeanSquaredError"
@@ -272,13 +272,13 @@ def test_regression_head(tmp_path):
     reg.save_to_preset(tmp_path / "reg")
     assert np.array_equal(embbert.EmbBertClassifier.from_preset(tmp_path / "reg").predict(texts[:5]), out)
     # a float model converts too (quantized and calibrated on the representative texts, no QAT epochs)
-    model = embbert.convert(reg, representative_data=texts, max_calibration=32)
-    assert model.info["calibration_examples"] == 32
-    report = embbert.check(model, texts[:48], scores[:48])
+    model = embbert.convert(reg, representative_data=texts, max_calibration=16)
+    assert model.info["calibration_examples"] == 16
+    report = embbert.check(model, texts[:32], scores[:32])
     assert report["metric"] == "spearman" and report["tflm_vs_tflite"]["agreement_rule"] == "same output within 1 LSB"
     from scipy.stats import spearmanr
 
-    keras_rho = spearmanr(scores[:48], reg.predict(texts[:48])[:, 0]).statistic
+    keras_rho = spearmanr(scores[:32], reg.predict(texts[:32])[:, 0]).statistic
     assert report["models"]["int8_tflm"]["metric"] > keras_rho - 0.15, (report, keras_rho)
 
 
