@@ -178,5 +178,7 @@ def test_profile_on_the_emulated_m4(tmp_path):
     k = r["kernels"]["cmsis-nn"]
     assert len(k["per_op"]) == r["operators"]
     assert sum(k["per_tag"].values()) == k["operators_sum"] <= k["per_inference"]
-    assert k["calibration"] == {"instructions": 2_000_000, "ticks": 400_000}
+    # 2,000,000 instructions at 5 a tick, plus at most one tick for the timer reads themselves
+    assert k["calibration"]["instructions"] == 2_000_000 and 400_000 <= k["calibration"]["ticks"] <= 400_001
+    assert k["arena_used_bytes"] > 0 and len(k["logits"]) == 6
     assert (tmp_path / "latency.md").is_file()

@@ -546,7 +546,8 @@ def _cmd_latency(args) -> int:
         args.kernels = "reference"
     cmd = "embbert bench latency " + " ".join(sys.argv[3:]) if len(sys.argv) > 3 else "embbert bench latency"
     latency_bench(args.run_dir, args.tflm_dir, target=args.target, kernels=args.kernels, preset=args.preset,
-                  lengths=args.lengths, out=args.out, jobs=args.jobs, kernel_opt=args.kernel_opt,
+                  lengths=args.lengths, out=args.out, jobs=args.jobs,
+                  kernel_opt=f"-{args.kernel_opt}" if args.kernel_opt else None,
                   table_kernels=args.table_kernels, command=cmd)
     return 0
 
@@ -572,7 +573,7 @@ def register(bench_subparsers) -> None:
     p.add_argument("--table-kernels", action="store_true",
                    help="register LOGISTIC and SOFTMAX with the project's table kernels (bit-identical to TFLM's "
                    "reference, checked element by element in a second build)")
-    p.add_argument("--kernel-opt", choices=("-O2", "-O3", "-Os"), default=None,
+    p.add_argument("--kernel-opt", choices=("O2", "O3", "Os"), default=None,
                    help="optimisation level of TFLM's kernels and CMSIS-NN (default: TFLM's -O2); another level "
                    "builds into its own gen/ folder")
     p.set_defaults(func=_cmd_latency)
