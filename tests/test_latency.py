@@ -143,7 +143,8 @@ def test_profile_config_registers_exactly_the_models_operators():
     t = latency.profile_config(graph, 2048, runs=1, table_kernels=True)
     assert "X(AddLogistic, embbert::Register_LOGISTIC_INT8_TABLE())" in t
     assert "X(AddSoftmax, embbert::Register_SOFTMAX_INT8_TABLE())" in t
-    assert "X(AddMean, embbert::Register_MEAN_INT8_LAST_AXIS())" in t and "X(AddAdd, )" in t
+    assert "X(AddMean, embbert::Register_MEAN_INT8_LAST_AXIS())" in t
+    assert "X(AddAdd, embbert::Register_ADD_INT8_TABLE())" in t and "X(AddMul, )" in t
     header, source = latency.model_array_sources(b"TFL3\x00\xff")
     assert "g_embbert_model_data[]" in header and "0x54, 0x46, 0x4c, 0x33, 0x00, 0xff" in source
 

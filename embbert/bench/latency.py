@@ -91,7 +91,7 @@ def parse_profile(text: str) -> dict[str, Any]:
                 kv = dict(p.split("=", 1) for p in body.split()[1:])
                 out["calibration"] = {"instructions": int(kv["instructions"]), "ticks": int(kv["ticks"])}
             elif body.startswith("table_check "):
-                out["table_check"] = {k: int(v) for k, v in (p.split("=", 1) for p in body.split()[1:])}
+                out["table_check"] = {k: int(v) for k, v in (p.split("=", 1) for p in body.split()[1:] if "=" in p)}
             elif body.startswith("arena_used_bytes="):
                 out["arena_used_bytes"] = int(body.split("=", 1)[1])
             elif re.fullmatch(r"run \d+", body):
@@ -251,7 +251,7 @@ def model_array_sources(data: bytes) -> tuple[str, str]:
 
 #: --table-kernels: the operators registered with the project's table kernels (micro_app/profile/embbert_table_kernels.h)
 TABLE_KERNELS = {"LOGISTIC": "embbert::Register_LOGISTIC_INT8_TABLE()", "SOFTMAX": "embbert::Register_SOFTMAX_INT8_TABLE()",
-                 "MEAN": "embbert::Register_MEAN_INT8_LAST_AXIS()"}
+                 "MEAN": "embbert::Register_MEAN_INT8_LAST_AXIS()", "ADD": "embbert::Register_ADD_INT8_TABLE()"}
 
 
 def profile_config(graph, vocab_size: int, *, runs: int, arena_bytes: int = ARENA_BYTES,

@@ -55,7 +55,7 @@ tflite::MicroProfiler g_profiler;
 
 void Line(const char* format, ...) __attribute__((format(printf, 1, 2)));
 void Line(const char* format, ...) {
-  char buf[160];
+  char buf[320];
   va_list args;
   va_start(args, format);
   vsnprintf(buf, sizeof(buf), format, args);
@@ -176,13 +176,15 @@ extern "C" int EmbBertProfileRun(void) {
 #if defined(EMBBERT_TABLE_KERNELS_VERIFY)
   const embbert::TableKernelCheck& check = embbert::TableKernelCheckCounts();
   Line("embbert_profile: table_check logistic_checked=%lu logistic_mismatches=%lu softmax_checked=%lu "
-       "softmax_mismatches=%lu mean_checked=%lu mean_mismatches=%lu",
+       "softmax_mismatches=%lu mean_checked=%lu mean_mismatches=%lu add_checked=%lu add_mismatches=%lu",
        static_cast<unsigned long>(check.logistic_checked),
        static_cast<unsigned long>(check.logistic_mismatches),
        static_cast<unsigned long>(check.softmax_checked),
        static_cast<unsigned long>(check.softmax_mismatches),
        static_cast<unsigned long>(check.mean_checked),
-       static_cast<unsigned long>(check.mean_mismatches));
+       static_cast<unsigned long>(check.mean_mismatches),
+       static_cast<unsigned long>(check.add_checked),
+       static_cast<unsigned long>(check.add_mismatches));
 #endif
   Line("embbert_profile: done");
   return 0;

@@ -8,7 +8,9 @@
 #include "fixedpoint/fixedpoint.h"
 #include "tensorflow/lite/c/common.h"
 #include "tensorflow/lite/kernels/internal/common.h"
+#include "tensorflow/lite/kernels/internal/reference/integer_ops/add.h"
 #include "tensorflow/lite/kernels/internal/reference/integer_ops/logistic.h"
+#include "tensorflow/lite/kernels/internal/reference/process_broadcast_shapes.h"
 #include "tensorflow/lite/kernels/internal/reference/softmax.h"
 #include "tensorflow/lite/micro/kernels/kernel_util.h"
 #include "tensorflow/lite/micro/kernels/reduce.h"
@@ -18,7 +20,7 @@
 namespace embbert {
 namespace {
 
-TableKernelCheck g_check = {0, 0, 0, 0, 0, 0};
+TableKernelCheck g_check = {0, 0, 0, 0, 0, 0, 0, 0};
 
 // Fewer elements than table entries: the reference loop is cheaper than building the table.
 constexpr int kTableEntries = 256;
@@ -239,6 +241,129 @@ TfLiteStatus MeanEval(TfLiteContext* context, TfLiteNode* node) {
   return kTfLiteOk;
 }
 
+// --- ADD ---------------------------------------------------------------------------------------
+
+void* AddInit(TfLiteContext* context, const char* buffer, size_t length) {
+  return context->AllocatePersistentBuffer(context, sizeof(tflite::OpDataAdd));
+}
+
+// The reference kernel's parameters (TFLM's EvalAddQuantized, kernels/add.cc).
+tflite::ArithmeticParams AddParams(const tflite::OpDataAdd& d) {
+  tflite::ArithmeticParams p = {};
+  p.left_shift = d.left_shift;
+  p.input1_offset = d.input1_offset;
+  p.input1_multiplier = d.input1_multiplier;
+  p.input1_shift = d.input1_shift;
+  p.input2_offset = d.input2_offset;
+  p.input2_multiplier = d.input2_multiplier;
+  p.input2_shift = d.input2_shift;
+  p.output_offset = d.output_offset;
+  p.output_multiplier = d.output_multiplier;
+  p.output_shift = d.output_shift;
+  tflite::SetActivationParams(d.output_activation_min, d.output_activation_max, &p);
+  return p;
+}
+
+// Rescaled input values of AddFunc (reference/integer_ops/add.h), one per possible byte.
+void AddInputTable(int32_t offset, int left_shift, int32_t multiplier, int shift, int32_t table[256]) {
+  for (int v = -128; v < 128; ++v) {
+    const int32_t shifted = (offset + v) * (1 << left_shift);
+    table[v + 128] = tflite::MultiplyByQuantizedMultiplierSmallerThanOneExp(shifted, multiplier, shift);
+  }
+}
+
+inline int8_t AddOutput(int32_t raw_sum, const tflite::ArithmeticParams& p) {
+  const int32_t raw = tflite::MultiplyByQuantizedMultiplierSmallerThanOneExp(raw_sum, p.output_multiplier,
+                                                                             p.output_shift) +
+                      p.output_offset;
+  return static_cast<int8_t>(std::min(p.quantized_activation_max, std::max(p.quantized_activation_min, raw)));
+}
+
+// Shape `s` right-aligned to `rank` dimensions.
+int DimFromRight(const tflite::RuntimeShape& s, int rank, int i) {
+  const int k = i - (rank - s.DimensionsCount());
+  return k < 0 ? 1 : s.Dims(k);
+}
+
+// True when `small` is one row of `big` repeated: right-aligned, all its dimensions but the last are 1.
+bool IsRowOf(const tflite::RuntimeShape& small, const tflite::RuntimeShape& big) {
+  const int rank = std::max(small.DimensionsCount(), big.DimensionsCount());
+  if (rank < 1 || DimFromRight(small, rank, rank - 1) != DimFromRight(big, rank, rank - 1)) return false;
+  for (int i = 0; i < rank - 1; ++i) {
+    if (DimFromRight(small, rank, i) != 1) return false;
+  }
+  return true;
+}
+
+bool SameShape(const tflite::RuntimeShape& a, const tflite::RuntimeShape& b) {
+  const int rank = std::max(a.DimensionsCount(), b.DimensionsCount());
+  for (int i = 0; i < rank; ++i) {
+    if (DimFromRight(a, rank, i) != DimFromRight(b, rank, i)) return false;
+  }
+  return true;
+}
+
+void AddReference(tflite::ArithmeticParams p, const tflite::RuntimeShape& s1, const int8_t* in1,
+                  const tflite::RuntimeShape& s2, const int8_t* in2, const tflite::RuntimeShape& so,
+                  int8_t* out) {
+  if (tflite::reference_ops::ProcessBroadcastShapes(s1, s2, &p)) {
+    tflite::reference_integer_ops::BroadcastAdd4DSlow(p, s1, in1, s2, in2, so, out);
+  } else {
+    tflite::reference_integer_ops::Add(p, s1, in1, s2, in2, so, out);
+  }
+}
+
+TfLiteStatus AddEval(TfLiteContext* context, TfLiteNode* node) {
+  const auto& d = *static_cast<const tflite::OpDataAdd*>(node->user_data);
+  const TfLiteEvalTensor* input1 = tflite::micro::GetEvalInput(context, node, 0);
+  const TfLiteEvalTensor* input2 = tflite::micro::GetEvalInput(context, node, 1);
+  TfLiteEvalTensor* output = tflite::micro::GetEvalOutput(context, node, 0);
+  if (output->type != kTfLiteInt8) {
+    MicroPrintf("embbert ADD table kernel: int8 only; register TFLM's Register_ADD() instead");
+    return kTfLiteError;
+  }
+  const tflite::ArithmeticParams p = AddParams(d);
+  const tflite::RuntimeShape s1 = tflite::micro::GetTensorShape(input1);
+  const tflite::RuntimeShape s2 = tflite::micro::GetTensorShape(input2);
+  const tflite::RuntimeShape so = tflite::micro::GetTensorShape(output);
+  const int8_t* in1 = tflite::micro::GetTensorData<int8_t>(input1);
+  const int8_t* in2 = tflite::micro::GetTensorData<int8_t>(input2);
+  int8_t* out = tflite::micro::GetTensorData<int8_t>(output);
+  const int n = so.FlatSize();
+  const bool same = SameShape(s1, so) && SameShape(s2, so);
+  const bool row2 = SameShape(s1, so) && IsRowOf(s2, so);
+  const bool row1 = SameShape(s2, so) && IsRowOf(s1, so);
+  if (n < 2 * kTableEntries || !(same || row1 || row2)) {
+    AddReference(p, s1, in1, s2, in2, so, out);
+    return kTfLiteOk;
+  }
+  int32_t t1[kTableEntries], t2[kTableEntries];
+  AddInputTable(p.input1_offset, p.left_shift, p.input1_multiplier, p.input1_shift, t1);
+  AddInputTable(p.input2_offset, p.left_shift, p.input2_multiplier, p.input2_shift, t2);
+  if (same) {
+    for (int i = 0; i < n; ++i) out[i] = AddOutput(t1[in1[i] + 128] + t2[in2[i] + 128], p);
+  } else {
+    const int depth = so.Dims(so.DimensionsCount() - 1);
+    for (int i = 0; i < n; ++i) {
+      const int c = i % depth;
+      const int8_t a = row1 ? in1[c] : in1[i];
+      const int8_t b = row2 ? in2[c] : in2[i];
+      out[i] = AddOutput(t1[a + 128] + t2[b + 128], p);
+    }
+  }
+#if defined(EMBBERT_TABLE_KERNELS_VERIFY)
+  static int8_t ref[65536];
+  if (n <= 65536) {
+    AddReference(p, s1, in1, s2, in2, so, ref);
+    for (int i = 0; i < n; ++i) {
+      g_check.add_checked++;
+      if (ref[i] != out[i]) g_check.add_mismatches++;
+    }
+  }
+#endif
+  return kTfLiteOk;
+}
+
 }  // namespace
 
 void LogisticInt8Table(const tflite::OpDataLogistic& op, int8_t table[256]) {
@@ -260,6 +385,10 @@ const TableKernelCheck& TableKernelCheckCounts() { return g_check; }
 
 TFLMRegistration Register_LOGISTIC_INT8_TABLE() {
   return tflite::micro::RegisterOp(LogisticTableInit, LogisticTablePrepare, LogisticTableEval);
+}
+
+TFLMRegistration Register_ADD_INT8_TABLE() {
+  return tflite::micro::RegisterOp(AddInit, tflite::AddPrepare, AddEval);
 }
 
 TFLMRegistration Register_MEAN_INT8_LAST_AXIS() { return tflite::micro::RegisterOp(MeanInit, MeanPrepare, MeanEval); }

@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "tensorflow/lite/kernels/internal/types.h"
+#include "tensorflow/lite/micro/kernels/add.h"
 #include "tensorflow/lite/micro/kernels/logistic.h"
 #include "tensorflow/lite/micro/kernels/reduce.h"
 #include "tensorflow/lite/micro/micro_common.h"
@@ -34,6 +35,11 @@ TFLMRegistration Register_SOFTMAX_INT8_TABLE();
 // its order (integer sums are exact, so the result is bit-identical). Any other MEAN is handed to
 // TFLM's EvalMeanHelper.
 TFLMRegistration Register_MEAN_INT8_LAST_AXIS();
+// ADD (int8): each input's rescaled value (offset, left shift, MultiplyByQuantizedMultiplierSmallerThanOneExp)
+// depends on its byte alone: two 256-entry int32 tables (2 KB of stack), then the reference's output
+// rescaling and clamp per element. Same shapes or one input repeated along the rows of the other; any
+// other broadcast, and tensors under 512 elements, take TFLM's reference functions.
+TFLMRegistration Register_ADD_INT8_TABLE();
 
 // The cores, exposed for the checks against TFLM's reference functions.
 void LogisticInt8Table(const tflite::OpDataLogistic& op, int8_t table[256]);
@@ -45,6 +51,7 @@ struct TableKernelCheck {
   uint32_t logistic_checked, logistic_mismatches;
   uint32_t softmax_checked, softmax_mismatches;
   uint32_t mean_checked, mean_mismatches;
+  uint32_t add_checked, add_mismatches;
 };
 const TableKernelCheck& TableKernelCheckCounts();
 
