@@ -540,6 +540,15 @@ def _cmd_latency(args) -> int:
     check_tflm_dir(args.tflm_dir)  # first, before anything heavy is imported
     if args.preset is not None and not args.lengths:
         raise UsageError("--preset needs --lengths L [L ...]")
+    if args.run_dir is None and args.preset is None:
+        raise UsageError("nothing to measure: give a RUN_DIR (with model_int8.tflite) and/or --preset P --lengths L ...")
+    if args.preset is not None:
+        from embbert.core.config import PRESETS
+
+        if args.preset not in PRESETS:
+            raise UsageError(f"unknown preset {args.preset!r}; choose one of {', '.join(PRESETS)}")
+    if args.lengths and args.preset is None:
+        raise UsageError("--lengths needs --preset P (the run directory's model has its own length)")
     if args.run_dir is not None and not Path(args.run_dir).is_dir():
         raise UsageError(f"{args.run_dir}: not a directory")
     if args.target == "host" and args.kernels != "reference":
