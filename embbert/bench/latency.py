@@ -342,10 +342,11 @@ def qemu_command(elf: Path) -> list[str]:
 def run_profile(exe: Path, target: str, timeout: int = 1800) -> str:
     cmd = qemu_command(exe) if target == "cortex-m4" else [str(exe)]
     try:
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        # one pipe for both streams: on the host TFLM's DebugLog writes to stderr, the driver to stdout
+        res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         raise EmbBertError(f"{exe.name}: no result after {timeout} s") from None
-    text = res.stdout + res.stderr
+    text = res.stdout
     if res.returncode != 0:
         errs = [ln for ln in text.splitlines() if "error" in ln.lower()][-1:] or text.strip().splitlines()[-1:]
         raise EmbBertError(f"{exe.name} failed (exit {res.returncode}): {' '.join(errs)}")
