@@ -183,3 +183,19 @@ def test_profile_on_the_emulated_m4(tmp_path):
     assert k["calibration"]["instructions"] == 2_000_000 and 400_000 <= k["calibration"]["ticks"] <= 400_001
     assert k["arena_used_bytes"] > 0 and len(k["logits"]) == 6
     assert (tmp_path / "latency.md").is_file()
+
+
+def test_graph_estimate_predicts_the_measured_example():
+    """tflite/latency.py's estimate (work x measured instructions per unit) against the count measured on
+    qemu for the committed example (docs/latency.md: 41,348,840 instructions with CMSIS-NN)."""
+    from embbert.tflite.graph import read_graph
+    from embbert.tflite.latency import estimate_graph, estimate_markdown
+
+    est = estimate_graph(read_graph((EXAMPLE / "model_int8.tflite").read_bytes()))
+    assert abs(est["instructions"]["cmsis-nn"] - 41_348_840) / 41_348_840 < 0.05
+    assert est["instructions"]["reference"] > 2 * est["instructions"]["cmsis-nn"]
+    assert est["unmeasured_ops"] == [] and len(est["boards"]) == 3
+    nano = est["boards"][0]
+    assert nano["basis"] == "cmsis-nn" and nano["ms_high"] == pytest.approx(1.6 * nano["ms_low"])
+    md = "\n".join(estimate_markdown(est))
+    assert "an estimate, not a measurement" in md and "| FULLY_CONNECTED | 6,554,368 |" in md
