@@ -30,6 +30,7 @@ import csv
 import json
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -377,12 +378,19 @@ def _stage_callbacks(run: _Run, stage: str) -> list[keras.callbacks.Callback]:
     return cbs
 
 
+def fit_verbosity(verbose: int, stream=None) -> int:
+    """Keras' progress bar (1) on a terminal; one line per epoch (2) when the output goes to a file or pipe."""
+    stream = sys.stdout if stream is None else stream
+    isatty = getattr(stream, "isatty", None)
+    return 2 if verbose == 1 and not (callable(isatty) and isatty()) else verbose
+
+
 def _fit_stage(run: _Run, model: keras.Model, stage: str, epochs: int) -> None:
     """`model.fit` for `epochs` (resumed where a backup is), then the best epoch's weights restored."""
     if epochs <= 0:
         return
     model.fit(run.data.train, epochs=epochs, steps_per_epoch=run.data.steps_per_epoch,
-              callbacks=_stage_callbacks(run, stage), verbose=run.verbose)
+              callbacks=_stage_callbacks(run, stage), verbose=fit_verbosity(run.verbose))
     wait_for_workers(run.strategy)  # the chief has written the best checkpoint that every worker loads
     restore_checkpoint(model, run.best_checkpoint(stage))
 

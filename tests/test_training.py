@@ -323,6 +323,23 @@ def test_mirrored_strategy_on_two_logical_cpus():
     assert result["changed"]
 
 
+def test_progress_is_one_line_per_epoch_when_not_a_terminal(tmp_path):
+    """Keras' progress bar fills log files (381 KB for the main job): a file or pipe gets verbose=2."""
+    import io
+
+    from embbert.keras_model.train import fit_verbosity
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    assert fit_verbosity(1, Terminal()) == 1
+    assert fit_verbosity(1, io.StringIO()) == 2
+    with open(tmp_path / "log.txt", "w") as f:
+        assert fit_verbosity(1, f) == 2
+    assert fit_verbosity(0, io.StringIO()) == 0 and fit_verbosity(2, Terminal()) == 2
+
+
 def test_make_strategy_names():
     from embbert.keras_model.distribute import make_strategy
 
