@@ -18,6 +18,10 @@ wait states). Without `--tflm-dir` it stops with one line before anything is imp
 Models: the run directory's `model_int8.tflite`, and with `--preset P --lengths L...` the default
 deployed graph of preset P at each length with random weights (`latency_models.py`: the
 instruction count depends on the graph, not on the weight values).
+
+`--table-kernels` registers LOGISTIC, SOFTMAX, MEAN and ADD with the project's faster kernels
+(`micro_app/profile/embbert_table_kernels.h`: TFLM's reference results bit for bit) and checks them
+element by element against TFLM's reference functions in a second build.
 """
 from __future__ import annotations
 
@@ -219,8 +223,7 @@ def build_library(tflm: Path, target: str, kernels: str, jobs: int = 2, kernel_o
     # TFLM's Makefile runs `python3` (with numpy and Pillow) on its examples while reading them
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     cmd = ["make", "-f", TFLM_MAKEFILE, *opts, f"-j{jobs}", "microlite"]
-    log = _run(cmd, cwd=tflm, env=env, what="TFLM make " + " ".join(opts))
-    del log
+    _run(cmd, cwd=tflm, env=env, what="TFLM make " + " ".join(opts))
     lib = tflm / _base_gendir(kernel_opt) / _gen_dir_name(target, kernels) / "lib" / "libtensorflow-microlite.a"
     if not lib.is_file():
         raise EmbBertError(f"TFLM make finished but {lib} is missing")
