@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from embbert.bench import latency
-from embbert.core.errors import EmbBertError, UsageError
+from embbert.core.errors import EmbBertError
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "micro_app" / "example" / "emotion-tiny-L64"
