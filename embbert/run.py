@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from embbert.core import layout, preflight
+from embbert.core.boards import BOARD_KEYS
 from embbert.core.args import add_recipe_arguments, positive_int, recipe_from_args
 from embbert.core.config import PRESETS, QUICK_RECIPE, EmbBertConfig
 from embbert.core.errors import EmbBertError, Interrupted, UsageError
@@ -52,7 +53,7 @@ def register(sub) -> None:
                    "where no shipped preset was measured to help: docs/presets.md)")
     p.add_argument("--out", default=None, help="run directory (default runs/<task>-<preset>-L<L>)")
     p.add_argument("--export-dir", default=None, help="where the C sources go (default: `embbert export`'s default)")
-    p.add_argument("--board", choices=("nano33ble", "esp32", "esp32s3"), default=None,
+    p.add_argument("--board", choices=BOARD_KEYS, default=None,
                    help="target board: convert with the graph options whose recommended arena fits the RAM the "
                    "board leaves for it (docs/memory.md), or stop at conversion naming the smallest reachable arena")
     again = p.add_mutually_exclusive_group()

@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from embbert.core import layout
+from embbert.core.boards import BOARD_KEYS, BOARDS, board
 from embbert.core.config import EmbBertConfig
 from embbert.core.errors import EmbBertError
 from embbert.core.files import atomic_write_bytes, atomic_write_text
@@ -62,36 +63,6 @@ KIB = 1024
 #: operator types links their kernels. The ESP32 figures are not measured: these are used.
 TFLM_RUNTIME_FLASH_BYTES = 130_808
 TFLM_RUNTIME_RAM_BYTES = 1_117
-
-#: Target boards (../shared/reference/deployment.md). `ram_reserve_bytes`: RAM the rest of the firmware
-#: takes; `flash_bytes`: flash an application may use.
-BOARDS = (
-    {"key": "nano33ble", "name": "Arduino Nano 33 BLE", "ram_bytes": 256 * KIB, "flash_bytes": 983040,
-     "ram_reserve_bytes": 43_920, "flash_reserve_bytes": 95_204,
-     "reserve_note": "flash: 983,040 B for the sketch (ArduinoCore-mbed boards.txt, nano33ble.upload.maximum_size; "
-                     "the bootloader takes the first 64 KiB of 1 MiB), less 95,204 B that an empty sketch links "
-                     "(Mbed OS core, Arduino API, newlib); RAM: 43,920 B of static RAM of that empty sketch (Mbed OS "
-                     "with its 32 KiB main-thread stack, Arduino API, newlib), measured by linking with the core "
-                     "(ArduinoCore-mbed 4.6.0, docs/arduino.md); the rest is the core's heap, of which it allocates "
-                     "some at run time (USB serial), not measured without a board"},
-    {"key": "esp32", "name": "ESP32", "ram_bytes": 320 * KIB, "flash_bytes": 4096 * KIB,
-     "ram_reserve_bytes": 64 * KIB, "flash_reserve_bytes": 1024 * KIB,
-     "reserve_note": "320 KiB usable static DRAM minus ~64 KiB for ESP-IDF/FreeRTOS (estimate); "
-                     "bootloader, partition table and ESP-IDF ~1 MiB flash (estimate)"},
-    {"key": "esp32s3", "name": "ESP32-S3", "ram_bytes": 512 * KIB, "flash_bytes": 8192 * KIB,
-     "ram_reserve_bytes": 128 * KIB, "flash_reserve_bytes": 1024 * KIB,
-     "reserve_note": "~128 KiB SRAM for ESP-IDF, caches and stacks, no PSRAM assumed (estimate); "
-                     "bootloader, partition table and ESP-IDF ~1 MiB flash (estimate)"},
-)
-BOARD_KEYS = tuple(b["key"] for b in BOARDS)
-
-
-def board(key: str) -> dict[str, Any]:
-    for b in BOARDS:
-        if b["key"] == key:
-            return b
-    raise EmbBertError(f"unknown board {key!r} (choose from {', '.join(BOARD_KEYS)})")
-
 
 def arena_budget_for(key: str) -> int:
     """RAM a board leaves for the tensor arena (after the rest of the firmware and TFLM's own statics)."""
