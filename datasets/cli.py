@@ -37,7 +37,11 @@ def register(subparsers) -> None:
     src.add_argument("--task", help="a task name or task directory: train on its training texts")
     train.add_argument("--data-dir", help="local data folder for --task (default: $EMBBERT_DATA_DIR)")
     train.add_argument("--vocab-size", type=_positive_int, default=8192, help="vocabulary size (default 8192)")
-    train.add_argument("--out", required=True, help="output directory (replaced atomically)")
+    train.add_argument("--out", required=True,
+                       help="output folder: new, empty or an earlier tokenizer (replaced whole, atomically, "
+                            "keeping its permissions)")
+    train.add_argument("--force", action="store_true",
+                       help="replace a non-empty --out folder that holds other files (its contents go)")
     train.set_defaults(func=cmd_tokenizer_train)
 
     enc = tok_sub.add_parser("encode", help="print the token ids of a text (or a packed text pair)",
@@ -80,11 +84,10 @@ def cmd_data_list(args) -> int:
 
 
 def cmd_tokenizer_train(args) -> int:
-    from embbert.core import preflight
-
     from .tokenizer import CONFIG_FILE, train_tokenizer
+    from .tokenizer.bpe import check_out_dir
 
-    preflight.output_dir(args.out)
+    check_out_dir(args.out, args.force)  # ours, empty or --force: before the corpus is read
 
     if args.corpus:
         sources: list = [Path(p) for p in args.corpus]
@@ -96,7 +99,7 @@ def cmd_tokenizer_train(args) -> int:
 
         data = load_task(task_arg(args.task), data_dir_arg(args.data_dir))
         sources = list(data.train.texts_a) + list(data.train.texts_b or [])
-    out = train_tokenizer(sources, vocab_size=args.vocab_size, out_dir=args.out)
+    out = train_tokenizer(sources, vocab_size=args.vocab_size, out_dir=args.out, force=args.force).resolve()
     config = json.loads((out / CONFIG_FILE).read_text(encoding="utf-8"))
     print(f"tokenizer written to {out} (vocabulary {config['vocab_size']}, {config['num_merges']} merges)")
     return 0

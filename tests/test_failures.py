@@ -105,6 +105,8 @@ _add("tokenizer train", [
     ("unknown-task", ["tokenizer", "train", "--task", "emotoin", "--out", "tok"], 2),
     ("task-missing-data-dir", ["tokenizer", "train", "--task", "emotion", "--data-dir", MISSING, "--out", "tok"], 2),
     ("out-is-file", ["tokenizer", "train", "--corpus", "afile.txt", "--out", "afile.txt"], 2),
+    ("out-foreign-folder", ["tokenizer", "train", "--corpus", "afile.txt", "--out", "badjson"], 2),
+    ("out-dot-foreign", ["tokenizer", "train", "--corpus", "afile.txt", "--out", "."], 2),
 ])
 _add("tokenizer encode", [
     ("no-tokenizer", ["tokenizer", "encode", "--text", "hi"], 2),
@@ -203,6 +205,8 @@ _add("export", [
     ("no-arena-report", ["export", "finished", "--out", "gen"], None),
     ("unknown-option", ["export", "rd", "--bogus"], 2),
     ("two-run-dirs", ["export", "rd", "qrd"], 2),
+    ("out-foreign-folder", ["export", "qrd", "--out", "badjson"], 2),
+    ("out-dot-foreign", ["export", "qrd", "--out", "."], 2),
 ])
 _add("run", [
     ("unknown-task", ["run", "--task", "emotoin", "--out", "r"], 2),

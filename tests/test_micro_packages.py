@@ -398,9 +398,10 @@ def test_foreign_folder_is_refused_and_an_earlier_export_replaced_whole(tmp_path
 
 
 def test_replacement_without_renameat2_falls_back_to_two_renames(tmp_path, monkeypatch):
+    from embbert.core import files
     from embbert.tflite import export
 
-    monkeypatch.setattr(export, "_exchange", lambda a, b: False)  # a platform without RENAME_EXCHANGE
+    monkeypatch.setattr(files, "exchange", lambda a, b: False)  # a platform without RENAME_EXCHANGE
     run = _example_run(tmp_path)
     out = tmp_path / "pkg"
     export.export_micro_app(run, out, target="cmake")

@@ -14,7 +14,8 @@ and `package_files` wraps them, with the hand-written micro_app/ sources, into o
 target: `sources` (those seven files), `arduino` (library), `platformio` (library +
 example project), `esp-idf` (project + component), `cmake` (host project against a
 TFLM tree). `write_package` writes a whole package atomically (temporary sibling
-folder, fsync, one rename), with the user's umask. Every generated file says so in
+folder, fsync, one rename; `embbert.core.files.write_folder`), with the user's umask, into a folder
+that is new, empty or an earlier export (its manifest), unless forced. Every generated file says so in
 its first lines. No TensorFlow is imported.
 """
 from __future__ import annotations
@@ -24,12 +25,11 @@ import hashlib
 import json
 import os
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from embbert.core import layout
+from embbert.core import files as files_, layout
 from embbert.core.config import EmbBertConfig
 from embbert.core.errors import EmbBertError
 from embbert.datasets.tokenizer import (
@@ -629,113 +629,31 @@ def package_files(target: str, generated: dict[str, str], facts: dict) -> dict[s
 
 
 # --------------------------------------------------------------------------
-# Atomic write of a whole folder
+# Atomic write of a whole folder (embbert.core.files)
 # --------------------------------------------------------------------------
 _TMP_PREFIX = ".export-"
 
 
-def _pid_alive(pid: int) -> bool:
+def _is_export(folder: Path) -> bool:
+    """A folder an earlier `embbert export` wrote: its manifest says so."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         return False
-    except PermissionError:
-        return True
-    return True
+    return isinstance(manifest, dict) and manifest.get("generator") == "embbert export"
 
 
-def _sweep_stale(out: Path) -> None:
-    """Remove `.export-<name>-<pid>-*` siblings of `out` left by a killed export."""
-    prefix = f"{_TMP_PREFIX}{out.name}-"
-    for p in out.parent.iterdir():
-        if not p.name.startswith(prefix):
-            continue
-        pid = p.name[len(prefix):].split("-", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
-            shutil.rmtree(p, ignore_errors=True)
+def _check_out(out: str | os.PathLike, force: bool = False) -> Path:
+    """`out` absent, empty or an earlier export (by its manifest), else one line and exit 2 (unless `force`)."""
+    return files_.check_output_folder(out, _is_export, "embbert export", force=force)
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # a platform that cannot open folders (Windows): nothing to sync
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # a file system without folder fsync
-        pass
-    finally:
-        os.close(fd)
-
-
-def _write_tree(root: Path, files: dict[str, bytes]) -> None:
-    """Files with the user's umask (open(2) mode 0666, mkdir 0777), each fsynced, then every folder."""
-    dirs = {root}
-    for rel, data in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        for parent in path.relative_to(root).parents:
-            dirs.add(root / parent)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-    for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
-        _fsync_dir(d)
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
-    import ctypes
-    import errno
-
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        renameat2 = libc.renameat2
-    except Exception:  # noqa: BLE001 - no libc with renameat2 (macOS, Windows, old glibc): two renames
-        return False
-    at_fdcwd, rename_exchange = -100, 2
-    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-        return False
-    raise OSError(err, os.strerror(err), str(b))
-
-
-def _check_out(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise EmbBertError(f"{out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).is_file():
-        raise EmbBertError(f"{out}: folder not empty and not written by `embbert export` (no {MANIFEST}); "
-                           "choose a new or empty --out folder")
-
-
-def write_package(out: str | os.PathLike, files: dict[str, bytes]) -> list[Path]:
+def write_package(out: str | os.PathLike, files: dict[str, bytes], force: bool = False) -> list[Path]:
     """Write `files` as the whole content of folder `out`, atomically: built in a temporary sibling,
-    fsynced, then swapped in with one rename. `out` afterwards holds exactly these files."""
-    out = Path(out).absolute()
-    _check_out(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _sweep_stale(out)
-    tmp = out.parent / f"{_TMP_PREFIX}{out.name}-{os.getpid()}-{os.urandom(4).hex()}"
-    os.mkdir(tmp)  # 0777 & ~umask, unlike mkdtemp's 0700
-    try:
-        _write_tree(tmp, files)
-        if out.exists():
-            if not _exchange(tmp, out):  # no atomic swap here: two renames
-                old = tmp.with_name(tmp.name + "-old")
-                os.rename(out, old)
-                os.rename(tmp, out)
-                tmp = old
-        else:
-            os.rename(tmp, out)
-        _fsync_dir(out.parent)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return [out / rel for rel in files]
+    fsynced, then swapped in with one rename, the folder's mode kept. `out` afterwards holds exactly
+    these files."""
+    out = _check_out(out, force)
+    return files_.write_folder(out, files, _TMP_PREFIX)
 
 
 # --------------------------------------------------------------------------
@@ -747,25 +665,26 @@ def default_out_dir(run_dir: Path, target: str = "sources") -> Path:
 
 
 def export_micro_app(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
-                     target: str = "sources", arena_bytes: int | None = None) -> list[Path]:
+                     target: str = "sources", arena_bytes: int | None = None, force: bool = False) -> list[Path]:
     """Write the package of `target` for RUN_DIR into `out_dir` (default RUN_DIR/micro_app/<target>);
-    returns the written paths. `sources` is the seven generated files alone."""
+    returns the written paths. `sources` is the seven generated files alone. A non-empty `out_dir`
+    not written by an earlier export is refused unless `force`."""
     if target not in TARGETS:
         raise EmbBertError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
     out = Path(out_dir) if out_dir is not None else default_out_dir(Path(run_dir), target)
-    _check_out(out)  # before the tables take their seconds
+    _check_out(out, force)  # before the tables take their seconds
     generated, facts = generated_sources(run_dir, arena_bytes)
     files = package_files(target, generated, facts)
     try:
-        return write_package(out, files)
+        return write_package(out, files, force)
     except OSError as exc:
         raise EmbBertError(f"{out}: cannot write the package ({exc.strerror or exc})") from None
 
 
 def _cmd_export(args) -> int:
-    paths = export_micro_app(args.run_dir, args.out, target=args.target, arena_bytes=args.arena_bytes)
-    root = paths[0].parent if args.target == "sources" else Path(args.out or default_out_dir(Path(args.run_dir),
-                                                                                            args.target)).absolute()
+    paths = export_micro_app(args.run_dir, args.out, target=args.target, arena_bytes=args.arena_bytes,
+                             force=args.force)
+    root = Path(args.out or default_out_dir(Path(args.run_dir), args.target)).resolve()
     print(f"wrote {len(paths)} files ({args.target}) to {root}:")
     for p in paths:
         print(f"  {p.relative_to(root)}")
@@ -796,7 +715,9 @@ def register_export(subparsers) -> None:
     p.add_argument("--target", choices=TARGETS, default="sources", help="what to write (default sources)")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="output folder (default RUN_DIR/micro_app/<target>); a non-empty folder must come "
-                        "from an earlier export")
+                        "from an earlier export (its embbert_export.json), unless --force")
+    p.add_argument("--force", action="store_true",
+                   help="replace a non-empty --out folder that an earlier export did not write (its contents go)")
     p.add_argument("--arena-bytes", type=_arena_arg, default=None, metavar="N",
                    help="tensor arena size (default the report's recommended size; "
                         "never below its measured minimum)")

@@ -8,18 +8,35 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from embbert.core.errors import EmbBertError
+from embbert.core.files import check_output_folder, write_folder
 
 from .spec import (
     CONFIG_FILE, DEFAULT_VOCAB_SIZE, MAX_PIECE_BYTES, MERGES_FILE, MERGES_HEADER, NORMALIZATION,
     NUM_SPECIAL_TOKENS, PRE_TOKENIZATION, REQUIRED_FILES, SPECIAL_TOKENS, TOKENIZER_FILE, VOCAB_FILE,
     build_normalizer, build_pre_tokenizer,
 )
+
+
+TMP_PREFIX = ".tokenizer-"
+
+
+def is_tokenizer_folder(folder: Path) -> bool:
+    """A folder `train_tokenizer` wrote: nothing but its four files, tokenizer_config.json of a byte-level BPE."""
+    try:
+        names = set(os.listdir(folder))
+        config = json.loads((Path(folder) / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return names <= set(REQUIRED_FILES) and isinstance(config, dict) and config.get("type") == "byte_level_bpe"
+
+
+def check_out_dir(out_dir: str | os.PathLike, force: bool = False) -> Path:
+    """`out_dir` absent, empty or an earlier tokenizer, else one line and exit 2 (unless `force`)."""
+    return check_output_folder(out_dir, is_tokenizer_folder, "embbert tokenizer train", force=force)
 
 
 def _build_encoder(vocab: dict[str, int], merges: list[tuple[str, str]]):
@@ -55,11 +72,14 @@ def train_tokenizer(
     texts_or_files: Iterable[str] | Sequence[Path],
     vocab_size: int = DEFAULT_VOCAB_SIZE,
     out_dir: str | os.PathLike = "tokenizer",
+    force: bool = False,
 ) -> Path:
     """Train the byte-level BPE on texts (strings) or corpus files (`Path`s, one text a line).
 
-    Writes tokenizer.json, vocab.json, merges.txt and tokenizer_config.json into `out_dir`
-    (through a temporary folder, renamed at the end: never half-written). Returns `out_dir`.
+    Writes tokenizer.json, vocab.json, merges.txt and tokenizer_config.json as the whole
+    content of `out_dir` (built aside, swapped in with one rename: never half-written; an
+    existing folder keeps its mode). `out_dir` must be new, empty or an earlier tokenizer
+    (`is_tokenizer_folder`), unless `force`. Returns `out_dir`.
     """
     from tokenizers import Tokenizer, models, trainers
     from tokenizers.pre_tokenizers import ByteLevel
@@ -68,6 +88,7 @@ def train_tokenizer(
     if not isinstance(vocab_size, int) or vocab_size < minimum:
         raise EmbBertError(f"vocabulary size must be an integer >= {minimum} ({NUM_SPECIAL_TOKENS} specials + "
                            f"256 bytes), got {vocab_size!r}")
+    check_out_dir(out_dir, force)  # before the training takes its time
     items = list(texts_or_files) if not isinstance(texts_or_files, (str, Path)) else [texts_or_files]
     for item in items:
         if isinstance(item, Path) and not item.is_file():
@@ -102,46 +123,29 @@ def train_tokenizer(
             raise EmbBertError(f"tokenizer training: special token {special} did not get id {i}")
     encoder = _build_encoder(vocab, merges)
 
-    out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    from embbert.core.files import public_mode
-
-    public_mode(tmp)  # mkdtemp makes 0700: give the folder the user's umask (0755 under 022)
-    try:
-        encoder.save(str(tmp / TOKENIZER_FILE))
-        ordered = dict(sorted(vocab.items(), key=lambda kv: kv[1]))
-        (tmp / VOCAB_FILE).write_text(json.dumps(ordered, ensure_ascii=False), encoding="utf-8")
-        (tmp / MERGES_FILE).write_text(
-            MERGES_HEADER + "\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8"
-        )
-        config = {
-            "type": "byte_level_bpe",
-            "vocab_size": len(vocab),
-            "requested_vocab_size": vocab_size,
-            "num_merges": len(merges),
-            "max_piece_bytes": MAX_PIECE_BYTES,
-            "normalization": NORMALIZATION,
-            "pre_tokenization": PRE_TOKENIZATION,
-            "special_tokens": {tok_: i for i, tok_ in enumerate(SPECIAL_TOKENS)},
-            "lowercase": True,
-            "strip_accents": True,
-            "training_texts": count,
-        }
-        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        if out.exists():
-            if not out.is_dir():
-                raise EmbBertError(f"{out}: exists and is not a directory (expected a tokenizer output folder)")
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+    ordered = dict(sorted(vocab.items(), key=lambda kv: kv[1]))
+    config = {
+        "type": "byte_level_bpe",
+        "vocab_size": len(vocab),
+        "requested_vocab_size": vocab_size,
+        "num_merges": len(merges),
+        "max_piece_bytes": MAX_PIECE_BYTES,
+        "normalization": NORMALIZATION,
+        "pre_tokenization": PRE_TOKENIZATION,
+        "special_tokens": {tok_: i for i, tok_ in enumerate(SPECIAL_TOKENS)},
+        "lowercase": True,
+        "strip_accents": True,
+        "training_texts": count,
+    }
+    files = {  # tokenizer_config.json, the marker of a tokenizer folder, last
+        TOKENIZER_FILE: encoder.to_str(pretty=True).encode("utf-8"),
+        VOCAB_FILE: json.dumps(ordered, ensure_ascii=False).encode("utf-8"),
+        MERGES_FILE: (MERGES_HEADER + "\n" + "".join(f"{a} {b}\n" for a, b in merges)).encode("utf-8"),
+        CONFIG_FILE: (json.dumps(config, indent=2, ensure_ascii=False) + "\n").encode("utf-8"),
+    }
+    check_out_dir(out_dir, force)  # again: the folder may have changed during training
+    write_folder(out_dir, files, TMP_PREFIX)
+    return Path(out_dir)
 
 
 # ---------------------------------------------------------------------------
@@ -238,4 +242,4 @@ def as_tokenizer(tokenizer) -> BpeTokenizer:
     return load_tokenizer(tokenizer)
 
 
-__all__ = ["train_tokenizer", "read_vocab_and_merges", "BpeTokenizer", "load_tokenizer", "as_tokenizer"]
+__all__ = ["train_tokenizer", "is_tokenizer_folder", "read_vocab_and_merges", "BpeTokenizer", "load_tokenizer", "as_tokenizer"]
