@@ -28,19 +28,31 @@ class Board:
     note: str
 
 
-#: The estimate's assumptions, stated in every report (docs/latency.md explains them).
-BOARDS = (
-    Board("Arduino Nano 33 BLE (nRF52840, Cortex-M4F)", 64.0, (1.0, 1.6), "cmsis-nn",
-          "same instruction set as the emulated M4; CPI 1.0 (every instruction single-cycle) to 1.6 (2-cycle loads, "
-          "taken branches refilling the 3-stage pipeline, flash cache misses)"),
-    Board("ESP32 (Xtensa LX6)", 240.0, (1.0, 2.0), "esp-nn-like",
-          "Thumb-2 counts as a proxy for Xtensa ones; CMSIS-NN counts for the operators ESP-NN accelerates (ADD, "
-          "MUL, FULLY_CONNECTED, DEPTHWISE_CONV_2D, SOFTMAX), reference counts for the rest (BATCH_MATMUL has no "
-          "ESP-NN kernel); CPI 1.0 to 2.0 (code and constants through the flash cache)"),
-    Board("ESP32-S3 (Xtensa LX7)", 240.0, (1.0, 2.0), "esp-nn-like",
-          "as the ESP32; ESP-NN's S3 SIMD kernels may do the accelerated operators in fewer instructions, so the "
-          "upper end is the more pessimistic"),
-)
+#: What the estimate assumes per board (the clock and the name come from the one board registry,
+#: `embbert.core.boards`): the core, the cycles per Thumb-2 instruction (low, high), whose instruction
+#: counts it uses, and why (docs/latency.md explains them).
+_ASSUMPTIONS = {
+    "nano33ble": ("nRF52840, Cortex-M4F", (1.0, 1.6), "cmsis-nn",
+                  "same instruction set as the emulated M4; CPI 1.0 (every instruction single-cycle) to 1.6 (2-cycle "
+                  "loads, taken branches refilling the 3-stage pipeline, flash cache misses)"),
+    "esp32": ("Xtensa LX6", (1.0, 2.0), "esp-nn-like",
+              "Thumb-2 counts as a proxy for Xtensa ones; CMSIS-NN counts for the operators ESP-NN accelerates (ADD, "
+              "MUL, FULLY_CONNECTED, DEPTHWISE_CONV_2D, SOFTMAX), reference counts for the rest (BATCH_MATMUL has no "
+              "ESP-NN kernel); CPI 1.0 to 2.0 (code and constants through the flash cache)"),
+    "esp32s3": ("Xtensa LX7", (1.0, 2.0), "esp-nn-like",
+                "as the ESP32; ESP-NN's S3 SIMD kernels may do the accelerated operators in fewer instructions, so the "
+                "upper end is the more pessimistic"),
+}
+
+
+def _boards() -> tuple[Board, ...]:
+    from embbert.core.boards import BOARDS as REGISTRY
+
+    return tuple(Board(f"{b['name']} ({_ASSUMPTIONS[b['key']][0]})", float(b["mhz"]), *_ASSUMPTIONS[b["key"]][1:])
+                 for b in REGISTRY if b["key"] in _ASSUMPTIONS)
+
+
+BOARDS = _boards()
 #: Operators ESP-NN accelerates (esp-tflite-micro; ../shared/reference/deployment.md).
 ESP_NN_OPS = frozenset({"ADD", "MUL", "FULLY_CONNECTED", "DEPTHWISE_CONV_2D", "SOFTMAX", "CONV_2D"})
 #: Operators whose work is counted in MACs (the rest: output elements; MEAN: input elements).
