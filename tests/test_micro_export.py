@@ -123,6 +123,23 @@ def test_ops_source_registers_exactly_the_flatbuffer_ops(exported, tmp_path):
              ["-std=c99", "-Wall", "-Wextra", "-Werror", "-c"])
 
 
+def test_special_ids_and_segments_come_from_the_tokenizer_spec(exported):
+    """One owner: the C tokenizer takes the special ids and segment values from the generated tables header,
+    which writes datasets/tokenizer/spec.py's; the hand-written header defines none of them."""
+    from embbert.datasets.tokenizer import spec
+
+    tables = (exported["out"] / "embbert_tokenizer_tables.h").read_text()
+    values = dict(re.findall(r"#define (EMBBERT_(?:\w+_ID|SEGMENT_\w+)) (\d+)", tables))
+    assert values == {"EMBBERT_PAD_ID": str(spec.PAD_ID), "EMBBERT_UNK_ID": str(spec.UNK_ID),
+                      "EMBBERT_CLS_ID": str(spec.CLS_ID), "EMBBERT_MASK_ID": str(spec.MASK_ID),
+                      "EMBBERT_SEP_ID": str(spec.SEP_ID), "EMBBERT_SEGMENT_PAD": str(spec.SEGMENT_PAD),
+                      "EMBBERT_SEGMENT_A": str(spec.SEGMENT_A), "EMBBERT_SEGMENT_B": str(spec.SEGMENT_B)}
+    for name in ("embbert_tokenizer.h", "embbert_tokenizer.c"):
+        text = (h.SRC / name).read_text()
+        assert not re.search(r"#define EMBBERT_\w+_ID|#define EMBBERT_SEGMENT", text), name
+        assert not re.search(r"segment_ids\[i\] = .*\? [0-9]", text), name
+
+
 def test_unsupported_operator_is_a_clear_error():
     from embbert.tflite.export import ModelInfo, ops_sources
 

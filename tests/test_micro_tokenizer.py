@@ -208,9 +208,11 @@ def test_c_side_and_python_side_take_special_ids_from_one_place(tmp_path):
     assert [spec.SPECIAL_TOKENS[i] for i in ids.values()] == [f"[{name}]" for name in ids]
     assert ctables.read_vocab_and_merges is bpe.read_vocab_and_merges  # the one reader
     c_header = (h.SRC / "embbert_tokenizer.h").read_text()
+    tables = (h.MICRO_APP / "generated" / "embbert_tokenizer_tables.h").read_text()  # generated from spec
     settings = (h.MICRO_APP / "generated" / "model_settings.h").read_text()
+    assert '#include "embbert_tokenizer_tables.h"' in c_header
     for name, i in ids.items():
-        assert re.search(rf"#define EMBBERT_{name}_ID {i}\b", c_header), name
+        assert re.search(rf"#define EMBBERT_{name}_ID {i}\b", tables), name
         assert re.search(rf"kEmbBert{name.capitalize()}Id = {i},", settings), name
     assert re.search(rf"#define EMBBERT_TOK_CHUNK_BYTES {spec.MAX_PIECE_BYTES}\b", c_header)
 

@@ -18,7 +18,8 @@ from pathlib import Path
 from embbert.core.errors import EmbBertError
 
 from .bpe import read_vocab_and_merges
-from .spec import TOKENIZER_FILE, build_byte_level, build_normalizer, bytes_to_unicode
+from .spec import (CLS_ID, MASK_ID, PAD_ID, SEGMENT_A, SEGMENT_B, SEGMENT_PAD, SEP_ID, TOKENIZER_FILE, UNK_ID,
+                   build_byte_level, build_normalizer, bytes_to_unicode)
 
 CLASS_OTHER, CLASS_LETTER, CLASS_NUMBER, CLASS_SPACE = 0, 1, 2, 3
 HANGUL_FIRST, HANGUL_LAST = 0xAC00, 0xD7A3
@@ -234,6 +235,16 @@ def tokenizer_sources(t: TokenizerTables, source: str) -> tuple[str, str]:
 #ifdef __cplusplus
 extern "C" {{
 #endif
+
+/* special token ids and segment ids (datasets/tokenizer/spec.py owns them) */
+#define EMBBERT_PAD_ID {PAD_ID}
+#define EMBBERT_UNK_ID {UNK_ID}
+#define EMBBERT_CLS_ID {CLS_ID}
+#define EMBBERT_MASK_ID {MASK_ID}
+#define EMBBERT_SEP_ID {SEP_ID}
+#define EMBBERT_SEGMENT_PAD {SEGMENT_PAD}
+#define EMBBERT_SEGMENT_A {SEGMENT_A}
+#define EMBBERT_SEGMENT_B {SEGMENT_B}
 
 #define EMBBERT_TOK_VOCAB_SIZE {t.vocab_size}
 #define EMBBERT_TOK_NUM_MERGES {len(t.merges)}

@@ -9,6 +9,16 @@
 extern "C" {
 #endif
 
+/* special token ids and segment ids (datasets/tokenizer/spec.py owns them) */
+#define EMBBERT_PAD_ID 0
+#define EMBBERT_UNK_ID 1
+#define EMBBERT_CLS_ID 2
+#define EMBBERT_MASK_ID 3
+#define EMBBERT_SEP_ID 4
+#define EMBBERT_SEGMENT_PAD 0
+#define EMBBERT_SEGMENT_A 1
+#define EMBBERT_SEGMENT_B 2
+
 #define EMBBERT_TOK_VOCAB_SIZE 2048
 #define EMBBERT_TOK_NUM_MERGES 1787
 #define EMBBERT_TOK_NUM_NORM 1197

@@ -323,7 +323,7 @@ size_t embbert_encode_single(const uint8_t *text, size_t len, int32_t *token_ids
   n = 1 + embbert_tokenize(text, len, token_ids + 1, max_length - 1);
   for (i = 0; i < max_length; ++i) {
     if (i >= n) token_ids[i] = EMBBERT_PAD_ID;
-    segment_ids[i] = i < n ? 1 : 0;
+    segment_ids[i] = i < n ? EMBBERT_SEGMENT_A : EMBBERT_SEGMENT_PAD;
   }
   return n;
 }
@@ -352,7 +352,7 @@ size_t embbert_encode_pair(const uint8_t *text_a, size_t len_a, const uint8_t *t
   token_ids[n - 1] = EMBBERT_SEP_ID;
   for (i = 0; i < max_length; ++i) {
     if (i >= n) token_ids[i] = EMBBERT_PAD_ID;
-    segment_ids[i] = i >= n ? 0 : (i <= na ? 1 : 2);
+    segment_ids[i] = i >= n ? EMBBERT_SEGMENT_PAD : (i <= na ? EMBBERT_SEGMENT_A : EMBBERT_SEGMENT_B);
   }
   return n;
 }

@@ -21,15 +21,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* EMBBERT_*_ID and EMBBERT_SEGMENT_*: generated from the Python tokenizer's
+ * spec with the tables, so that the two sides cannot disagree. */
+#include "embbert_tokenizer_tables.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-#define EMBBERT_PAD_ID 0
-#define EMBBERT_UNK_ID 1
-#define EMBBERT_CLS_ID 2
-#define EMBBERT_MASK_ID 3
-#define EMBBERT_SEP_ID 4
 
 /* Bytes per BPE chunk (the Split(".{1,128}") pre-tokeniser). */
 #define EMBBERT_TOK_CHUNK_BYTES 128
@@ -42,8 +40,8 @@ size_t embbert_tokenize(const uint8_t *text, size_t len, int32_t *ids,
                         size_t max_ids);
 
 /* Packs one text for the model: [CLS] + ids[:max_length-1], right-padded with
- * [PAD]=0 to `max_length`; segment ids 1 for [CLS] and the text, 0 for
- * padding.  Both arrays hold `max_length` (>= 2) entries.  Returns the number
+ * [PAD] to `max_length`; segment ids EMBBERT_SEGMENT_A for [CLS] and the
+ * text, EMBBERT_SEGMENT_PAD for padding.  Both arrays hold `max_length` (>= 2) entries.  Returns the number
  * of real (non-padding) tokens, or 0 if max_length < 2. */
 size_t embbert_encode_single(const uint8_t *text, size_t len,
                              int32_t *token_ids, int32_t *segment_ids,
@@ -51,8 +49,8 @@ size_t embbert_encode_single(const uint8_t *text, size_t len,
 
 /* Packs a pair: [CLS] A [SEP] B [SEP] with longest-first truncation (while
  * len(A)+len(B) > max_length-3 drop the last token of the longer, A on a
- * tie); segment ids 1 for [CLS] and A, 2 from the first [SEP] on, 0 for
- * padding.  Returns the number of real tokens, or 0 if max_length < 3. */
+ * tie); segment ids EMBBERT_SEGMENT_A for [CLS] and A, EMBBERT_SEGMENT_B from
+ * the first [SEP] on, EMBBERT_SEGMENT_PAD for padding.  Returns the number of real tokens, or 0 if max_length < 3. */
 size_t embbert_encode_pair(const uint8_t *text_a, size_t len_a,
                            const uint8_t *text_b, size_t len_b,
                            int32_t *token_ids, int32_t *segment_ids,
