@@ -591,6 +591,13 @@ def test_tflm_tool_makes_a_precompiled_library_the_sketch_links_against(packages
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert {p: p.stat().st_mtime_ns for p in build.glob("*.o")} == stamps
+    # a changed header is a changed build: nothing stale is reused
+    (tree / "tensorflow" / "lite" / "micro" / "micro_log.h").write_text(
+        "#pragma once\nvoid MicroPrintf(const char* format, ...);\n// changed\n")
+    res = subprocess.run([sys.executable, str(tool), str(tree), str(tmp_path / "third"), "--build-dir", str(build)],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert len(list(build.glob("*.o"))) == 2 * len(stamps)
     props = _properties(lib / "library.properties")
     assert props["name"] == "EmbBERT_TFLM" and props["precompiled"] == "true"
     assert props["ldflags"] == "-lEmbBERT_TFLM" and props["architectures"] == "mbed_nano,mbed"

@@ -24,8 +24,8 @@ FULLY_CONNECTED halts on a TFLITE_DCHECK in TFLM's debug build): -Os for the fra
 TFLM's cortex_m_generic micro_time.cc reads for the DWT cycle counter are declared in a
 small header written here (the tree's CMSIS core headers are incomplete).
 
-With --build-dir the objects are kept there, named by a hash of their command and source,
-so a second run (another --name, a fixed file) compiles only what changed.
+With --build-dir the objects are kept there, named by a hash of their command, source and
+the tree's headers, so a second run (another --name, a fixed file) compiles only what changed.
 
 Only the standard library is used; nothing is downloaded. OUT must not exist or be empty;
 it is written whole or not at all.
@@ -126,11 +126,23 @@ def _opt(rel: str) -> str:
     return "-O2" if rel.startswith(("tensorflow/lite/micro/kernels/", "third_party/")) else "-Os"
 
 
+def headers_digest(dirs: list[Path]) -> bytes:
+    """sha256 of every header below `dirs` (path and content): a kept object is reused only with the same headers."""
+    h = hashlib.sha256()
+    for d in dirs:
+        for path in sorted(d.rglob("*")):
+            if path.is_file() and path.suffix in (".h", ".hpp", ".inc"):
+                h.update(str(path).encode() + b"\0" + path.read_bytes())
+    return h.digest()
+
+
 def compile_commands(tree: Path, build: Path, gen: Path, prefix: str, debug: bool) -> list[tuple[list[str], Path]]:
-    """(command, object) per source; an object's name hashes its command and source, so a kept one is reused."""
+    """(command, object) per source; an object's name hashes its command, source and every header it may
+    include, so a kept one is reused only when none of them changed."""
     gxx, gcc = _tool(prefix, "g++"), _tool(prefix, "gcc")
     found = sources(tree)
     incs = include_dirs(tree, gen)
+    headers = headers_digest([tree, gen, SRC_DIR])
     release = [] if debug else ["-DNDEBUG"]
     commands = []
     for i, src in enumerate(found + [SRC_DIR / SHIM]):
@@ -138,7 +150,7 @@ def compile_commands(tree: Path, build: Path, gen: Path, prefix: str, debug: boo
         rel = SHIM if is_shim else src.relative_to(tree).as_posix()
         lang = [gcc] + C_FLAGS if src.suffix == ".c" else [gxx] + CXX_FLAGS
         cmd = lang + CPU_FLAGS + COMMON_FLAGS + release + [_opt(rel)] + (SHIM_WARNINGS if is_shim else []) + incs
-        key = hashlib.sha256(("\0".join(cmd) + "\0" + rel).encode() + src.read_bytes()).hexdigest()[:16]
+        key = hashlib.sha256(("\0".join(cmd) + "\0" + rel).encode() + headers + src.read_bytes()).hexdigest()[:16]
         obj = build / f"{src.stem}-{key}.o"
         commands.append((cmd + ["-c", str(src), "-o", str(obj)], obj))
     return commands
