@@ -114,7 +114,7 @@ def graph_work(graph) -> dict[str, int]:
 #: Cortex-M4 instructions per unit of work (`graph_work`) of each operator type, measured by `embbert bench
 #: latency` (qemu mps2-an386, TFLM 90b983c2, BUILD_TYPE=release_with_logs, kernels -O2) on four graphs: the
 #: main job's model (emotion, tiny, L=64) and the embbert preset at L=64/128/256; pooled totals / pooled work.
-#: It predicts those four within 5.1 % and three other graphs (the committed example's older graph, a tiny
+#: It predicts those four within 5.1 % and three other graphs (the earlier committed example's older graph, a tiny
 #: graph with random weights, the SAME-convolution form) within 4.4 % (docs/latency.md).
 INSTRUCTIONS_PER_UNIT = {
     "cmsis-nn": {"BATCH_MATMUL": 2.27, "SOFTMAX": 520.96, "FULLY_CONNECTED": 1.85, "LOGISTIC": 357.66, "ADD": 90.91,
