@@ -58,7 +58,8 @@ def register(sub) -> None:
                    "board leaves for it (docs/memory.md), or stop at conversion naming the smallest reachable arena")
     again = p.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true",
-                       help="continue the run in --out from its last finished stage (with its own settings)")
+                       help="continue the run in --out from its last finished stage with its own settings (an "
+                       "option that differs from them is an error)")
     again.add_argument("--force", action="store_true", help="delete the run in --out and start it again")
     p.set_defaults(func=cmd_run)
 
@@ -251,7 +252,8 @@ def check_run_args(args) -> tuple[EmbBertConfig, Path]:
         elif not (out / layout.CONFIG).is_file():
             raise UsageError(f"{out}: the run has no config.json to resume from; use --force to start it again")
         else:
-            config = EmbBertConfig.load(out)  # the run's own settings, not this command line's
+            config = preflight.resumed_run(out, args, task, "drop them to continue the run, or use --force to "
+                                           "start it again")  # the run's own settings
             if args.data_dir is not None:  # the data has moved: record where it is now
                 config = config.replace(data_dir=data_dir)
             elif config.data_dir and not Path(config.data_dir).is_dir():

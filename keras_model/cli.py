@@ -68,7 +68,8 @@ def register(sub) -> None:
     t.add_argument("--steps-per-epoch", type=positive_int, default=None, help="steps per epoch (default: one pass)")
     t.add_argument("--max-train-examples", type=positive_int, default=None, help="use a seeded subset of the train split")
     t.add_argument("--init", default=None, help="pretrained backbone: a directory from `embbert pretrain` or a shipped preset name (tiny_en, embbert_en)")
-    t.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    t.add_argument("--resume", action="store_true", help="continue an interrupted run in --out with its saved settings (an option that "
+                   "differs from them is an error)")
     t.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs to RUN_DIR/tensorboard")
     add_recipe_arguments(t, PAPER_RECIPE, why_lr=", the paper's")
     _add_distributed_settings(t)
@@ -103,7 +104,8 @@ def register(sub) -> None:
                    f"classifier reads; MLM alone never trains it) (default {pre.summary_slots})")
     p.add_argument("--tokenizer", default=None, help="tokenizer directory (default: train one on the corpus)")
     p.add_argument("--init", default=None, help="continue from a pretrained directory or preset name (e.g. tiny_en)")
-    p.add_argument("--resume", action="store_true", help="continue the interrupted pretraining in --out")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted pretraining in --out with its saved settings (an "
+                   "option that differs from them, e.g. --steps, is an error)")
     p.add_argument("--learning-rate", type=positive_float, default=pre.learning_rate,
                    help=f"peak AdamW learning rate (default {pre.learning_rate:g})")
     p.add_argument("--batch-size", type=positive_int, default=TrainConfig().batch_size,
@@ -163,6 +165,8 @@ def check_train_args(args) -> EmbBertConfig:
         raise UsageError(f"{out}: nothing to resume ({what})")
     if holds_run and not args.resume:
         raise UsageError(f"{out} already holds a run; use --resume to continue it or choose another --out")
+    if args.resume:
+        preflight.resumed_run(out, args, task, "drop them to continue the run, or start a new one with another --out")
     if args.strategy == "multi-worker":
         from embbert.core.args import check_tf_config
 
@@ -201,11 +205,43 @@ def check_pretrain_args(args) -> None:
     if args.corpus:
         preflight.files(args.corpus, "--corpus", "corpus file")
     args.tokenizer = tokenizer_arg(args.tokenizer)
-    preflight.output_dir(args.out)
+    out = preflight.output_dir(args.out)
+    if args.resume:
+        _check_pretrain_resume(out, args)
+    elif args.warmup_steps is not None and args.warmup_steps >= args.steps:
+        raise UsageError(f"--warmup-steps {args.warmup_steps} must be less than --steps {args.steps}")
     if args.strategy == "multi-worker":
         from embbert.core.args import check_tf_config
 
         check_tf_config()
+
+
+def _check_pretrain_resume(out, args) -> None:
+    """`pretrain --resume`: an unfinished pretraining in `out`, and no option that contradicts its saved
+    settings (`.pretrain/settings.json`, config.json): it continues with them, to the saved --steps."""
+    from pathlib import Path
+
+    settings_file = out / layout.PRETRAIN_STATE_DIR / layout.PRETRAIN_SETTINGS
+    if not settings_file.is_file():
+        what = "it is finished" if (out / layout.BACKBONE_WEIGHTS).is_file() else "no unfinished pretraining there"
+        raise UsageError(f"{out}: nothing to resume ({what})")
+    try:
+        record = json.loads(settings_file.read_text(encoding="utf-8"))
+        saved = dict(record["settings"], corpus=list(record["corpus"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UsageError(f"{settings_file}: not a valid pretraining record; start again with another --out") from None
+    config = preflight.run_dir(out)
+    saved.update(jit=saved.get("jit_compile"), preset=config.preset, max_length=config.max_length,
+                 batch_size=config.train.batch_size, seed=config.train.seed,
+                 weight_decay=config.train.weight_decay, strategy=config.train.strategy)
+    given = preflight.given_options(args)
+    steps = args.steps if "steps" in given else saved.get("steps", args.steps)
+    now = {name: getattr(args, name) for name in ("steps", "learning_rate", "schedule", "warmup_steps", "packing",
+                                                 "summary_slots", "jit", "preset", "max_length", "batch_size",
+                                                 "seed", "weight_decay", "strategy")}
+    now.update(eval_every=min(args.eval_every, steps), corpus=[str(Path(c).resolve()) for c in args.corpus or ()])
+    preflight.same_settings(out, now, saved, given, "drop them to continue it, or start a new pretraining with "
+                            "another --out")
 
 
 def cmd_pretrain(args) -> int:

@@ -13,6 +13,23 @@ class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        """Also records which options the command line gave (`given_options`), defaults aside."""
+        self._given: set[str] = set()
+        namespace, extras = super().parse_known_args(args, namespace)
+        namespace.given_options = frozenset(getattr(namespace, "given_options", frozenset()) | self._given)
+        return namespace, extras
+
+    def _get_values(self, action, arg_strings):
+        # argparse calls this for every argument present on the command line (never for a default)
+        getattr(self, "_given", set()).add(action.dest)
+        return super()._get_values(action, arg_strings)
+
+
+def given_options(args) -> frozenset:
+    """The `dest` names of the options written on the command line (not left at their defaults)."""
+    return getattr(args, "given_options", frozenset())
+
 
 def _number(cast, valid, expected: str):
     """An argparse type: `cast` the text and check it, else a one-line 'expected ...' error."""

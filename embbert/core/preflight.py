@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .args import given_options
 from .config import EmbBertConfig
 from .errors import EmbBertError, UsageError
 
@@ -59,3 +60,37 @@ def run_dir(path: str | os.PathLike, needed: tuple[str, ...] = ()) -> EmbBertCon
         if not (p / name).is_file():
             raise UsageError(f"{p}: no {name} (run the stage that writes it first)")
     return config
+
+
+def same_settings(where: str | os.PathLike, now: dict, saved: dict, given, remedy: str) -> None:
+    """`--resume` continues a run with its saved settings: an option given on the command line (`given`:
+    argparse dests) whose value (`now`, by dest) differs from the saved one (`saved`, by dest) is an error
+    listing every difference, then `remedy`."""
+    differences = [f"--{dest.replace('_', '-')} {_shown(value)} (saved: {_shown(saved[dest])})"
+                   for dest, value in now.items() if dest in given and dest in saved and value != saved[dest]]
+    if differences:
+        raise UsageError(f"{where}: --resume continues with the run's saved settings, and these options differ: "
+                         f"{'; '.join(differences)}; {remedy}")
+
+
+#: The `TrainConfig` fields `embbert train` / `embbert run` take as options of the same name.
+TRAIN_OPTIONS = ("epochs", "qat_epochs", "learning_rate", "qat_learning_rate", "batch_size", "seed", "weight_decay",
+                 "strategy", "steps_per_epoch", "max_train_examples")
+
+
+def resumed_run(out: Path, args, task: str, remedy: str) -> EmbBertConfig:
+    """The saved config of the run in `out` that `--resume` continues, after checking that no option
+    of the command line (task, preset, max length, training settings) contradicts it."""
+    config = run_dir(out)
+    now = {"task": task, "preset": args.preset, "max_length": args.max_length,
+           **{name: getattr(args, name) for name in TRAIN_OPTIONS if hasattr(args, name)}}
+    saved = {"task": config.task, "preset": config.preset, "max_length": config.max_length,
+             **{name: getattr(config.train, name) for name in TRAIN_OPTIONS}}
+    same_settings(out, now, saved, given_options(args), remedy)
+    return config
+
+
+def _shown(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return " ".join(str(v) for v in value)
+    return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)

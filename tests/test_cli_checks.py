@@ -1,0 +1,92 @@
+"""Issue 24, findings 3 and 5: settings silently accepted, errors given late or with the wrong exit code.
+
+Every case runs the CLI in this process and must end before TensorFlow is imported: exit code 2,
+exactly one stderr line `embbert: error: ...`, and no file written or changed in the folder it ran in.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from embbert.cli import main
+from embbert.core.config import EmbBertConfig
+
+
+def _tree(folder: Path) -> dict[str, bytes | None]:
+    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None) for p in sorted(folder.rglob("*"))}
+
+
+def _fails(argv, folder: Path, capsys, *expected: str) -> str:
+    """Run `embbert ARGV` in `folder`: exit 2, one error line holding every EXPECTED text, nothing changed."""
+    had_tf = "tensorflow" in sys.modules
+    before = _tree(folder)
+    code = main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("embbert: error: "), err
+    for text in expected:
+        assert text in lines[0], err
+    assert _tree(folder) == before
+    assert had_tf or "tensorflow" not in sys.modules, "the check ran after TensorFlow was imported"
+    return lines[0]
+
+
+@pytest.fixture
+def here(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("EMBBERT_DATA_DIR", raising=False)
+    return tmp_path
+
+
+def _unfinished_train(folder: Path) -> Path:
+    """A run directory as an interrupted `embbert train` (or `embbert run`) leaves it."""
+    folder.mkdir()
+    EmbBertConfig.create("nano", 16, task="emotion", num_labels=6, tokenizer="tokenizer").save(folder)
+    (folder / ".train").mkdir()
+    (folder / ".train" / "state.json").write_text('{"float_done": false}')
+    (folder / "neighbour.txt").write_text("keep me\n")
+    return folder
+
+
+def _unfinished_pretrain(folder: Path) -> Path:
+    folder.mkdir()
+    EmbBertConfig.create("tiny", 64, tokenizer="tokenizer").save(folder)
+    (folder / ".pretrain").mkdir()
+    settings = {"steps": 400, "learning_rate": 1e-3, "schedule": "cosine", "warmup_steps": 20, "packing": "full",
+                "eval_every": 100, "heldout_sequences": 512, "jit_compile": False, "summary_slots": 0}
+    (folder / ".pretrain" / "settings.json").write_text(json.dumps(
+        {"settings": settings, "corpus": [str(folder / "c.txt")], "init": None}))
+    (folder / "c.txt").write_text("some text\n")
+    return folder
+
+
+# --- finding 3: --resume with other settings --------------------------------------------------
+@pytest.mark.parametrize("command", ["train", "run"])
+def test_resume_with_other_settings_lists_the_differences(here, capsys, command):
+    _unfinished_train(here / "rd")
+    line = _fails([command, "--task", "sst2", "--preset", "tiny", "--max-length", 32, "--qat-epochs", 5,
+                   "--out", "rd", "--resume"], here, capsys,
+                  "--task sst2 (saved: emotion)", "--preset tiny (saved: nano)", "--max-length 32 (saved: 16)",
+                  "--qat-epochs 5 (saved: 2)")
+    assert ("--force" in line) == (command == "run")
+
+
+def test_pretrain_resume_with_other_steps_is_refused(here, capsys):
+    _unfinished_pretrain(here / "pd")
+    _fails(["pretrain", "--resume", "--steps", 60, "--out", "pd"], here, capsys, "--steps 60 (saved: 400)")
+
+
+# --- finding 5: checks before TensorFlow ------------------------------------------------------
+def test_pretrain_resume_with_nothing_to_resume(here, capsys):
+    (here / "pd").mkdir()
+    _fails(["pretrain", "--resume", "--out", "pd"], here, capsys, "nothing to resume")
+
+
+def test_pretrain_warmup_not_below_steps(here, capsys):
+    (here / "c.txt").write_text("some text\n")
+    _fails(["pretrain", "--corpus", "c.txt", "--steps", 10, "--warmup-steps", 10, "--out", "pd"], here, capsys,
+           "--warmup-steps 10", "--steps 10")
