@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from embbert.core.args import positive_int as _positive_int
-from embbert.core.errors import EmbBertError
+from embbert.core.errors import UsageError
 
 from .loading import data_dir_arg
 from .tasks import task_arg
@@ -93,7 +93,8 @@ def cmd_tokenizer_train(args) -> int:
         sources: list = [Path(p) for p in args.corpus]
         for p in sources:
             if not p.is_file():
-                raise EmbBertError(f"{p}: corpus file not found (expected a UTF-8 text file)")
+                what = "not a file" if p.exists() else "corpus file not found"
+                raise UsageError(f"{p}: --corpus: {what} (expected a UTF-8 text file)")
     else:
         from .loading import load_task
 

@@ -234,7 +234,7 @@ def pretrained_choice(init: str | None, preset: str) -> str | None:
 def check_run_args(args) -> tuple[EmbBertConfig, Path]:
     """Everything `embbert run` can check before TensorFlow is imported: the config and the run folder."""
     task = task_arg(args.task)
-    args.max_length = max_length_for(task, args.max_length)
+    args.max_length = preflight.max_length(max_length_for(task, args.max_length), args.preset)
     data_dir = data_dir_arg(args.data_dir)
     args.init = init_arg(pretrained_choice(args.init, args.preset))
     task_name = Path(task).name if Path(task).is_absolute() else task

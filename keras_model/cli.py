@@ -132,6 +132,7 @@ def _config_from_args(args, **extra) -> EmbBertConfig:
 
 
 def cmd_summary(args) -> int:
+    preflight.max_length(args.max_length, args.preset)
     config = EmbBertConfig.create(args.preset, args.max_length, num_labels=args.num_labels)  # checked before TF
     from .summary import model_summary
 
@@ -171,7 +172,7 @@ def check_train_args(args) -> EmbBertConfig:
         from embbert.core.args import check_tf_config
 
         check_tf_config()
-    args.max_length = max_length_for(task, args.max_length)
+    args.max_length = preflight.max_length(max_length_for(task, args.max_length), args.preset)
     return _config_from_args(args, task=task, data_dir=data_dir)
 
 
@@ -205,6 +206,7 @@ def check_pretrain_args(args) -> None:
     if args.corpus:
         preflight.files(args.corpus, "--corpus", "corpus file")
     args.tokenizer = tokenizer_arg(args.tokenizer)
+    preflight.max_length(args.max_length, args.preset)
     out = preflight.output_dir(args.out)
     if args.resume:
         _check_pretrain_resume(out, args)

@@ -90,3 +90,22 @@ def test_pretrain_warmup_not_below_steps(here, capsys):
     (here / "c.txt").write_text("some text\n")
     _fails(["pretrain", "--corpus", "c.txt", "--steps", 10, "--warmup-steps", 10, "--out", "pd"], here, capsys,
            "--warmup-steps 10", "--steps 10")
+
+
+# --- finding 5: exit 2 for bad arguments ------------------------------------------------------
+@pytest.mark.parametrize("argv,expected", [
+    (["train", "--task", "emotion", "--out", "r", "--max-length", 1], "--max-length 1"),
+    (["train", "--task", "emotion", "--out", "r", "--max-length", 300], "--max-length 300"),
+    (["run", "--out", "r", "--max-length", 300], "256 positions"),
+    (["pretrain", "--corpus", "c.txt", "--out", "r", "--max-length", 1], "at least 2"),
+    (["model", "summary", "--preset", "nano", "--num-labels", 2, "--max-length", 300], "nano"),
+    (["bench", "accuracy", "--tasks", "emotion", "--max-length", 300, "--runs-dir", "r"], "--max-length 300"),
+    (["tokenizer", "train", "--corpus", "nope.txt", "--out", "r"], "nope.txt: --corpus: corpus file not found"),
+    (["export", "/nope"], "/nope: run directory not found"),
+    (["bench", "accuracy", "--tasks", "nosuch", "--runs-dir", "r"], "unknown task 'nosuch'"),
+], ids=["train-L1", "train-L300", "run-L300", "pretrain-L1", "summary-L300", "bench-L300", "missing-corpus",
+        "export-nope", "bench-unknown-task"])
+def test_bad_argument_exits_2(here, capsys, argv, expected):
+    (here / "c.txt").write_text("some text\n")
+    (here / "neighbour.txt").write_text("keep me\n")
+    _fails(argv, here, capsys, expected)

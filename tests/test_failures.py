@@ -95,8 +95,8 @@ _add("tokenizer train", [
     ("no-out", ["tokenizer", "train", "--corpus", "afile.txt"], 2),
     ("no-source", ["tokenizer", "train", "--out", "tok"], 2),
     ("both-sources", ["tokenizer", "train", "--corpus", "afile.txt", "--task", "emotion", "--out", "tok"], 2),
-    ("missing-corpus", ["tokenizer", "train", "--corpus", "missing.txt", "--out", "tok"], 1),
-    ("corpus-is-dir", ["tokenizer", "train", "--corpus", "emptydir", "--out", "tok"], 1),
+    ("missing-corpus", ["tokenizer", "train", "--corpus", "missing.txt", "--out", "tok"], 2),
+    ("corpus-is-dir", ["tokenizer", "train", "--corpus", "emptydir", "--out", "tok"], 2),
     ("empty-corpus", ["tokenizer", "train", "--corpus", "empty.txt", "--out", "tok"], 1),
     ("corpus-not-utf8", ["tokenizer", "train", "--corpus", "latin1.txt", "--out", "tok"], 1),
     ("vocab-zero", ["tokenizer", "train", "--corpus", "afile.txt", "--vocab-size", "0", "--out", "tok"], 2),
@@ -128,8 +128,8 @@ _add("model summary", [
     ("num-labels-negative", ["model", "summary", "--preset", "tiny", "--num-labels", "-1"], 2),
     ("num-labels-text", ["model", "summary", "--preset", "tiny", "--num-labels", "x"], 2),
     ("max-length-zero", ["model", "summary", "--preset", "tiny", "--num-labels", "2", "--max-length", "0"], 2),
-    ("max-length-one", ["model", "summary", "--preset", "tiny", "--num-labels", "2", "--max-length", "1"], 1),
-    ("max-length-too-big", ["model", "summary", "--preset", "tiny", "--num-labels", "2", "--max-length", "9999"], 1),
+    ("max-length-one", ["model", "summary", "--preset", "tiny", "--num-labels", "2", "--max-length", "1"], 2),
+    ("max-length-too-big", ["model", "summary", "--preset", "tiny", "--num-labels", "2", "--max-length", "9999"], 2),
     ("max-length-float", ["model", "summary", "--preset", "tiny", "--num-labels", "2", "--max-length", "1.5"], 2),
     ("no-subcommand", ["model"], 2),
 ])
@@ -168,7 +168,7 @@ _add("train", [
     ("resume-finished", ["train", "--task", "emotion", "--out", "finished", "--resume"], 2),
     ("out-holds-run", ["train", "--task", "emotion", "--out", "finished"], 2),
     ("out-is-file", ["train", "--task", "emotion", "--out", "afile.txt"], 2),
-    ("max-length-too-big", ["train", "--task", "emotion", "--out", "r", "--max-length", "9999"], 1),
+    ("max-length-too-big", ["train", "--task", "emotion", "--out", "r", "--max-length", "9999"], 2),
     ("multi-worker-no-tf-config", ["train", "--task", "emotion", "--out", "r", "--strategy", "multi-worker"], 2),
     ("multi-worker-bad-tf-config", ["train", "--task", "emotion", "--out", "r", "--strategy", "multi-worker"], 2,
      BAD_TF_CONFIG),
@@ -196,11 +196,11 @@ _add("convert", [("max-calibration-zero", ["convert", "qrd", "--max-calibration"
 _add("check", [("max-examples-zero", ["check", "qrd", "--max-examples", "0"], 2)])
 _add("export", [
     ("no-run-dir", ["export"], 2),
-    ("missing-run-dir", ["export", MISSING, "--out", "gen"], None),
-    ("run-dir-is-file", ["export", "afile.txt", "--out", "gen"], None),
-    ("empty-run-dir", ["export", "emptydir", "--out", "gen"], None),
-    ("invalid-config", ["export", "badjson", "--out", "gen"], None),
-    ("config-version", ["export", "oldversion", "--out", "gen"], None),
+    ("missing-run-dir", ["export", MISSING, "--out", "gen"], 2),
+    ("run-dir-is-file", ["export", "afile.txt", "--out", "gen"], 2),
+    ("empty-run-dir", ["export", "emptydir", "--out", "gen"], 2),
+    ("invalid-config", ["export", "badjson", "--out", "gen"], 2),
+    ("config-version", ["export", "oldversion", "--out", "gen"], 2),
     ("no-model", ["export", "rd", "--out", "gen"], None),
     ("no-arena-report", ["export", "finished", "--out", "gen"], None),
     ("unknown-option", ["export", "rd", "--bogus"], 2),
@@ -212,7 +212,7 @@ _add("run", [
     ("unknown-task", ["run", "--task", "emotoin", "--out", "r"], 2),
     ("epochs-zero", ["run", "--out", "r", "--epochs", "0"], 2),
     ("max-length-zero", ["run", "--out", "r", "--max-length", "0"], 2),
-    ("max-length-too-big", ["run", "--out", "r", "--max-length", "9999"], 1),
+    ("max-length-too-big", ["run", "--out", "r", "--max-length", "9999"], 2),
     ("unknown-preset", ["run", "--out", "r", "--preset", "huge"], 2),
     ("learning-rate-negative", ["run", "--out", "r", "--learning-rate", "-1"], 2),
     ("missing-data-dir", ["run", "--out", "r", "--data-dir", MISSING], 2),
@@ -225,7 +225,7 @@ _add("run", [
     ("resume-stale-state", ["run", "--out", "stale", "--resume"], 2),
 ])
 _add("bench accuracy", [
-    ("unknown-task-only", ["bench", "accuracy", "--tasks", "emotoin", "--runs-dir", "b"], 1),
+    ("unknown-task-only", ["bench", "accuracy", "--tasks", "emotoin", "--runs-dir", "b"], 2),
     ("absent-data-only", ["bench", "accuracy", "--tasks", "rte", "--data-dir", "emptydir", "--runs-dir", "b"], 1),
     ("no-tasks-value", ["bench", "accuracy", "--tasks"], 2),
     ("epochs-zero", ["bench", "accuracy", "--epochs", "0"], 2),
@@ -517,7 +517,8 @@ def test_bench_accuracy_defaults_away_from_docs_and_writes_nothing_when_nothing_
     assert results_dir(args) == Path("docs")
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "results.md").write_text("committed\n")
-    rc = main(["bench", "accuracy", "--tasks", "emotoin", "--docs-dir", "docs"])
+    (tmp_path / "nodata").mkdir()  # a data directory without the task: skipped, so no task runs
+    rc = main(["bench", "accuracy", "--tasks", "rte", "--data-dir", "nodata", "--docs-dir", "docs"])
     assert rc == 1 and "no task ran" in capsys.readouterr().err
     assert (tmp_path / "docs" / "results.md").read_text() == "committed\n"
     assert sorted(p.name for p in (tmp_path / "docs").iterdir()) == ["results.md"]

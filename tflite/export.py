@@ -682,6 +682,9 @@ def export_micro_app(run_dir: str | os.PathLike, out_dir: str | os.PathLike | No
 
 
 def _cmd_export(args) -> int:
+    from embbert.core import preflight
+
+    preflight.run_dir(args.run_dir)  # no such folder or no valid config.json: exit 2, before anything is read
     paths = export_micro_app(args.run_dir, args.out, target=args.target, arena_bytes=args.arena_bytes,
                              force=args.force)
     root = Path(args.out or default_out_dir(Path(args.run_dir), args.target)).resolve()

@@ -262,9 +262,14 @@ def results_dir(args) -> Path:
 
 
 def check_accuracy_args(args) -> None:
-    """What `bench accuracy` can check before TensorFlow is imported (unknown tasks are skipped, not errors)."""
+    """What `bench accuracy` can check before TensorFlow is imported: a task of --tasks that is neither a
+    task name nor a task directory is an error (a task whose data is absent is skipped, not an error)."""
     from embbert.core import preflight
+    from embbert.datasets.tasks import task_arg
 
+    for task in args.tasks or ():
+        task_arg(task)
+    preflight.max_length(args.max_length, args.preset)
     args.data_dir = data_dir_arg(args.data_dir)
     args.init = init_arg(args.init)
     preflight.output_dir(args.runs_dir, "--runs-dir")

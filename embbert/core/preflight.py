@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from .args import given_options
-from .config import EmbBertConfig
+from .config import EmbBertConfig, preset
 from .errors import EmbBertError, UsageError
 
 
@@ -45,6 +45,17 @@ def output_dir(path: str | os.PathLike, flag: str = "--out") -> Path:
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise UsageError(f"{p}: {flag}: cannot create it ({parent} is not a writable directory)")
     return p
+
+
+def max_length(value: int | None, preset_name: str, flag: str = "--max-length") -> int | None:
+    """A sequence length L for the preset: at least 2 ([CLS] + one token), at most its position table."""
+    if value is not None:
+        positions = preset(preset_name).max_positions
+        if value < 2:
+            raise UsageError(f"{flag} {value}: expected at least 2 ([CLS] and one token)")
+        if value > positions:
+            raise UsageError(f"{flag} {value}: more than the {positions} positions of the {preset_name} preset")
+    return value
 
 
 def run_dir(path: str | os.PathLike, needed: tuple[str, ...] = ()) -> EmbBertConfig:
