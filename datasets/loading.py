@@ -273,6 +273,48 @@ def _load_from_hub(spec: TaskSpec, data_dir: Path | None) -> dict[str, Split]:
     return out
 
 
+def _first_row(path: Path, spec: TaskSpec) -> tuple[int, Any] | None:
+    """(line number, row) of the first example of a local split file, or None when it has none."""
+    if path.suffix == ".csv":
+        with open(path, "rb") as f:
+            reader = csv.DictReader(_utf8_lines(path, f))
+            try:
+                header = reader.fieldnames or []
+                columns = spec.text_columns + (spec.label_column,)
+                missing = [c for c in columns if c not in header]
+                if missing:
+                    raise EmbBertError(f"{path}: missing column(s) {', '.join(missing)} "
+                                       f"(expected header {','.join(columns)})")
+                return next(((reader.line_num, row) for row in reader), None)
+            except csv.Error as exc:
+                raise EmbBertError(f"{path}:{reader.line_num}: not valid CSV ({exc})") from None
+    return next(iter(read_jsonl(path)), None)
+
+
+def check_task_data(task: str | TaskSpec, data_dir: str | os.PathLike | None) -> None:
+    """What can be checked of a task's local data before TensorFlow is imported (`UsageError`, exit 2):
+    every split file is there, has at least one example, and its first example has the task's columns and
+    a valid label. A registered task with a data directory (`--data-dir` or $EMBBERT_DATA_DIR) must be in it:
+    the hub is used only when no data directory is given."""
+    spec = get_task(task)
+    data_dir = resolve_data_dir(data_dir)
+    if spec.family != "custom" and data_dir is None:
+        return  # from the hub
+    files = local_files(spec, data_dir)
+    for split, path in files.items():
+        if not path.is_file():
+            where = "" if spec.family == "custom" else (f" under the data directory {data_dir}; the hub is used only "
+                                                        "without --data-dir and $EMBBERT_DATA_DIR")
+            raise UsageError(f"{path}: file not found (expected the {split} split of task {spec.name}{where})")
+        try:
+            first = _first_row(path, spec)
+            if first is None:
+                raise EmbBertError(f"{path}: no rows (expected at least one example of the {split} split)")
+            rows_to_split(spec, [first], str(path), numbered=True)
+        except EmbBertError as exc:
+            raise UsageError(str(exc)) from None
+
+
 def _holdout(split: Split, fraction: float, rng: np.random.Generator, what: str, spec: TaskSpec) -> tuple[Split, Split]:
     n = len(split)
     k = int(round(fraction * n))
@@ -284,17 +326,15 @@ def _holdout(split: Split, fraction: float, rng: np.random.Generator, what: str,
 
 
 def load_task(task: str | TaskSpec, data_dir: str | os.PathLike | None = None, seed: int = 0) -> TaskData:
-    """Load a task: local files when `data_dir` (or $EMBBERT_DATA_DIR) has them, else the hub."""
+    """Load a task: from the data directory (`data_dir`, else $EMBBERT_DATA_DIR) when there is one (never the hub
+    then: a missing file is an error), else from the hub."""
     spec = get_task(task)
     data_dir = resolve_data_dir(data_dir)
     if spec.family == "custom" or (data_dir is not None and task_available_locally(spec, data_dir)):
         splits = _load_local(spec, local_files(spec, data_dir))
     else:
-        if data_dir is not None and spec.local_source is None:
-            missing = [p for p in local_files(spec, data_dir).values() if not p.is_file()]
-            present = [p for p in local_files(spec, data_dir).values() if p.is_file()]
-            if present and missing:  # a partial local copy: say which file is missing, do not go online
-                raise EmbBertError(f"{missing[0]}: file not found (expected a split of task {spec.name})")
+        if data_dir is not None:  # a data directory was given: never the hub
+            check_task_data(spec, data_dir)  # names the missing file
         splits = _load_from_hub(spec, data_dir)
 
     rng = np.random.default_rng(seed)
@@ -320,6 +360,6 @@ def count_lines(path: Path) -> int:
 
 
 __all__ = [
-    "ENV_DATA_DIR", "Split", "TaskData", "resolve_data_dir", "load_task", "task_available_locally",
+    "ENV_DATA_DIR", "Split", "TaskData", "resolve_data_dir", "load_task", "task_available_locally", "check_task_data",
     "local_files", "hub_dir", "rows_to_split", "count_lines",
 ]

@@ -22,7 +22,7 @@ from embbert.core.args import add_recipe_arguments, positive_int, recipe_from_ar
 from embbert.core.config import PRESETS, QUICK_RECIPE, EmbBertConfig
 from embbert.core.errors import EmbBertError, Interrupted, UsageError
 from embbert.core.files import atomic_write_text
-from embbert.datasets.loading import data_dir_arg
+from embbert.datasets.loading import check_task_data, data_dir_arg
 from embbert.datasets.tasks import max_length_for, task_arg
 from embbert.keras_model.presets import init_arg
 
@@ -262,6 +262,7 @@ def check_run_args(args) -> tuple[EmbBertConfig, Path]:
             return config, out
     elif args.resume:
         print(f"{out}: no run to resume there: starting a new run", flush=True)
+    check_task_data(task, data_dir)  # split files, columns, rows; a --data-dir without the task: never the hub
     train = recipe_from_args(args, max_train_examples=args.max_train_examples)
     config = EmbBertConfig.create(args.preset, args.max_length, task=task, data_dir=data_dir, train=train)
     return config, out

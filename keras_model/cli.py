@@ -10,7 +10,7 @@ from embbert.core.config import (
     DEFAULT_MAX_LENGTH, PAPER_RECIPE, PRESETS, STRATEGIES, EmbBertConfig, PretrainSettings, TrainConfig,
 )
 from embbert.core.errors import EmbBertError, UsageError
-from embbert.datasets.loading import data_dir_arg
+from embbert.datasets.loading import check_task_data, data_dir_arg
 from embbert.datasets.tasks import max_length_for, task_arg
 from embbert.keras_model.presets import init_arg
 
@@ -173,6 +173,8 @@ def check_train_args(args) -> EmbBertConfig:
 
         check_tf_config()
     args.max_length = preflight.max_length(max_length_for(task, args.max_length), args.preset)
+    if not args.resume:
+        check_task_data(task, data_dir)  # split files, columns, rows; a --data-dir without the task: never the hub
     return _config_from_args(args, task=task, data_dir=data_dir)
 
 

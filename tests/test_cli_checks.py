@@ -109,3 +109,35 @@ def test_bad_argument_exits_2(here, capsys, argv, expected):
     (here / "c.txt").write_text("some text\n")
     (here / "neighbour.txt").write_text("keep me\n")
     _fails(argv, here, capsys, expected)
+
+
+# --- finding 5: a custom task's files and a data directory without the task, before TensorFlow ----------
+def _custom_task(folder: Path, test_csv: str | None) -> Path:
+    folder.mkdir()
+    (folder / "task.json").write_text(json.dumps({
+        "name": "mine", "text_columns": ["text"], "label_column": "label", "label_names": ["a", "b"],
+        "splits": {"train": "train.csv", "test": "test.csv"}}))
+    (folder / "train.csv").write_text("text,label\nhello,a\nbye,b\n")
+    if test_csv is not None:
+        (folder / "test.csv").write_text(test_csv)
+    return folder
+
+
+@pytest.mark.parametrize("test_csv,expected", [
+    (None, "test.csv: file not found (expected the test split of task mine)"),
+    ("text,lab\nhello,a\n", "test.csv: missing column(s) label"),
+    ("text,label\n", "test.csv: no rows"),
+], ids=["missing-split", "missing-label-column", "empty-split"])
+@pytest.mark.parametrize("command", ["train", "run"])
+def test_custom_task_files_checked_before_tensorflow(here, capsys, command, test_csv, expected):
+    _custom_task(here / "task", test_csv)
+    _fails([command, "--task", "task", "--out", "r"], here, capsys, expected)
+
+
+@pytest.mark.parametrize("command", ["train", "run"])
+def test_data_dir_without_the_task_never_tries_the_hub(here, capsys, monkeypatch, command):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")  # the code as it was tried the hub: fail fast there
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    (here / "data" / "hub").mkdir(parents=True)
+    _fails([command, "--task", "emotion", "--data-dir", "data", "--out", "r"], here, capsys,
+           "dair-ai/emotion/train.jsonl: file not found", "the hub is used only without --data-dir")

@@ -171,10 +171,24 @@ def test_hub_fallback_error_is_one_line(tmp_path, monkeypatch):
         raise ConnectionError("no network\nsecond line")
 
     monkeypatch.setattr(hf_datasets, "load_dataset", offline)
-    with pytest.raises(EmbBertError, match="not available locally under .* could not be loaded from the hub") as info:
-        load_task("ag_news", tmp_path)
+    monkeypatch.delenv("EMBBERT_DATA_DIR", raising=False)
+    with pytest.raises(EmbBertError, match="not available locally .* could not be loaded from the hub") as info:
+        load_task("ag_news", None)
     assert "\n" not in str(info.value)
     with pytest.raises(EmbBertError, match="expected a CSV"):
+        load_task("cyberbullying", None)
+
+
+def test_data_dir_without_the_task_never_tries_the_hub(tmp_path, monkeypatch):
+    import datasets as hf_datasets
+
+    def hub(*args, **kwargs):
+        raise AssertionError("the hub was tried")
+
+    monkeypatch.setattr(hf_datasets, "load_dataset", hub)
+    with pytest.raises(EmbBertError, match=r"ag_news[/\\]train.jsonl: file not found .*hub is used only without"):
+        load_task("ag_news", tmp_path)
+    with pytest.raises(EmbBertError, match="cyberbullying_tweets.csv: file not found"):
         load_task("cyberbullying", tmp_path)
 
 

@@ -479,7 +479,10 @@ def test_run_records_absolute_data_dir_and_convert_takes_data_dir(tmp_path, monk
     from embbert.run import check_run_args
 
     data = tmp_path / "data"
-    data.mkdir()
+    emotion = data / "hub" / "dair-ai" / "emotion"  # the task must be there: a data directory is never the hub
+    emotion.mkdir(parents=True)
+    for split in ("train", "validation", "test"):
+        (emotion / f"{split}.jsonl").write_text('{"text": "hello", "label": 1}\n')
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("EMBBERT_DATA_DIR", "data")  # relative, from the environment
     args = build_args(["run", "--out", "r"])
