@@ -141,3 +141,12 @@ def test_data_dir_without_the_task_never_tries_the_hub(here, capsys, monkeypatch
     (here / "data" / "hub").mkdir(parents=True)
     _fails([command, "--task", "emotion", "--data-dir", "data", "--out", "r"], here, capsys,
            "dair-ai/emotion/train.jsonl: file not found", "the hub is used only without --data-dir")
+
+
+def test_bench_memory_length_beyond_the_preset(here, capsys):
+    rd = here / "rd"
+    rd.mkdir()
+    EmbBertConfig.create("nano", 16, task="emotion", num_labels=6, tokenizer="tokenizer").save(rd)
+    (rd / "qat.weights.h5").write_bytes(b"placeholder")
+    _fails(["bench", "memory", "rd", "--lengths", 64, 300], here, capsys,
+           "--lengths 300: more than the 256 positions of the nano preset")

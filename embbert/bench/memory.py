@@ -68,7 +68,9 @@ def lever_table(run_dir, lengths, *, max_calibration: int = 100, out=None) -> li
 
 
 def _cmd_memory(args) -> int:
-    preflight.run_dir(args.run_dir, (layout.QAT_WEIGHTS,))
+    config = preflight.run_dir(args.run_dir, (layout.QAT_WEIGHTS,))
+    for length in args.lengths:  # before TensorFlow: a length the preset cannot take
+        preflight.max_length(length, config.preset, "--lengths")
     lever_table(args.run_dir, args.lengths, max_calibration=args.max_calibration, out=args.out)
     return 0
 
