@@ -334,31 +334,39 @@ def test_arena_below_the_measured_minimum_is_refused(tmp_path):
     report = json.loads((run / "arena_report.json").read_text())
     edited = dict(report, recommended_arena_bytes=16)
     (run / "arena_report.json").write_text(json.dumps(edited))
-    # the board's minimum: the host's measured 61,232 B less 2,756 B for 32-bit pointers (91 tensors x 12 B
-    # + 52 operators x 32 B)
-    assert report["min_arena_bytes"] - report["pointer_savings_bytes"] == 61232 - (91 * 12 + 52 * 32) == 58476
-    with pytest.raises(EmbBertError, match="below the minimum TFLM arena of 58476 bytes .measured on the host, less 2756"):
+    # the board's minimum: the host's measured minimum less what 32-bit pointers save (12 B per tensor and
+    # 32 B per operator of the graph, tflite/arena.py pointer_savings)
+    from embbert.tflite.arena import pointer_savings
+    from embbert.tflite.graph import read_graph
+
+    host_min, savings = report["min_arena_bytes"], report["pointer_savings_bytes"]
+    graph = read_graph((run / "model_int8.tflite").read_bytes())
+    assert savings == pointer_savings(graph) > 0
+    board_min = host_min - savings
+    with pytest.raises(EmbBertError, match=f"below the minimum TFLM arena of {board_min} bytes .measured on the host, "
+                                           f"less {savings}"):
         export_micro_app(run, tmp_path / "out")
     (run / "arena_report.json").write_text(json.dumps(report))
-    with pytest.raises(EmbBertError, match="--arena-bytes is 58460 bytes, below"):
-        export_micro_app(run, tmp_path / "out", arena_bytes=58460)
+    with pytest.raises(EmbBertError, match=f"--arena-bytes is {board_min - 16} bytes, below"):
+        export_micro_app(run, tmp_path / "out", arena_bytes=board_min - 16)
     (run / "arena_report.json").write_text(json.dumps(dict(report, model_bytes=report["model_bytes"] + 1)))
     with pytest.raises(EmbBertError, match="measured a model of"):
         export_micro_app(run, tmp_path / "out")
     assert not (tmp_path / "out").exists()
     (run / "arena_report.json").write_text(json.dumps(report))
-    export_micro_app(run, tmp_path / "out", arena_bytes=58477)  # allowed, rounded up to 16
+    export_micro_app(run, tmp_path / "out", arena_bytes=board_min + 1)  # allowed, rounded up to 16
     settings = (tmp_path / "out" / "model_settings.h").read_text()
     board, host = settings.split("#else")[1], settings.split("#else")[0]
-    assert "kEmbBertTensorArenaSize = 58480," in board
-    assert "kEmbBertTensorArenaSize = 61232," in host  # a 64-bit host build never goes below its measured minimum
+    assert f"kEmbBertTensorArenaSize = {(board_min + 1 + 15) // 16 * 16}," in board
+    # a 64-bit host build never goes below its measured minimum
+    assert f"kEmbBertTensorArenaSize = {(max(host_min, board_min + 1) + 15) // 16 * 16}," in host
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
     from embbert.cli import main
 
     run = _example_run(tmp_path)
-    (run / "arena_report.json").write_text(json.dumps({"recommended_arena_bytes": 16, "min_arena_bytes": 61232}))
+    (run / "arena_report.json").write_text(json.dumps({"recommended_arena_bytes": 16, "min_arena_bytes": 32768}))
     assert main(["export", str(run), "--out", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("embbert: error: ") and err.count("\n") == 1 and "Traceback" not in err

@@ -11,13 +11,13 @@ enum {
   kEmbBertVocabSize = 2048,
   kEmbBertNumLabels = 6,
   kEmbBertIsRegression = 0,
-  /* recommended_arena_bytes=66416; arena_report.json: recommended_arena_bytes=66416
-   * (a 32-bit board: includes its margin), min_arena_bytes=61232, pointer_savings_bytes=2756, margin_bytes=7936, model_bytes=167168 */
+  /* recommended_arena_bytes=47232; arena_report.json: recommended_arena_bytes=47232
+   * (a 32-bit board: includes its margin), min_arena_bytes=46544, pointer_savings_bytes=3416, margin_bytes=4096, model_bytes=161696 */
 #if !defined(UINTPTR_MAX) || UINTPTR_MAX > 0xFFFFFFFFu
   /* a 64-bit host build: TFLM's structs hold 8-byte pointers there (host_arena_bytes) */
-  kEmbBertTensorArenaSize = 69168,
+  kEmbBertTensorArenaSize = 50640,
 #else
-  kEmbBertTensorArenaSize = 66416,
+  kEmbBertTensorArenaSize = 47232,
 #endif
   kEmbBertPadId = 0,
   kEmbBertUnkId = 1,
@@ -35,8 +35,8 @@ static const int kEmbBertTokenIdsZeroPoint = 0;
 static const float kEmbBertSegmentIdsScale = 0.0f;
 static const int kEmbBertSegmentIdsZeroPoint = 0;
 /* int8 output: real = scale * (q - zero_point) */
-static const float kEmbBertOutputScale = 0.05996817722916603f;
-static const int kEmbBertOutputZeroPoint = -29;
+static const float kEmbBertOutputScale = 0.08079880475997925f;
+static const int kEmbBertOutputZeroPoint = -25;
 
 static const char* const kEmbBertLabelNames[kEmbBertNumLabels] = {
     "sadness",
