@@ -59,7 +59,7 @@ KIB = 1024
 #: TFLM + CMSIS-NN + EmbBERT's C interface for the 14 operators of the deployed graph (the main job's model),
 #: measured in the linked firmware of the Nano 33 BLE (ArduinoCore-mbed 4.6.0, EmbBERT_TFLM from TFLM 90b983c2,
 #: arm-none-eabi-gcc 12.2, `-Os` framework / `-O2` kernels, --gc-sections; docs/arduino.md): 130,808 B of flash
-#: (the older 12-operator graph of micro_app/example: 122,810 B), 1,117 B of static RAM. A model with other
+#: (an earlier 12-operator graph without PAD and TRANSPOSE: 122,810 B), 1,117 B of static RAM. A model with other
 #: operator types links their kernels. The ESP32 figures are not measured: these are used.
 TFLM_RUNTIME_FLASH_BYTES = 130_808
 TFLM_RUNTIME_RAM_BYTES = 1_117

@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from embbert.core.args import positive_int
 from embbert.core.errors import EmbBertError
 from embbert.core.files import atomic_write_text
 
@@ -108,7 +109,7 @@ def boards_markdown(report: dict[str, Any]) -> list[str]:
     ram = nano["ram_reserve_bytes"] + arena + TFLM_RUNTIME_RAM_BYTES
     return ["", "## On the board, with the TFLM runtime and the core", "",
             f"TFLM with CMSIS-NN kernels for the 14 operators of the deployed graph takes {TFLM_RUNTIME_FLASH_BYTES:,} "
-            f"bytes of flash (the example's older 12-operator graph links 122,810) and {TFLM_RUNTIME_RAM_BYTES:,} bytes of static RAM, and an empty sketch with the Mbed OS core "
+            f"bytes of flash (an earlier 12-operator graph, without PAD and TRANSPOSE, linked 122,810) and {TFLM_RUNTIME_RAM_BYTES:,} bytes of static RAM, and an empty sketch with the Mbed OS core "
             f"{nano['flash_reserve_bytes']:,} bytes of flash and {nano['ram_reserve_bytes']:,} bytes of static RAM: "
             "both measured in linked Nano 33 BLE firmware (ArduinoCore-mbed 4.6.0, arm-none-eabi-gcc 12.2; "
             "docs/arduino.md). The sum below leaves out the sketch's own code and buffers (about 1.6 KB in the "
@@ -231,6 +232,6 @@ def register(bench_subparsers) -> None:
     p.add_argument("--out", default=None, help="also write the table to this Markdown file")
     p.set_defaults(func=_cmd_footprint)
     p = bench_subparsers.add_parser("fuzz", help="fuzz the on-device tokenizer with libFuzzer")
-    p.add_argument("--seconds", type=int, default=300, help="fuzzing time (default 300)")
+    p.add_argument("--seconds", type=positive_int, default=300, help="fuzzing time, >= 1 (default 300)")
     p.add_argument("--out", default=None, help="also write a Markdown report to this file (e.g. docs/fuzz.md)")
     p.set_defaults(func=_cmd_fuzz)
