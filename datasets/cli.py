@@ -5,10 +5,14 @@ import json
 from pathlib import Path
 
 from embbert.core.args import positive_int as _positive_int
-from embbert.core.errors import UsageError
+from embbert.core.config import PRESETS
+from embbert.core.errors import EmbBertError, UsageError
 
 from .loading import data_dir_arg
 from .tasks import task_arg
+
+#: The largest `tokenizer train --vocab-size`: the largest preset's vocabulary (the least is the specials + 256 bytes).
+MAX_VOCAB_SIZE = max(p.vocab_size for p in PRESETS.values())
 
 
 def register(subparsers) -> None:
@@ -36,7 +40,8 @@ def register(subparsers) -> None:
     src.add_argument("--corpus", nargs="+", metavar="FILE", help="UTF-8 text files, one text a line")
     src.add_argument("--task", help="a task name or task directory: train on its training texts")
     train.add_argument("--data-dir", help="local data folder for --task (default: $EMBBERT_DATA_DIR)")
-    train.add_argument("--vocab-size", type=_positive_int, default=8192, help="vocabulary size (default 8192)")
+    train.add_argument("--vocab-size", type=_positive_int, default=8192,
+                       help=f"vocabulary size, at most {MAX_VOCAB_SIZE}, the largest preset's (default 8192)")
     train.add_argument("--out", required=True,
                        help="output folder: new, empty or an earlier tokenizer (replaced whole, atomically, "
                             "keeping its permissions)")
@@ -61,6 +66,9 @@ def cmd_data_list(args) -> int:
 
     data_dir_arg(args.data_dir)  # a named folder that does not exist: one-line error, exit 2
     data_dir = resolve_data_dir(args.data_dir)
+    if data_dir is not None and not any((data_dir / layout).is_dir() for layout in ("hub", "local")):
+        raise UsageError(f"{data_dir}: no hub/ (or local/) folder inside: not a data directory (expected "
+                         "hub/<owner>/<name>/<split>.jsonl; docs/data.md)")
     rows = []
     for name, spec in TASKS.items():
         files = local_files(spec, data_dir)
@@ -86,7 +94,14 @@ def cmd_data_list(args) -> int:
 def cmd_tokenizer_train(args) -> int:
     from .tokenizer import CONFIG_FILE, train_tokenizer
     from .tokenizer.bpe import check_out_dir
+    from .tokenizer.spec import NUM_SPECIAL_TOKENS
 
+    if args.vocab_size > MAX_VOCAB_SIZE:
+        raise UsageError(f"--vocab-size {args.vocab_size}: more than {MAX_VOCAB_SIZE}, the largest preset's "
+                         "vocabulary (no model could use the rest)")
+    if args.vocab_size < NUM_SPECIAL_TOKENS + 256:
+        raise UsageError(f"--vocab-size {args.vocab_size}: at least {NUM_SPECIAL_TOKENS + 256} ({NUM_SPECIAL_TOKENS} "
+                         "special tokens + 256 bytes)")
     check_out_dir(args.out, args.force)  # ours, empty or --force: before the corpus is read
 
     if args.corpus:
@@ -109,7 +124,16 @@ def cmd_tokenizer_train(args) -> int:
 def cmd_tokenizer_encode(args) -> int:
     from .tokenizer import load_tokenizer
 
-    tok = load_tokenizer(args.tokenizer)
+    if args.max_length is not None:
+        least = 2 if args.pair_text is None else 5
+        if args.max_length < least:
+            what = ("[CLS] and one token" if args.pair_text is None
+                    else "[CLS], two [SEP] and a token of each text")
+            raise UsageError(f"--max-length {args.max_length}: at least {least} ({what}), or the text is dropped")
+    try:
+        tok = load_tokenizer(args.tokenizer)
+    except EmbBertError as exc:  # the --tokenizer folder is missing, incomplete or corrupt
+        raise UsageError(str(exc)) from None
     ids_a = tok.encode(args.text)
     ids_b = tok.encode(args.pair_text) if args.pair_text is not None else None
     result: dict = {"ids": ids_a}

@@ -23,7 +23,10 @@ def _fails(argv, folder: Path, capsys, *expected: str) -> str:
     """Run `embbert ARGV` in `folder`: exit 2, one error line holding every EXPECTED text, nothing changed."""
     had_tf = "tensorflow" in sys.modules
     before = _tree(folder)
-    code = main([str(a) for a in argv])
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:  # argparse
+        code = exc.code
     err = capsys.readouterr().err
     lines = err.splitlines()
     assert code == 2, err
@@ -150,3 +153,60 @@ def test_bench_memory_length_beyond_the_preset(here, capsys):
     (rd / "qat.weights.h5").write_bytes(b"placeholder")
     _fails(["bench", "memory", "rd", "--lengths", 64, 300], here, capsys,
            "--lengths 300: more than the 256 positions of the nano preset")
+
+
+# --- finding 3: the rest of what was silently accepted ----------------------------------------------
+SHIPPED_TOKENIZER = Path(__file__).resolve().parents[1] / "keras_model" / "pretrained" / "tiny_en" / "tokenizer"
+
+
+def test_data_list_on_a_folder_without_hub(here, capsys):
+    (here / "notdata").mkdir()
+    (here / "notdata" / "notes.txt").write_text("x\n")
+    _fails(["data", "list", "--data-dir", "notdata"], here, capsys, "notdata: no hub/ (or local/) folder inside")
+
+
+def test_whitespace_only_corpus(here, capsys):
+    (here / "blank.txt").write_text("   \n\t\n \n")
+    _fails(["tokenizer", "train", "--corpus", "blank.txt", "--vocab-size", 300, "--out", "tok"], here, capsys,
+           "corpus has only blank lines (3)")
+
+
+def test_vocab_size_beyond_every_preset(here, capsys):
+    (here / "c.txt").write_text("the quick brown fox\n")
+    _fails(["tokenizer", "train", "--corpus", "c.txt", "--vocab-size", 100000000, "--out", "tok"], here, capsys,
+           "--vocab-size 100000000: more than 16384")
+
+
+def _tokenizer_copy(here: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(SHIPPED_TOKENIZER, here / "tok"))
+
+
+def test_encode_pair_that_would_drop_both_texts(here, capsys):
+    _tokenizer_copy(here)
+    _fails(["tokenizer", "encode", "--tokenizer", "tok", "--text", "hello world", "--pair-text", "x",
+            "--max-length", 3], here, capsys, "--max-length 3: at least 5")
+
+
+@pytest.mark.parametrize("name,content,expected", [
+    ("tokenizer.json", "truncated", "tokenizer.json: not valid JSON"),
+    ("tokenizer.json", b"\xff\x8a\x00random\x13bytes", "tokenizer.json: not valid JSON"),
+    ("tokenizer.json", '{"model": {"type": "BPE", "vocab": {"a": 0}}}', "tokenizer.json: not the BPE of vocab.json"),
+    ("tokenizer_config.json", '"hello"', "tokenizer_config.json: expected the config of a byte-level BPE"),
+    ("tokenizer_config.json", '{"type": "byte_level_bpe", "vocab_size": 7}', '"vocab_size": 2048'),
+], ids=["truncated", "random-bytes", "other-vocab", "config-not-object", "config-wrong-size"])
+def test_encode_refuses_a_damaged_tokenizer(here, capsys, name, content, expected):
+    tok = _tokenizer_copy(here)
+    path = tok / name
+    if content == "truncated":
+        path.write_bytes(path.read_bytes()[:1000])
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    _fails(["tokenizer", "encode", "--tokenizer", "tok", "--text", "hello"], here, capsys, expected)
+
+
+def test_bench_fuzz_negative_seconds(here, capsys):
+    _fails(["bench", "fuzz", "--seconds", -5], here, capsys, "--seconds: expected a positive integer")

@@ -238,6 +238,7 @@ def test_cli_data_list(data_dir, capsys, tmp_path):
     assert set(by) == set(TASKS) and all(r["available"] for r in by.values())
     assert by["emotion"]["sizes"] == {"train": N, "validation": N, "test": N}
     assert by["cyberbullying"]["sizes"] == {"train": N} and by["nlu"]["num_labels"] == 18
+    (tmp_path / "hub").mkdir()  # a data directory (hub layout) without any task
     assert main(["data", "list", "--data-dir", str(tmp_path)]) == 0
     text = capsys.readouterr().out
     assert "imdb" in text and "no" in text

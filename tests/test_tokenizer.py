@@ -205,10 +205,10 @@ def test_cli_train_and_encode(tmp_path, capsys):
                  "--max-length", "8", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["token_ids"][0] == CLS_ID and result["segment_ids"].count(2) == 3
-    # errors: one line, non-zero, nothing written
-    assert main(["tokenizer", "train", "--corpus", str(tmp_path / "none.txt"), "--out", str(tmp_path / "x")]) == 1
-    assert main(["tokenizer", "train", "--corpus", str(corpus), "--vocab-size", "100", "--out", str(tmp_path / "y")]) == 1
-    assert main(["tokenizer", "encode", "--tokenizer", str(tmp_path), "--text", "x"]) == 1
+    # errors: one line, exit 2 (bad arguments), nothing written
+    assert main(["tokenizer", "train", "--corpus", str(tmp_path / "none.txt"), "--out", str(tmp_path / "x")]) == 2
+    assert main(["tokenizer", "train", "--corpus", str(corpus), "--vocab-size", "100", "--out", str(tmp_path / "y")]) == 2
+    assert main(["tokenizer", "encode", "--tokenizer", str(tmp_path), "--text", "x"]) == 2
     err = capsys.readouterr().err
     assert err.count("embbert: error:") == 3 and err.count("\n") == 3
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

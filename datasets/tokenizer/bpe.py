@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from embbert.core.errors import EmbBertError
+from embbert.core.errors import EmbBertError, UsageError
 from embbert.core.files import check_output_folder, write_folder
 
 from .spec import (
@@ -103,17 +103,19 @@ def train_tokenizer(
         initial_alphabet=ByteLevel.alphabet(),
         show_progress=False,
     )
-    count = 0
+    count = with_text = 0
 
     def counted():
-        nonlocal count
+        nonlocal count, with_text
         for text in _iter_texts(items):
             count += 1
+            with_text += bool(text.strip())
             yield text
 
     tok.train_from_iterator(counted(), trainer)
-    if count == 0:
-        raise EmbBertError("tokenizer training corpus is empty (expected at least one non-empty line of text)")
+    if with_text == 0:
+        what = "is empty" if count == 0 else f"has only blank lines ({count})"
+        raise UsageError(f"tokenizer training corpus {what} (expected at least one line of text)")
 
     model = json.loads(tok.to_str())["model"]
     vocab: dict[str, int] = dict(model["vocab"])
@@ -197,10 +199,17 @@ class BpeTokenizer:
         self.vocab, self.merges = read_vocab_and_merges(self.directory)
         self._inverse = {i: t for t, i in self.vocab.items()}
         self._tok = _build_encoder(self.vocab, self.merges)
-        try:
-            self.config = json.loads((self.directory / CONFIG_FILE).read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise EmbBertError(f"{self.directory / CONFIG_FILE}: not valid JSON: {exc}") from None
+        self.config = _read_json(self.directory / CONFIG_FILE)
+        if not isinstance(self.config, dict) or self.config.get("type") != "byte_level_bpe" \
+                or self.config.get("vocab_size") != len(self.vocab):
+            raise EmbBertError(f"{self.directory / CONFIG_FILE}: expected the config of a byte-level BPE with "
+                               f"\"type\": \"byte_level_bpe\" and \"vocab_size\": {len(self.vocab)} (that of "
+                               f"{VOCAB_FILE}); write the folder again with `embbert tokenizer train`")
+        model = _read_json(self.directory / TOKENIZER_FILE)
+        model = model.get("model") if isinstance(model, dict) else None
+        if not isinstance(model, dict) or model.get("type") != "BPE" or model.get("vocab") != self.vocab:
+            raise EmbBertError(f"{self.directory / TOKENIZER_FILE}: not the BPE of {VOCAB_FILE} (another tokenizer's, "
+                               "or damaged); write the folder again with `embbert tokenizer train`")
 
     @property
     def vocab_size(self) -> int:
@@ -229,6 +238,13 @@ class BpeTokenizer:
 
     def decode(self, ids: Sequence[int]) -> str:
         return self._tok.decode([i for i in ids if i >= NUM_SPECIAL_TOKENS], skip_special_tokens=True)
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+        raise EmbBertError(f"{path}: not valid JSON ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
 
 
 def load_tokenizer(directory: str | os.PathLike) -> BpeTokenizer:

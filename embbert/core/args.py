@@ -11,7 +11,8 @@ class OneLineParser(argparse.ArgumentParser):
     """argparse with a one-line error (no usage dump) and exit code 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        program, _, command = self.prog.partition(" ")  # "embbert: error: bench fuzz: ...", as every other error
+        self.exit(2, f"{program}: error: {command + ': ' if command else ''}{message} (see {self.prog} --help)\n")
 
     def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
         """Also records which options the command line gave (`given_options`), defaults aside."""
