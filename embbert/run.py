@@ -263,6 +263,7 @@ def check_run_args(args) -> tuple[EmbBertConfig, Path]:
     elif args.resume:
         print(f"{out}: no run to resume there: starting a new run", flush=True)
     check_task_data(task, data_dir)  # split files, columns, rows; a --data-dir without the task: never the hub
+    preflight.fits_preset(args.preset, args.init, None)
     train = recipe_from_args(args, max_train_examples=args.max_train_examples)
     config = EmbBertConfig.create(args.preset, args.max_length, task=task, data_dir=data_dir, train=train)
     return config, out

@@ -175,6 +175,7 @@ def check_train_args(args) -> EmbBertConfig:
     args.max_length = preflight.max_length(max_length_for(task, args.max_length), args.preset)
     if not args.resume:
         check_task_data(task, data_dir)  # split files, columns, rows; a --data-dir without the task: never the hub
+        preflight.fits_preset(args.preset, args.init, args.tokenizer)
     return _config_from_args(args, task=task, data_dir=data_dir)
 
 
@@ -212,8 +213,11 @@ def check_pretrain_args(args) -> None:
     out = preflight.output_dir(args.out)
     if args.resume:
         _check_pretrain_resume(out, args)
-    elif args.warmup_steps is not None and args.warmup_steps >= args.steps:
-        raise UsageError(f"--warmup-steps {args.warmup_steps} must be less than --steps {args.steps}")
+    else:
+        if args.warmup_steps is not None and args.warmup_steps >= args.steps:
+            raise UsageError(f"--warmup-steps {args.warmup_steps} must be less than --steps {args.steps}")
+        args.init = init_arg(args.init)
+        preflight.fits_preset(args.preset, args.init, None if args.init else args.tokenizer)  # --init brings its own
     if args.strategy == "multi-worker":
         from embbert.core.args import check_tf_config
 

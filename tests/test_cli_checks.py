@@ -210,3 +210,24 @@ def test_encode_refuses_a_damaged_tokenizer(here, capsys, name, content, expecte
 
 def test_bench_fuzz_negative_seconds(here, capsys):
     _fails(["bench", "fuzz", "--seconds", -5], here, capsys, "--seconds: expected a positive integer")
+
+
+# --- finding 5: --init and tokenizer against the preset, before TensorFlow -----------------------------
+@pytest.mark.parametrize("command", ["train", "run", "pretrain"])
+def test_init_of_another_size(here, capsys, command):
+    (here / "c.txt").write_text("some text\n")
+    _custom_task(here / "task", "text,label\nhi,b\n")
+    source = ["--corpus", "c.txt"] if command == "pretrain" else ["--task", "task"]
+    _fails([command, *source, "--preset", "nano", "--init", "tiny_en", "--out", "r"], here, capsys,
+           "a backbone of the tiny size, not of --preset nano")
+
+
+@pytest.mark.parametrize("command", ["train", "pretrain"])
+def test_tokenizer_larger_than_the_preset(here, capsys, command):
+    (here / "c.txt").write_text("some text\n")
+    _custom_task(here / "task", "text,label\nhi,b\n")
+    big = _tokenizer_copy(here)
+    (big / "vocab.json").write_text(json.dumps({f"t{i}": i for i in range(3000)}))
+    source = ["--corpus", "c.txt"] if command == "pretrain" else ["--task", "task"]
+    _fails([command, *source, "--preset", "tiny", "--tokenizer", "tok", "--out", "r"], here, capsys,
+           "a tokenizer of 3000 tokens, more than the 2048 rows of the tiny preset's embedding")

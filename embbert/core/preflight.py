@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from . import layout
 from .args import given_options
 from .config import EmbBertConfig, preset
 from .errors import EmbBertError, UsageError
@@ -56,6 +57,36 @@ def max_length(value: int | None, preset_name: str, flag: str = "--max-length") 
         if value > positions:
             raise UsageError(f"{flag} {value}: more than the {positions} positions of the {preset_name} preset")
     return value
+
+
+def fits_preset(preset_name: str, init: str | None, tokenizer: str | None) -> None:
+    """`--init` (a checked folder with config.json) holds a backbone of the `--preset` size, and the tokenizer
+    (`--tokenizer`, else the one of `--init`) has no more tokens than the preset's embedding has rows."""
+    import json
+
+    model = preset(preset_name)
+    if init is not None:
+        init_dir = Path(init)
+        try:
+            pretrained = EmbBertConfig.load(init_dir)
+        except EmbBertError as exc:
+            raise UsageError(f"--init {init}: {exc}") from None
+        if not (init_dir / layout.BACKBONE_WEIGHTS).is_file():
+            raise UsageError(f"--init {init}: no {layout.BACKBONE_WEIGHTS} (expected an `embbert pretrain` output "
+                             "or a shipped preset)")
+        if pretrained.model != model:
+            raise UsageError(f"--init {init}: a backbone of the {pretrained.preset} size, not of --preset {preset_name}")
+        if tokenizer is None and pretrained.tokenizer:
+            tokenizer = str(pretrained.tokenizer_dir(init_dir))
+    if tokenizer is not None:
+        vocab_file = Path(tokenizer) / "vocab.json"
+        try:
+            vocab = json.loads(vocab_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"{vocab_file}: cannot read the tokenizer's vocabulary ({type(exc).__name__})") from None
+        if isinstance(vocab, dict) and len(vocab) > model.vocab_size:
+            raise UsageError(f"{tokenizer}: a tokenizer of {len(vocab)} tokens, more than the {model.vocab_size} "
+                             f"rows of the {preset_name} preset's embedding")
 
 
 def run_dir(path: str | os.PathLike, needed: tuple[str, ...] = ()) -> EmbBertConfig:
