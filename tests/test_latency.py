@@ -14,6 +14,7 @@ import pytest
 
 from embbert.bench import latency
 from embbert.core.errors import EmbBertError
+from embbert.tflite.export import resolver_methods
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "micro_app" / "example" / "emotion-tiny-L64"
@@ -139,7 +140,7 @@ def test_profile_config_registers_exactly_the_models_operators():
     assert f"#define EMBBERT_PROFILE_NUM_OPS {len(graph.op_names)}" in h
     assert "#define EMBBERT_PROFILE_TOKEN_IDS_INPUT 1" in h and "#define EMBBERT_PROFILE_SEGMENT_IDS_INPUT 0" in h
     for op in graph.op_names:
-        assert f"X({latency.OP_METHODS[op]}, )" in h  # TFLM's kernel of the build
+        assert f"X({resolver_methods()[op]}, )" in h  # TFLM's kernel of the build
     t = latency.profile_config(graph, 2048, runs=1, table_kernels=True)
     assert "X(AddLogistic, embbert::Register_LOGISTIC_INT8_TABLE())" in t
     assert "X(AddSoftmax, embbert::Register_SOFTMAX_INT8_TABLE())" in t

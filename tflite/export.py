@@ -32,13 +32,13 @@ from typing import Any
 from embbert.core import files as files_, layout
 from embbert.core.config import EmbBertConfig
 from embbert.core.errors import EmbBertError
+from embbert.micro_app import ROOT as MICRO_APP  # the hand-written sources, wherever installed
 from embbert.datasets.tokenizer import (
     CLS_ID, GENERATED_HEADER, MASK_ID, MERGES_FILE, PAD_ID, SEP_ID, UNK_ID, VOCAB_FILE, build_tokenizer_tables,
     tokenizer_sources,
 )
 from embbert.tflite.graph import read_graph
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # --------------------------------------------------------------------------
 # FlatBuffer reading
@@ -69,6 +69,13 @@ def read_model_info(data: bytes) -> ModelInfo:
     if len(graph.outputs) != 1:
         raise EmbBertError("the model must have exactly one output (the logits)")
     return ModelInfo(ops=graph.op_names, inputs=by_role, output=tensor(graph.outputs[0]))
+
+
+def resolver_methods() -> dict[str, str]:
+    """Builtin operator -> `MicroMutableOpResolver` method, from the table in micro_app/src/embbert_tflm.cc (its
+    owner: `EMBBERT_TFLM_OP(name, Method)`)."""
+    shim = _hand_written("src/embbert_tflm.cc")
+    return {name.upper(): method for name, method in re.findall(r"^EMBBERT_TFLM_OP\((\w+), (Add\w+)\)$", shim, re.M)}
 
 
 def supported_ops() -> dict[str, str]:
@@ -227,19 +234,6 @@ int embbert_register_ops(void) {{
 # --------------------------------------------------------------------------
 
 
-def _micro_app_root() -> Path:
-    """micro_app/: the data package `embbert.micro_app` (a wheel, or the checkout through an editable install),
-    else the checkout's folder (the package run from a source tree without installing)."""
-    try:
-        from importlib.resources import files
-
-        root = Path(str(files("embbert.micro_app")))
-    except (ImportError, TypeError):
-        return REPO_ROOT / "micro_app"
-    return root if root.is_dir() else REPO_ROOT / "micro_app"
-
-
-MICRO_APP = _micro_app_root()
 TARGETS = ("sources", "arduino", "platformio", "esp-idf", "cmake")
 MANIFEST = "embbert_export.json"
 LIBRARY_NAME = "EmbBERT"

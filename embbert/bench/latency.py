@@ -36,28 +36,15 @@ from typing import Any
 
 from embbert.core.errors import EmbBertError, UsageError
 from embbert.core.files import atomic_write_text
+from embbert.micro_app import ROOT as MICRO_APP
 from embbert.tflite.latency import BOARDS, ESP_NN_OPS, board_estimates, esp_nn_like, estimate_ms  # noqa: F401
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-PROFILE_SRC = REPO_ROOT / "micro_app" / "profile"
+PROFILE_SRC = MICRO_APP / "profile"  # shipped with the package (embbert.micro_app)
 TFLM_MAKEFILE = "tensorflow/lite/micro/tools/make/Makefile"
-
-#: Builtin operator -> the MicroMutableOpResolver method that registers it (TFLM 2024-2026 API).
-OP_METHODS = {
-    "ADD": "AddAdd", "BATCH_MATMUL": "AddBatchMatMul", "CONCATENATION": "AddConcatenation",
-    "CONV_2D": "AddConv2D", "DEPTHWISE_CONV_2D": "AddDepthwiseConv2D", "DIV": "AddDiv",
-    "EMBEDDING_LOOKUP": "AddEmbeddingLookup", "EXPAND_DIMS": "AddExpandDims",
-    "FULLY_CONNECTED": "AddFullyConnected", "GATHER": "AddGather", "HARD_SWISH": "AddHardSwish",
-    "LOGISTIC": "AddLogistic", "MEAN": "AddMean", "MUL": "AddMul", "PACK": "AddPack", "PAD": "AddPad",
-    "RELU": "AddRelu", "RESHAPE": "AddReshape", "RSQRT": "AddRsqrt", "SOFTMAX": "AddSoftmax",
-    "SQUARED_DIFFERENCE": "AddSquaredDifference", "STRIDED_SLICE": "AddStridedSlice", "SUB": "AddSub",
-    "TANH": "AddTanh", "TRANSPOSE": "AddTranspose", "UNPACK": "AddUnpack",
-}
 
 #: qemu `-icount shift=3`: 8 ns of virtual time per instruction; the MPS2 timer runs at 25 MHz (40 ns).
 ICOUNT_SHIFT = 3
 INSTRUCTIONS_PER_TICK = 40 // (1 << ICOUNT_SHIFT)  # = 5
-CLS_ID = 2  # [CLS] of every EmbBERT tokenizer (model_settings.h: kEmbBertClsId)
 ARENA_BYTES = 1536 * 1024  # the profile's arena: more than any EmbBERT graph up to L=256 needs
 TARGETS = ("cortex-m4", "host")
 KERNELS = ("cmsis-nn", "reference")
@@ -261,7 +248,11 @@ def profile_config(graph, vocab_size: int, *, runs: int, arena_bytes: int = AREN
                    table_kernels: bool = False) -> str:
     """embbert_profile_config.h for one model: length, vocabulary, inputs, the operators to register."""
     ops = graph.op_names
-    unknown = [o for o in ops if o not in OP_METHODS]
+    from embbert.datasets.tokenizer.spec import CLS_ID
+    from embbert.tflite.export import resolver_methods
+
+    methods = resolver_methods()  # the C interface's table: one list of the operators a package can register
+    unknown = [o for o in ops if o not in methods]
     if unknown:
         raise EmbBertError(f"the model uses operators the profile cannot register: {', '.join(unknown)}")
     tok, seg = graph.input_index("token_ids"), graph.input_index("segment_ids")
@@ -273,7 +264,7 @@ def profile_config(graph, vocab_size: int, *, runs: int, arena_bytes: int = AREN
              f"#define EMBBERT_PROFILE_SEGMENT_IDS_INPUT {seg}", f"#define EMBBERT_PROFILE_ARENA_BYTES {arena_bytes}",
              f"#define EMBBERT_PROFILE_RUNS {runs}", f"#define EMBBERT_PROFILE_NUM_OPS {len(ops)}",
              "#define EMBBERT_PROFILE_FOR_EACH_OP(X) "
-             + " ".join(f"X({OP_METHODS[o]}, {TABLE_KERNELS.get(o, '') if table_kernels else ''})" for o in ops),
+             + " ".join(f"X({methods[o]}, {TABLE_KERNELS.get(o, '') if table_kernels else ''})" for o in ops),
              "#endif", ""]
     return "\n".join(lines)
 
