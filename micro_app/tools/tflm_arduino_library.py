@@ -161,10 +161,9 @@ def _run(cmd: list[str]) -> str | None:
         return None  # kept from an earlier run with the same command and source
     tmp = cmd[-1] + f".tmp-{os.getpid()}"
     r = subprocess.run(cmd[:-1] + [tmp], capture_output=True, text=True)
-    if r.returncode == 0:
-        os.replace(tmp, cmd[-1])
     if r.returncode != 0:
         return f"{cmd[-3]}:\n{r.stderr.strip()[-3000:]}"
+    os.replace(tmp, cmd[-1])  # complete objects only, so a killed run never leaves one to reuse
     return None
 
 
