@@ -58,6 +58,21 @@ def _copy_sources(dst: Path) -> None:
         shutil.copytree(REPO / name, dst / name, ignore=ignore)
 
 
+def test_package_data_ships_every_template_and_source():
+    """Every file of micro_app/templates and micro_app/src is matched by a package-data glob of pyproject.toml,
+    so the wheel has what `embbert export` renders (the slow wheel test below exports from an installed one)."""
+    import glob
+    import tomllib
+
+    globs = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["embbert.micro_app"]
+    root = REPO / "micro_app"
+    shipped = {p for g in globs for p in glob.glob(g, root_dir=root, recursive=True) if (root / p).is_file()}
+    needed = {str(p.relative_to(root)) for folder in ("templates", "src") for p in (root / folder).rglob("*")
+              if p.is_file() and "__pycache__" not in p.parts}
+    assert any(n.startswith("templates/cmake/") for n in needed) and "templates/README.md.in" in needed
+    assert needed <= shipped, sorted(needed - shipped)
+
+
 @pytest.mark.slow
 def test_wheel_in_a_fresh_venv_exports_every_target_and_runs_the_example(tmp_path):
     src, wheels, venv, work = tmp_path / "src", tmp_path / "wheels", tmp_path / "venv", tmp_path / "work"
@@ -84,8 +99,8 @@ def test_wheel_in_a_fresh_venv_exports_every_target_and_runs_the_example(tmp_pat
 
     work.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    where = subprocess.run([str(py), "-c", "import embbert, embbert.tflite.export as e; print(embbert.__file__); "
-                            "print(e.MICRO_APP)"], cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    where = subprocess.run([str(py), "-c", "import embbert, embbert.micro_app as m, embbert.tflite.export; "
+                            "print(embbert.__file__); print(m.ROOT)"], cwd=work, env=env, capture_output=True, text=True, timeout=300)
     assert where.returncode == 0, where.stderr[-3000:]
     package_file, micro_app = where.stdout.split()
     assert Path(package_file).is_relative_to(venv) and Path(micro_app).is_relative_to(venv), where.stdout

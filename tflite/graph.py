@@ -25,6 +25,7 @@ FLOAT_TYPES = frozenset({"float32", "float16", "float64", "bfloat16", "complex64
 
 def schema():
     """The TFLite schema bindings of the tflite-micro wheel (no TensorFlow import)."""
+    # lazy: 0.17 s of generated bindings, and `embbert --help` imports this module (through export)
     from tflite_micro.tensorflow.lite.micro.python import schema_py_generated
 
     return schema_py_generated
@@ -217,5 +218,33 @@ def batch_matmul_flags(data_or_graph) -> dict[int, tuple[bool, bool]]:
     return out
 
 
-__all__ = ["Graph", "Op", "Tensor", "read_graph", "schema", "layer_of", "op_layer", "macs", "op_macs", "FLOAT_TYPES",
+@dataclass
+class ModelInfo:
+    ops: list[str]  # builtin operator names, in first-use order
+    inputs: dict[str, dict[str, Any]]  # "token_ids"/"segment_ids" -> details
+    output: dict[str, Any]
+
+
+def read_model_info(data: bytes) -> ModelInfo:
+    """Operators, named inputs (with their position) and output of a .tflite FlatBuffer."""
+    graph = read_graph(data)
+    custom = [op.name for op in graph.ops if op.custom]
+    if custom:
+        raise EmbBertError(f"the model uses a custom operator ({custom[0]}); only builtin TFLM operators are supported")
+
+    def tensor(index: int) -> dict[str, Any]:
+        t = graph.tensors[index]
+        return {"index": index, "name": t.name, "shape": list(t.shape), "type": t.dtype,
+                "scale": t.scale[0] if t.scale else 0.0, "zero_point": t.zero_point[0] if t.zero_point else 0}
+
+    by_role: dict[str, dict[str, Any]] = {}
+    for role in ("token_ids", "segment_ids"):
+        position = graph.input_index(role)  # by name, never by order; the C side then uses the position
+        by_role[role] = {**tensor(graph.inputs[position]), "position": position}
+    if len(graph.outputs) != 1:
+        raise EmbBertError("the model must have exactly one output (the logits)")
+    return ModelInfo(ops=graph.op_names, inputs=by_role, output=tensor(graph.outputs[0]))
+
+
+__all__ = ["ModelInfo", "read_model_info", "Graph", "Op", "Tensor", "read_graph", "schema", "layer_of", "op_layer", "macs", "op_macs", "FLOAT_TYPES",
            "batch_matmul_flags"]

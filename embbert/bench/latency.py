@@ -249,7 +249,7 @@ def profile_config(graph, vocab_size: int, *, runs: int, arena_bytes: int = AREN
     """embbert_profile_config.h for one model: length, vocabulary, inputs, the operators to register."""
     ops = graph.op_names
     from embbert.datasets.tokenizer.spec import CLS_ID
-    from embbert.tflite.export import resolver_methods
+    from embbert.tflite.cgen import resolver_methods
 
     methods = resolver_methods()  # the C interface's table: one list of the operators a package can register
     unknown = [o for o in ops if o not in methods]
