@@ -23,11 +23,15 @@ from pathlib import Path
 from typing import Sequence
 
 from embbert.core import layout
-from embbert.core.config import EmbBertConfig, ModelConfig
+from embbert.core.config import PRESETS, EmbBertConfig, ModelConfig
 from embbert.core.errors import EmbBertError
+from embbert.datasets.tokenizer import TOKENIZER_FILE
 
+from . import presets
 from ._tf import keras, tf
+from .forms import DeployForm
 from .layers import EncoderLayer, NanoEmbedder
+from .weights import count_params, save_weights
 
 TOKEN_IDS = "token_ids"
 SEGMENT_IDS = "segment_ids"
@@ -50,14 +54,13 @@ def layers_of_type(model: keras.Model, cls) -> list:
     return [layer for layer in model.layers if isinstance(unwrapped(layer), cls)]
 
 
-def _encode(embedder, encoders: Sequence, token_ids, segment_ids, *, deploy: bool, transposed_keys: bool,
-            first_token_only: bool, causal_valid: bool, query_blocks: int, constant_positions: bool = False):
-    if not deploy:  # the training graph: the layers' default call options
+def _encode(embedder, encoders: Sequence, token_ids, segment_ids, form: DeployForm | None):
+    if form is None:  # the training graph: the layers' default call options
         x, seg = embedder([token_ids, segment_ids])
         for layer in encoders:
             x = layer([x, seg])
         return x
-    if constant_positions:
+    if form.constant_positions:
         length = token_ids.shape[1]
         if length is None:
             raise EmbBertError("constant positions need a static sequence length")
@@ -67,9 +70,7 @@ def _encode(embedder, encoders: Sequence, token_ids, segment_ids, *, deploy: boo
         x, seg = embedder([token_ids, segment_ids], training=False)
     n = len(encoders)
     for i, layer in enumerate(encoders):
-        x = layer([x, seg], training=False, deploy=transposed_keys,
-                  first_token_only=first_token_only and transposed_keys and i == n - 1,
-                  causal_valid=causal_valid and transposed_keys, query_blocks=query_blocks if transposed_keys else 1)
+        x = layer([x, seg], training=False, form=form.layer_form(last=i == n - 1))
     return x
 
 
@@ -81,8 +82,7 @@ class EmbBertBackbone(keras.Model):
 
     def __init__(self, embedder, encoders: Sequence, *, name: str = "embbert_backbone", **kwargs):
         tok, seg = inputs(None, None)  # any batch, any length up to max_positions
-        x = _encode(embedder, list(encoders), tok, seg, deploy=False, transposed_keys=False, first_token_only=False,
-                    causal_valid=False, query_blocks=1)
+        x = _encode(embedder, list(encoders), tok, seg, None)
         super().__init__(inputs={TOKEN_IDS: tok, SEGMENT_IDS: seg}, outputs=x, name=name, **kwargs)
 
     @classmethod
@@ -102,8 +102,6 @@ class EmbBertBackbone(keras.Model):
         """The backbone of a shipped preset (`tiny_en`, `embbert_en`) or of a directory: a `save_to_preset`
         folder, an `embbert pretrain` output, or an `embbert train` run directory (its float classifier's
         backbone). The weights are float32, loaded bit for bit."""
-        from . import presets
-
         directory = presets.resolve(name_or_dir)
         config = EmbBertConfig.load(directory)
         backbone = cls.create(config)
@@ -113,10 +111,13 @@ class EmbBertBackbone(keras.Model):
                 backbone.load_weights(str(weights))
             except (OSError, ValueError) as exc:
                 raise EmbBertError(f"{weights}: cannot load backbone weights: {str(exc).splitlines()[0]}") from None
-        elif (directory / layout.FLOAT_WEIGHTS).is_file():  # a run directory: its float classifier's backbone
-            from .model import load_model
-
-            backbone.set_weights(cls.of(load_model(directory, config=config)).get_weights())
+        elif (directory / layout.FLOAT_WEIGHTS).is_file():
+            # a run directory: its float classifier's weights file holds the backbone's layers under their names
+            try:
+                backbone.load_weights(str(directory / layout.FLOAT_WEIGHTS), by_name=True)
+            except (OSError, ValueError) as exc:
+                raise EmbBertError(f"{directory / layout.FLOAT_WEIGHTS}: cannot load the backbone's weights: "
+                                   f"{str(exc).splitlines()[0]}") from None
         else:
             raise EmbBertError(f"{directory}: no {layout.BACKBONE_WEIGHTS} and no {layout.FLOAT_WEIGHTS}")
         return backbone
@@ -132,8 +133,6 @@ class EmbBertBackbone(keras.Model):
         model = ModelConfig(vocab_size=e.vocab_size, max_positions=e.max_positions, hidden=e.hidden, reduced=e.reduced,
                             expansion=first.expansion, kernel=first.kernel_size, layers=len(self.encoders),
                             dropout=first.dropout_rate)
-        from embbert.core.config import PRESETS
-
         name = next((k for k, v in PRESETS.items() if v == model), "custom")
         return EmbBertConfig(preset=name, model=model, max_length=min(128, model.max_positions))
 
@@ -141,10 +140,6 @@ class EmbBertBackbone(keras.Model):
         """Write config.json, metadata.json, backbone.weights.h5 and (unless one is there) a model card into
         `directory`; `EmbBertBackbone.from_preset(directory)` loads it back bit for bit. A tokenizer saved
         into the same folder (`EmbBertTokenizer.save_to_preset`) is named in config.json."""
-        from . import presets
-        from .model import count_params, save_weights
-        from embbert.datasets.tokenizer import TOKENIZER_FILE
-
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         config = self.embbert_config
@@ -181,17 +176,12 @@ class EmbBertBackbone(keras.Model):
         """The encoder layers in order (QuantizeWrapperV2 around each in a QAT backbone)."""
         return layers_of_type(self, EncoderLayer)
 
-    def encode(self, token_ids, segment_ids, *, deploy: bool = False, transposed_keys: bool = True,
-               first_token_only: bool = True, causal_valid: bool = True, query_blocks: int = 1,
-               constant_positions: bool = False):
+    def encode(self, token_ids, segment_ids, *, form: DeployForm | None = None):
         """This backbone's layer objects applied to new inputs: the sequence tensor (batch, L, d).
 
-        A task model built on it shares the backbone's weights. `deploy=False`: the training graph
-        (the other options are ignored). `deploy=True`: inference (training=False) in the deployed
-        form of the same maths (options of `EncoderLayer.call` and, for `constant_positions`, of
-        `NanoEmbedder.call`; see `model.build_deploy_model`); with
-        `first_token_only` the last layer computes position 0 only, output (batch, 1, d)."""
-        return _encode(self.embedder, self.encoders, token_ids, segment_ids, deploy=deploy,
-                       transposed_keys=transposed_keys, first_token_only=first_token_only,
-                       causal_valid=causal_valid, query_blocks=query_blocks,
-                       constant_positions=constant_positions)
+        A task model built on it shares the backbone's weights. `form` None: the training graph.
+        A `DeployForm`: inference (training=False) in that deployed form of the same maths (each
+        encoder layer gets `form.layer_form`, the embedder the position constant when
+        `form.constant_positions`); with `first_token_only` the last layer computes position 0 only,
+        output (batch, 1, d)."""
+        return _encode(self.embedder, self.encoders, token_ids, segment_ids, form)

@@ -28,6 +28,7 @@ import math
 import numpy as np
 
 from ._tf import keras, tf
+from .forms import DeployForm
 from .quantizers import ActivationQuantizer, WeightQuantizer, unit_interval_quantizer
 
 FLOAT_MASK_PENALTY = 1e9
@@ -245,59 +246,51 @@ class EfficientAttention(QuantizableLayer):
         lo, hi = self.range_of("scores")
         return tf.stop_gradient(hi - lo) + INT8_MASK_MARGIN
 
-    def call(self, inputs, training=None, deploy=False, first_token_only=False, query_blocks=1):
-        """`deploy` / `first_token_only` / `query_blocks`: deployed-graph forms of the same maths (see
-        `EncoderLayer.call`)."""
-        y, segment_ids = inputs
-        if deploy and query_blocks > 1 and not first_token_only:
-            return self._blocked(y, segment_ids, int(query_blocks))
-        scale = 1.0 / math.sqrt(self.hidden)
-        y_q, seg_q = (y[:, :1], segment_ids[:, :1]) if first_token_only else (y, segment_ids)
-        q = _linear(y_q, self.fqw(self.query_kernel * scale), self.query_bias * scale)
-        q = self.fq("query", q, training)
-        scores = self.fq("scores", tf.matmul(q, y, transpose_b=True), training)
+    def key_bias(self, segment_ids):
+        """(B, 1, T): the additive key mask, gathered by segment id (segment 0 = padding)."""
         penalty = self.mask_penalty()
         zero = tf.zeros([], tf.float32)
-        key_bias = tf.gather(tf.stack([-penalty, zero, zero]), segment_ids)  # (B, T): segment 0 = padding
-        masked = self.fq("masked_scores", scores + tf.expand_dims(key_bias, 1), training)
-        probs = self.fq("probs", tf.nn.softmax(masked, axis=-1), training)
-        probs = self.dropout(probs, training=training)
-        if deploy:
-            # P.y as BATCH_MATMUL(P, y^T, adj_y=True): TFLM keeps a persistent transposed copy of
-            # the right-hand input of every BATCH_MATMUL without adj_y (kernels/batch_matmul.cc,
-            # InitializeTemporaries); y^T is a TRANSPOSE output planned in the shared arena instead.
-            context = tf.matmul(probs, transposed_keys(y), transpose_b=True)
-        else:
-            context = tf.matmul(probs, y)
-        context = self.fq("context", context, training)
+        return tf.expand_dims(tf.gather(tf.stack([-penalty, zero, zero]), segment_ids), 1)
+
+    def call(self, inputs, training=None, form: DeployForm | None = None):
+        """`form`: the encoder layer's view of the deployed form (`DeployForm.layer_form`); None is the
+        training graph. With transposed keys the context matmul reads y^T (a TRANSPOSE output planned in
+        TFLM's shared arena) instead of y: TFLM keeps a persistent transposed copy of the right-hand
+        input of every BATCH_MATMUL without adj_y (kernels/batch_matmul.cc, InitializeTemporaries).
+        With `first_token_only` only query row 0 is computed; with `query_blocks` > 1 the query rows
+        go through scores, mask, softmax and context one block at a time (one block's scores alive at
+        a time). Every row's softmax is independent and every block passes the same fake-quant
+        points (same int8 scales), so the rows are those of the unblocked graph."""
+        y, segment_ids = inputs
+        deploy = form is not None and form.transposed_keys
+        first = deploy and form.first_token_only
+        blocks = form.query_blocks if deploy and not first else 1
+        scale = 1.0 / math.sqrt(self.hidden)
+        y_q, seg_q = (y[:, :1], segment_ids[:, :1]) if first else (y, segment_ids)
+        size = -(-int(y_q.shape[1]) // blocks) if blocks > 1 else None
+        spans = [(start, start + size) for start in range(0, int(y_q.shape[1]), size)] if size else [None]
+        kernel = key_bias = keys_t = None
+        parts = []
+        for span in spans:
+            rows = y_q if span is None else y_q[:, span[0]:span[1]]
+            if kernel is None:  # one folded query map for every block
+                kernel, bias = self.fqw(self.query_kernel * scale), self.query_bias * scale
+            q = self.fq("query", _linear(rows, kernel, bias), training)
+            scores = self.fq("scores", tf.matmul(q, y, transpose_b=True), training)
+            if key_bias is None:
+                key_bias = self.key_bias(segment_ids)
+            masked = self.fq("masked_scores", scores + key_bias, training)
+            probs = self.fq("probs", tf.nn.softmax(masked, axis=-1), training)
+            probs = self.dropout(probs, training=training)
+            if deploy:
+                keys_t = transposed_keys(y) if keys_t is None else keys_t
+                context = tf.matmul(probs, keys_t, transpose_b=True)
+            else:
+                context = tf.matmul(probs, y)
+            parts.append(self.fq("context", context, training))
+        context = parts[0] if len(parts) == 1 else tf.concat(parts, axis=1)
         query_keep = tf.gather(tf.constant([0.0, 1.0, 1.0]), seg_q)  # padded query rows -> 0
         return self.fq("masked_context", context * tf.expand_dims(query_keep, -1), training)
-
-    def _blocked(self, y, segment_ids, blocks):
-        """Deployed form: the queries in `blocks` row blocks, each through scores, mask, softmax and
-        context before the next starts, so only one block's L/blocks x L scores are alive at a time.
-        Each row's softmax is independent and every block goes through the same fake-quant points
-        (same int8 scales), so the rows are those of the unblocked graph."""
-        scale = 1.0 / math.sqrt(self.hidden)
-        length = y.shape[1]
-        size = -(-length // blocks)
-        penalty = self.mask_penalty()
-        zero = tf.zeros([], tf.float32)
-        key_bias = tf.expand_dims(tf.gather(tf.stack([-penalty, zero, zero]), segment_ids), 1)
-        keys_t = None
-        parts = []
-        kernel, bias = self.fqw(self.query_kernel * scale), self.query_bias * scale  # one constant for all blocks
-        for start in range(0, length, size):
-            q = _linear(y[:, start:start + size], kernel, bias)
-            q = self.fq("query", q, False)
-            scores = self.fq("scores", tf.matmul(q, y, transpose_b=True), False)
-            probs = self.fq("probs", tf.nn.softmax(self.fq("masked_scores", scores + key_bias, False), axis=-1), False)
-            if keys_t is None:
-                keys_t = transposed_keys(y)
-            parts.append(self.fq("context", tf.matmul(probs, keys_t, transpose_b=True), False))
-        context = tf.concat(parts, axis=1)
-        query_keep = tf.gather(tf.constant([0.0, 1.0, 1.0]), segment_ids)
-        return self.fq("masked_context", context * tf.expand_dims(query_keep, -1), False)
 
     def get_config(self):
         config = super().get_config()
@@ -337,13 +330,14 @@ class CausalDepthwiseConv(QuantizableLayer):
         zeros = tf.zeros([1, self.kernel_size - 1, self.channels, self.multiplier], self.kernel.dtype)
         return tf.concat([self.kernel, zeros], axis=1)
 
-    def call(self, x, training=None, deploy=False):
-        if deploy:
-            # Deployed form, same maths: k-1 zero steps in front of x (a PAD, which fills with the
-            # int8 zero point: no constant in flash), then a VALID convolution with the k trained taps
-            # only: no zero taps in flash, half the MACs, and CMSIS-NN's scratch (2 x channels x taps)
-            # halves. (Symmetric per-tensor weight quantisation: the zero taps never changed the
-            # weight scale.)
+    def call(self, x, training=None, form: DeployForm | None = None):
+        """`form` (the encoder layer's view, `DeployForm.layer_form`): with transposed keys and
+        `causal_valid`, k-1 zero steps in front of x (a PAD, which fills with the int8 zero point: no
+        constant in flash), then a VALID convolution with the k trained taps only: no zero taps in
+        flash, half the MACs, and CMSIS-NN's scratch (2 x channels x taps) halves. Symmetric
+        per-tensor weight quantisation: the zero taps never changed the weight scale. Otherwise the
+        SAME convolution with `causal_kernel`."""
+        if form is not None and form.transposed_keys and form.causal_valid:
             # The PAD reads the 4-D view, so the RESHAPE copies the (L, d) input, not the padded one.
             padded = tf.pad(tf.expand_dims(x, 1), [[0, 0], [0, 0], [self.kernel_size - 1, 0], [0, 0]])
             y = tf.nn.depthwise_conv2d(padded, self.fqw(self.kernel), strides=[1, 1, 1, 1], padding="VALID")
@@ -403,25 +397,20 @@ class EncoderLayer(QuantizableLayer):
         c2 = tf.exp(tf.reduce_sum(self.lambda_q2 * self.lambda_k2))
         return c1, c2
 
-    def call(self, inputs, training=None, deploy=False, first_token_only=False, causal_valid=False,
-             query_blocks=1):
-        """Training and evaluation use the defaults. `build_deploy_model` sets `deploy=True`: the same
-        maths in the form TFLM runs in the least arena (context matmul on pre-transposed keys), and on
-        the last layer `first_token_only=True`: only position 0, the one the head reads, is computed
-        (keys and values still come from every position). Output (B, 1, d) then. `causal_valid`
-        (deploy only): the causal convolution as zero steps + a VALID convolution with the k trained
-        taps (see `CausalDepthwiseConv.call`)."""
-        if first_token_only and not deploy:
-            raise ValueError("first_token_only is a deployed-graph option (deploy=True)")
+    def call(self, inputs, training=None, form: DeployForm | None = None):
+        """Training and evaluation: `form` None. `build_deploy_model` passes each layer its view of the
+        deployed form (`DeployForm.layer_form`): the same maths in the form TFLM runs in less arena; with
+        `first_token_only` (the last layer) only position 0, the one the head reads, is computed (keys
+        and values still come from every position), output (B, 1, d)."""
         x, segment_ids = inputs
+        first = form is not None and form.transposed_keys and form.first_token_only
         y = self.norm(x, training=training)
         c1, c2 = self.path_scales()
-        context = self.attention([y, segment_ids], training=training, deploy=deploy,
-                                 first_token_only=first_token_only, query_blocks=query_blocks)
+        context = self.attention([y, segment_ids], training=training, form=form)
         att = _linear(context, self.fqw(c1 * self.attention_out_kernel), c1 * self.attention_out_bias)
         att = self.fq("attention_out", att, training)
         # causal: position 0 sees only itself, so the conv of y[:, :1] alone is exact for it
-        conv = self.conv(y[:, :1] if first_token_only else y, training=training, deploy=deploy and causal_valid)
+        conv = self.conv(y[:, :1] if first else y, training=training, form=form)
         conv = _linear(conv, self.fqw(-c2 * self.conv_out_kernel), -c2 * self.conv_out_bias)
         conv = self.fq("conv_out", conv, training)
         return att + conv

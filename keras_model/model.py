@@ -7,7 +7,7 @@ All of them are flat functional graphs over the layers of an `EmbBertBackbone`
   `segment_ids` (int32, (batch, L)), output logits (batch, num_labels);
   num_labels == 1 is a regression head.
 * `build_pretrainer(config)`: backbone + masked-LM head (inputs add `mask_positions`).
-* `build_deploy_model(model, length)`: the deployable graph — batch size 1, static
+* `build_deploy_model(model, config, form=...)`: the deployable graph — batch size 1, static
   length — calling the *same layer objects*, so it shares the trained weights
   (float or QAT).
 * `save_model` / `load_model`: weights + `config.json`; a QAT model is rebuilt
@@ -25,11 +25,13 @@ from embbert.core.errors import EmbBertError
 
 from ._tf import keras, tf
 from .backbone import SEGMENT_IDS, TOKEN_IDS, EmbBertBackbone, inputs, layers_of_type
+from .forms import DEFAULT, DeployForm
 from .layers import ClassificationHead, MaskedLMHead
+from .presets import preset_dir
+from .quantize import quantize_model
+from .weights import count_params, save_weights
 
 MASK_POSITIONS = "mask_positions"
-# Kept importable from here for tflite/convert.py; the names live in embbert.core.layout.
-QAT_WEIGHTS = layout.QAT_WEIGHTS
 
 
 def build_classifier(
@@ -65,33 +67,16 @@ def classification_head(model: keras.Model):
 
 
 def build_deploy_model(model: keras.Model, config: EmbBertConfig, length: int | None = None, *,
-                       transposed_keys: bool = True, first_token_only: bool = True,
-                       causal_valid: bool = True, query_blocks: int = 1,
-                       constant_positions: bool = False) -> keras.Model:
-    """Batch 1, static length, same layer objects (so the trained weights are shared).
-
-    The deployed form of the same maths (the training graph is untouched; both options are
-    call arguments of `EncoderLayer`): `transposed_keys` computes the context matmul on a
-    pre-transposed y (no persistent transposed copy in TFLM's BATCH_MATMUL),
-    `first_token_only` makes the last encoder layer compute position 0 only (the head reads
-    nothing else), `causal_valid` convolves with the k trained taps after k-1 zero steps instead of
-    a SAME convolution with k-1 zero taps, `query_blocks` > 1 runs the attention of every layer
-    but a token-0 one in that many query blocks, `constant_positions` stores the position path's
-    (length, d) output as a constant instead of computing it. All False / 1: the graph as it was
-    before issue 12."""
+                       form: DeployForm = DEFAULT) -> keras.Model:
+    """Batch 1, static length, same layer objects (so the trained weights are shared), in the deployed
+    `form` of the same maths (`forms.DeployForm`; the training graph is untouched)."""
     length = length or config.max_length
     if length > config.model.max_positions:
         raise EmbBertError(f"length {length} exceeds the model's {config.model.max_positions} positions")
     tok, seg = inputs(length, 1)
-    x = EmbBertBackbone.of(model).encode(tok, seg, deploy=True, transposed_keys=transposed_keys,
-                                         first_token_only=first_token_only, causal_valid=causal_valid,
-                                         query_blocks=query_blocks, constant_positions=constant_positions)
+    x = EmbBertBackbone.of(model).encode(tok, seg, form=form)
     logits = classification_head(model)(x, training=False)
     return keras.Model({TOKEN_IDS: tok, SEGMENT_IDS: seg}, logits, name="embbert_deploy")
-
-
-def count_params(weights) -> int:
-    return int(sum(int(tf.size(w)) for w in weights))
 
 
 def parameter_counts(config: EmbBertConfig) -> dict[str, int]:
@@ -103,20 +88,6 @@ def parameter_counts(config: EmbBertConfig) -> dict[str, int]:
 
 
 # -- saving and loading --------------------------------------------------------
-def save_weights(model: keras.Model, path: str | os.PathLike) -> Path:
-    """Save weights atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")  # same suffix: tf_keras picks the format from it
-    try:
-        model.save_weights(str(tmp))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
 def _weights_file(qat: bool) -> str:
     return layout.QAT_WEIGHTS if qat else layout.FLOAT_WEIGHTS
 
@@ -137,8 +108,6 @@ def load_model(directory: str | os.PathLike, *, qat: bool = False, config: EmbBe
         raise EmbBertError(f"{path}: no {'QAT' if qat else 'float'} model weights (train the model first)")
     model = build_classifier(config)
     if qat:
-        from .quantize import quantize_model
-
         model = quantize_model(model)
     try:
         model.load_weights(str(path))
@@ -149,8 +118,6 @@ def load_model(directory: str | os.PathLike, *, qat: bool = False, config: EmbBe
 
 def resolve_pretrained(name_or_dir: str | os.PathLike) -> Path:
     """A pretrained backbone: a directory (`embbert pretrain` output) or a shipped preset name."""
-    from .presets import preset_dir
-
     path = Path(name_or_dir)
     if path.is_dir():
         if not (path / layout.BACKBONE_WEIGHTS).is_file():

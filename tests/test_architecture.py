@@ -63,11 +63,11 @@ def test_modules_are_found():
             "embbert.keras_model.model", "embbert.tflite.convert", "embbert.api.classifier"} <= names
 
 
-@pytest.mark.parametrize("module,path", list(_modules()), ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize("module,path", [(m, p) for m, p in _modules() if _layer(m) in ALLOWED],
+                         ids=lambda v: v if isinstance(v, str) else "")
 def test_imports_go_one_way(module, path):
+    """Every module below the top (which may import everything) imports only its own and lower layers."""
     layer = _layer(module)
-    if layer not in ALLOWED:
-        return
     bad = []
     for target, line in _imports(module, path):
         if not target.startswith("embbert"):
@@ -132,3 +132,75 @@ def test_no_private_members_of_keras_nlp():
             if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__") \
                     and not own:
                 pytest.fail(f"{path.relative_to(REPO)}:{node.lineno}: private member {node.attr} in a module using keras_nlp")
+
+
+#: Import cycles in files another developer owns, each to be broken there (then removed from here: the test
+#: also fails when a listed cycle is gone). embbert/core: files.check_output_folder imports preflight.output_dir
+#: (which belongs in files.py), and preflight imports config, which imports files.
+KNOWN_CYCLES = [frozenset({"embbert.core.config", "embbert.core.files", "embbert.core.preflight", "embbert.core.args"})]
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the project's modules it imports, deferred imports (inside functions) included. An import
+    of an ancestor package (`import embbert` in a submodule) is no edge: Python imports it first."""
+    modules = dict(_modules())
+    modules["embbert.micro_app"] = REPO / "micro_app" / "__init__.py"
+
+    def resolve(target: str) -> str | None:
+        while target and target not in modules:
+            target = target.rpartition(".")[0]
+        return target or None
+
+    graph = {}
+    for module, path in modules.items():
+        graph[module] = {m for t, _ in _imports(module, path)
+                         if (m := resolve(t)) and m != module and not module.startswith(m + ".")}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[frozenset[str]]:
+    """The strongly connected components with more than one module (Tarjan)."""
+    index, low, stack, on, out = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = set()
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.add(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(frozenset(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_cycle_finder_finds_a_cycle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [frozenset("abc")]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycle_between_modules():
+    """Deferred imports count: a cycle hidden inside a function is still a cycle."""
+    graph = import_graph()
+    assert {"embbert.tflite.arena", "embbert.tflite.convert", "embbert.keras_model.model"} <= set(graph)
+    assert "embbert.tflite.probe" in graph["embbert.tflite.convert"]  # deferred and top-level imports both seen
+    found = cycles(graph)
+    unexpected = [sorted(c) for c in found if c not in KNOWN_CYCLES]
+    assert not unexpected, "import cycles:\n" + "\n".join(" -> ".join(c) for c in unexpected)
+    gone = [sorted(c) for c in KNOWN_CYCLES if c not in found]
+    assert not gone, f"no longer a cycle, remove it from KNOWN_CYCLES: {gone}"

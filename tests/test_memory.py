@@ -15,10 +15,11 @@ from embbert.core.errors import EmbBertError
 
 @pytest.fixture(scope="module")
 def graphs(tiny_run_dir):
-    """The tiny run's QAT model as the previous graph (before issue 12) and as the optimised one."""
+    """The tiny run's QAT model as the plain graph (every deploy-form field off) and as the default form."""
     from embbert.core.config import EmbBertConfig
     from embbert.keras_model.model import load_model
-    from embbert.tflite.convert import DEFAULT_OPTIONS, PREVIOUS_GRAPH, build_int8
+    from embbert.keras_model.forms import DEFAULT, PLAIN
+    from embbert.tflite.convert import build_int8
     from embbert.datasets.pipeline import encoded_split
 
     config = EmbBertConfig.load(tiny_run_dir)
@@ -29,10 +30,10 @@ def graphs(tiny_run_dir):
             yield {"token_ids": tok[i:i + 1], "segment_ids": seg[i:i + 1]}
 
     qat = load_model(tiny_run_dir, qat=True, config=config)
-    from embbert.tflite.arena import minimal_arena
+    from embbert.tflite.probe import minimal_arena
 
-    previous, prev_info = build_int8(qat, config, rep, PREVIOUS_GRAPH)
-    optimised, info = build_int8(qat, config, rep, DEFAULT_OPTIONS)
+    previous, prev_info = build_int8(qat, config, rep, PLAIN)
+    optimised, info = build_int8(qat, config, rep, DEFAULT)
     return {"previous": previous, "optimised": optimised, "info": info, "prev_info": prev_info, "run": tiny_run_dir,
             "config": config, "min_previous": minimal_arena(previous), "min_optimised": minimal_arena(optimised)}
 
@@ -64,12 +65,11 @@ def test_optimised_graph_agrees_with_previous(graphs):
 @pytest.mark.slow  # one more conversion with two exact-arena bisections; the default suite stays under 15 minutes
 def test_position_constant_replaces_the_position_path(graphs):
     """The position lever: one FULLY_CONNECTED less, fewer MACs, a valid TFLM graph that agrees with the default."""
-    from dataclasses import replace
-
     from embbert.datasets.pipeline import encoded_split
+    from embbert.keras_model.forms import DEFAULT
     from embbert.keras_model.model import load_model
     from embbert.tflite.check import tflm_predict
-    from embbert.tflite.convert import DEFAULT_OPTIONS, build_int8, exact
+    from embbert.tflite.convert import build_int8
     from embbert.tflite.graph import macs, read_graph
 
     config = graphs["config"]
@@ -79,9 +79,9 @@ def test_position_constant_replaces_the_position_path(graphs):
         for i in range(tok.shape[0]):
             yield {"token_ids": tok[i:i + 1], "segment_ids": seg[i:i + 1]}
 
-    options = replace(DEFAULT_OPTIONS, constant_positions=True)
-    assert not exact(options) and exact(DEFAULT_OPTIONS)
-    data, info = build_int8(load_model(graphs["run"], qat=True, config=config), config, rep, options)
+    form = DEFAULT.but(constant_positions=True)
+    assert not form.exact and DEFAULT.exact
+    data, info = build_int8(load_model(graphs["run"], qat=True, config=config), config, rep, form)
     assert info["options"]["constant_positions"] is True
     fc = [sum(op.name == "FULLY_CONNECTED" for op in read_graph(d).ops) for d in (graphs["optimised"], data)]
     assert fc[1] == fc[0] - 1
@@ -140,12 +140,12 @@ def test_first_fit_planner_and_offline_plan():
 
 
 def test_offline_plan_is_what_tflm_uses(graphs):
-    from embbert.tflite.arena import minimal_arena, recorded_allocations
     from embbert.tflite.check import tflm_predict
     from embbert.tflite.convert import OFFLINE_PLAN_METADATA, finalize_model
     from embbert.datasets.pipeline import encoded_split
     from embbert.tflite.graph import read_graph, schema
     from embbert.tflite.planner import plan_buffers
+    from embbert.tflite.probe import minimal_arena, recorded_allocations
 
     data, info = finalize_model(graphs["previous"], plan=True, strip_names=False)
     model = schema().ModelT.InitFromPackedBuf(bytearray(data), 0)
@@ -171,11 +171,12 @@ def test_offline_plan_is_what_tflm_uses(graphs):
 
 
 def test_arena_exact_on_the_optimised_graph(graphs):
-    from embbert.tflite.arena import arena_works, minimal_arena
+    from embbert.tflite.probe import ArenaProbe, minimal_arena
 
     n = graphs["min_optimised"]
     assert n == minimal_arena(graphs["optimised"]) and n % 16 == 0
-    assert arena_works(graphs["optimised"], n) and not arena_works(graphs["optimised"], n - 16)
+    with ArenaProbe(graphs["optimised"]) as probe:
+        assert probe.works(n) and not probe.works(n - 16)
 
 
 def test_budget_keeps_fewest_macs_that_fit_or_names_the_smallest(graphs):
@@ -239,8 +240,9 @@ def test_margin_is_the_cmsis_nn_scratch(graphs):
 
 
 def test_deploy_options_leave_the_training_graph_alone(tiny_run_dir):
-    """Float Keras: the deploy forms compute the same logits; first_token_only outside deploy is refused."""
+    """Float Keras: every deploy form computes the logits of the training graph; a form is checked when made."""
     from embbert.core.config import EmbBertConfig
+    from embbert.keras_model.forms import DEFAULT, PLAIN, DeployForm
     from embbert.keras_model.model import build_deploy_model, load_model
     from embbert.datasets.pipeline import encoded_split
 
@@ -248,15 +250,18 @@ def test_deploy_options_leave_the_training_graph_alone(tiny_run_dir):
     model = load_model(tiny_run_dir, config=config)
     tok, seg, _, _ = encoded_split(tiny_run_dir, config, "test", 8)
     ref = model.predict({"token_ids": tok, "segment_ids": seg}, verbose=0)
-    for kw in ({"transposed_keys": False, "first_token_only": False, "causal_valid": False}, {},
-               {"causal_valid": False}, {"query_blocks": 3}, {"constant_positions": True}):
-        dm = build_deploy_model(model, config, **kw)
+    for form in (PLAIN, DEFAULT, DEFAULT.but(causal_valid=False), DEFAULT.but(query_blocks=3),
+                 DEFAULT.but(constant_positions=True)):
+        dm = build_deploy_model(model, config, form=form)
         out = np.concatenate([dm({"token_ids": tok[i:i + 1], "segment_ids": seg[i:i + 1]}).numpy() for i in range(8)])
         np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
-    layer = model.get_layer("encoder_0")
-    x = np.zeros((1, config.max_length, config.model.hidden), np.float32)
-    with pytest.raises(ValueError, match="deployed-graph option"):
-        layer([x, seg[:1]], first_token_only=True)
+    with pytest.raises(ValueError, match="query_blocks"):
+        DeployForm(query_blocks=0)
+    with pytest.raises(ValueError, match="first_token_only"):
+        DeployForm(first_token_only=1)
+    # without transposed keys an encoder layer runs its training form: the token-0 option does not reach it
+    assert not PLAIN.but(first_token_only=True).layer_form(last=True).first_token_only
+    assert DEFAULT.layer_form(last=True).first_token_only and not DEFAULT.layer_form(last=False).first_token_only
     assert json.loads(config.to_json())["max_length"] == config.max_length
 
 
@@ -320,8 +325,8 @@ def test_pointer_savings_match_tflm_structs_on_the_host(graphs):
     """The derived 32-bit saving counts TFLM's TfLiteEvalTensor (24 B on the 64-bit host) per tensor and its
     NodeAndRegistration (64 B) per operator: the RecordingMicroAllocator must record exactly those arrays, and
     the 32-bit sizes are half of them (arena.py's module doc)."""
-    from embbert.tflite.arena import (EVAL_TENSOR_BYTES, NODE_AND_REGISTRATION_BYTES, pointer_savings,
-                                      recommended_arena, recorded_allocations)
+    from embbert.tflite.arena import EVAL_TENSOR_BYTES, NODE_AND_REGISTRATION_BYTES, pointer_savings, recommended_arena
+    from embbert.tflite.probe import recorded_allocations
     from embbert.tflite.graph import read_graph
 
     data = graphs["optimised"]

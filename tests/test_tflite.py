@@ -95,15 +95,17 @@ def test_check_run_writes_table(converted):
 
 
 def test_arena_is_exact_and_reported(converted):
-    from embbert.tflite.arena import arena_report, arena_works
+    from embbert.tflite.arena import arena_report
     from embbert.tflite.check import tflm_predict
+    from embbert.tflite.probe import ArenaProbe
 
     run, _ = converted
     r = arena_report(run)
     data = (run / "model_int8.tflite").read_bytes()
     n = r["min_arena_bytes"]
     assert n % 16 == 0
-    assert arena_works(data, n) and not arena_works(data, n - 16)
+    with ArenaProbe(data) as probe:
+        assert probe.works(n) and not probe.works(n - 16)
     assert r["breakdown"]["total_bytes"] <= n
     assert r["breakdown"]["persistent_bytes"] + r["breakdown"]["non_persistent_bytes"] == r["breakdown"]["total_bytes"]
     # 32-bit board: host minimum - the derived pointer saving + the CMSIS-NN scratch; 64-bit host: minimum + scratch

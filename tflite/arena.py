@@ -1,9 +1,6 @@
 """Arena-size report: the exact smallest TFLM tensor arena, the recommended one, board fit.
 
-* `minimal_arena(data)`: the smallest arena (a multiple of 16 bytes) with which the
-  TFLM interpreter allocates the model and runs one inference; found by bisection
-  (the interpreter raises when the arena is too small), so it works at the result
-  and fails 16 bytes below it.
+* the minimum is `probe.minimal_arena` (bisection with the TFLM interpreter in a child process);
 * `arena_report(run_dir)`: that minimum confirmed by the RecordingMicroAllocator
   breakdown, the recommended arena (minimum + margin, see `margin_bytes`), model
   bytes, total footprint, largest tensors, MACs, host TFLM latency and a fit table
@@ -35,12 +32,8 @@ width).
 from __future__ import annotations
 
 import json
-import re
-import time
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from embbert.core import layout
 from embbert.core.boards import BOARD_KEYS, BOARDS, board
@@ -48,14 +41,17 @@ from embbert.core.config import EmbBertConfig
 from embbert.core.errors import EmbBertError
 from embbert.core.files import atomic_write_bytes, atomic_write_text
 
-from .check import tflm_interpreter
-from .convert import captured_stderr, load_tflite
-from .graph import Graph, macs, read_graph
-from .latency import estimate_graph, estimate_markdown
+from embbert.datasets.tokenizer import build_tokenizer_tables, table_flash_bytes
+from embbert.keras_model.forms import DeployForm
 
-ALIGN = 16
+from .graph import Graph, batch_matmul_flags, layer_of, macs, read_graph
+from .latency import estimate_graph
+from .planner import plan_buffers
+from .probe import ALIGN, host_latency_ms, minimal_arena, recorded_allocations
+from .reports import report_markdown, report_plot
+from .runtime import load_tflite
+
 MARGIN_ROUND = 16
-KIB = 1024
 #: TFLM + CMSIS-NN + EmbBERT's C interface for the 14 operators of the deployed graph (the main job's model),
 #: measured in the linked firmware of the Nano 33 BLE (ArduinoCore-mbed 4.6.0, EmbBERT_TFLM from TFLM 90b983c2,
 #: arm-none-eabi-gcc 12.2, `-Os` framework / `-O2` kernels, --gc-sections; docs/arduino.md): 130,808 B of flash
@@ -80,180 +76,8 @@ def tokenizer_table_bytes(run_dir) -> int | None:
 
 
 def table_bytes(tokenizer_dir) -> int:
-    """Flash of the on-device tokenizer tables of a tokenizer directory."""
-    from embbert.datasets.tokenizer import build_tokenizer_tables
-
-    t = build_tokenizer_tables(tokenizer_dir)
-    return (2 * len(t.byte_ids) + 8 * len(t.merges) + 6 * len(t.norm) + sum(len(o) for _, o in t.norm)
-            + 8 * len(t.drop_ranges) + 4 * len(t.classes))
-
-
-def _invoke_once(interp, graph: Graph) -> None:
-    for pos, idx in enumerate(graph.inputs):
-        t = graph.tensors[idx]
-        interp.set_input(np.zeros(t.shape, dtype=np.int32 if t.dtype == "int32" else np.int8), pos)
-    interp.invoke()
-
-
-_PROBE = r"""
-import os, sys
-import numpy as np
-from tflite_micro.python.tflite_micro import runtime
-data = open(sys.argv[1], "rb").read()
-shapes = [(tuple(int(v) for v in s.split(",")), np.dtype(d)) for s, d in (x.split(":") for x in sys.argv[2].split(";"))]
-devnull = os.open(os.devnull, os.O_WRONLY)
-os.dup2(devnull, 2)
-for line in sys.stdin:
-    n = int(line)
-    try:
-        interp = runtime.Interpreter.from_bytes(data, arena_size=n)
-        for pos, (shape, dtype) in enumerate(shapes):
-            interp.set_input(np.zeros(shape, dtype), pos)
-        interp.invoke()
-        ok = 1
-    except RuntimeError:
-        ok = 0
-    print(ok, flush=True)
-"""
-
-
-class ArenaProbe:
-    """Tries arena sizes in a child process (the TFLM Python runtime).
-
-    TFLM's Python runtime crashes (SIGSEGV in `Interpreter.__init__`) for some arena sizes far
-    below the minimum instead of reporting them too small (tiny preset, L=32: 20,160 bytes; any
-    other size from 1,000 to 36,544 was refused cleanly). A crash in the child counts as "does not
-    fit" and the child is restarted, so the bisection never takes the command down."""
-
-    def __init__(self, tflite_bytes: bytes, graph: Graph | None = None):
-        import tempfile
-
-        graph = graph or read_graph(tflite_bytes)
-        self._file = tempfile.NamedTemporaryFile(suffix=".tflite")
-        self._file.write(bytes(tflite_bytes))
-        self._file.flush()
-        self._shapes = ";".join(
-            f"{','.join(map(str, graph.tensors[i].shape))}:{'int32' if graph.tensors[i].dtype == 'int32' else 'int8'}"
-            for i in graph.inputs)
-        self._proc = None
-
-    def _start(self):
-        import subprocess
-        import sys
-
-        self._proc = subprocess.Popen([sys.executable, "-c", _PROBE, self._file.name, self._shapes],
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                      text=True)
-
-    def works(self, arena_size: int) -> bool:
-        for _ in range(2):
-            if self._proc is None or self._proc.poll() is not None:
-                self._start()
-            try:
-                self._proc.stdin.write(f"{int(arena_size)}\n")
-                self._proc.stdin.flush()
-                line = self._proc.stdout.readline()
-            except BrokenPipeError:
-                line = ""
-            if line.strip() in ("0", "1"):
-                return line.strip() == "1"
-            self._proc.wait()
-            if self._proc.returncode not in (None, 0) and self._proc.returncode < 0:
-                self._proc = None
-                return False  # killed by a signal for this size: it does not work with it
-            self._proc = None
-        raise EmbBertError("the TFLM probe process failed to start (is tflite-micro installed?)")
-
-    def close(self):
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.stdin.close()
-            self._proc.wait()
-        self._file.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
-def arena_works(tflite_bytes: bytes, arena_size: int, graph: Graph | None = None) -> bool:
-    """True when TFLM allocates the model in `arena_size` bytes and runs one inference."""
-    with ArenaProbe(tflite_bytes, graph) as probe:
-        return probe.works(arena_size)
-
-
-_MINIMA: dict[str, int] = {}  # sha256 of the model -> its minimal arena (the bisection is deterministic)
-
-
-def minimal_arena(tflite_bytes: bytes) -> int:
-    """The smallest arena (multiple of 16 bytes) TFLM accepts for the model: bisection."""
-    import hashlib
-
-    key = hashlib.sha256(bytes(tflite_bytes)).hexdigest()
-    if key not in _MINIMA:
-        _MINIMA[key] = _bisect_arena(tflite_bytes)
-    return _MINIMA[key]
-
-
-def _bisect_arena(tflite_bytes: bytes) -> int:
-    graph = read_graph(tflite_bytes)
-    with ArenaProbe(tflite_bytes, graph) as probe:
-        hi = max(ALIGN, (len(tflite_bytes) // 4) // ALIGN * ALIGN)
-        while not probe.works(hi):
-            hi *= 2
-            if hi > 1 << 31:
-                raise EmbBertError("TFLM does not accept the model with any arena up to 2 GB")
-        lo = 0  # a 0-byte arena never works
-        while hi - lo > ALIGN:
-            mid = (lo + hi) // 2 // ALIGN * ALIGN
-            if mid <= lo:
-                mid = lo + ALIGN
-            if probe.works(mid):
-                hi = mid
-            else:
-                lo = mid
-    return hi
-
-
-_TOTAL = re.compile(r"Arena allocation (total|head|tail) (\d+) bytes")
-_CAT = re.compile(r"'([^']+)' used (\d+) bytes with alignment overhead \(requested (\d+) bytes for (\d+) ")
-
-
-def recorded_allocations(tflite_bytes: bytes, arena_size: int) -> dict[str, Any]:
-    """RecordingMicroAllocator breakdown after one inference (print_allocations, parsed)."""
-    graph = read_graph(tflite_bytes)
-    interp = tflm_interpreter(tflite_bytes, arena_size)
-    with captured_stderr():
-        _invoke_once(interp, graph)
-    with captured_stderr() as log:
-        interp.print_allocations()
-    text = "\n".join(log)
-    totals = {k: int(v) for k, v in _TOTAL.findall(text)}
-    if "total" not in totals:
-        raise EmbBertError("TFLM printed no allocation record (RecordingMicroAllocator output not found)")
-    cats = {name: {"bytes": int(b), "requested_bytes": int(r), "allocations": int(n)}
-            for name, b, r, n in _CAT.findall(text)}
-    return {"total_bytes": totals["total"], "non_persistent_bytes": totals.get("head", 0),
-            "persistent_bytes": totals.get("tail", 0), "categories": cats}
-
-
-def host_latency_ms(tflite_bytes: bytes, arena_size: int, runs: int = 20) -> float:
-    """Host TFLM time per inference: the minimum CPU time (process_time) of `runs` invokes, which a
-    loaded machine inflates far less than a wall-clock median."""
-    graph = read_graph(tflite_bytes)
-    interp = tflm_interpreter(tflite_bytes, arena_size)
-    times = []
-    with captured_stderr():
-        _invoke_once(interp, graph)
-        for _ in range(runs):
-            # TFLM reuses the input buffers for later tensors: set the inputs before every invoke
-            for pos, idx in enumerate(graph.inputs):
-                interp.set_input(np.zeros(graph.tensors[idx].shape, dtype=np.int32), pos)
-            t0 = time.process_time()
-            interp.invoke()
-            times.append(time.process_time() - t0)
-    return round(1000 * min(times), 3)
+    """Flash of the on-device tokenizer tables of a tokenizer directory (`ctables.table_flash_bytes`)."""
+    return table_flash_bytes(build_tokenizer_tables(tokenizer_dir))
 
 
 def cmsis_nn_scratch(graph: Graph) -> list[dict[str, Any]]:
@@ -312,8 +136,6 @@ def largest_tensors(graph: Graph, n: int = 8, names: dict[int, str] | None = Non
 
 
 def _tensor_row(t, names: dict[int, str] | None) -> dict[str, Any]:
-    from .graph import layer_of
-
     name = (names or {}).get(t.index) or t.name
     return {"index": t.index, "name": name.split(";")[0], "layer": layer_of(name), "dtype": t.dtype,
             "shape": t.shape, "bytes": t.nbytes}
@@ -321,8 +143,6 @@ def _tensor_row(t, names: dict[int, str] | None) -> dict[str, Any]:
 
 def peak_tensors(graph: Graph, names: dict[int, str] | None = None) -> dict[str, Any]:
     """The operator at which the most bytes are alive in the shared arena, and those tensors."""
-    from .planner import plan_buffers
-
     buffers = plan_buffers(graph)
     if not buffers:
         return {"op": None, "bytes": 0, "tensors": []}
@@ -336,8 +156,6 @@ def peak_tensors(graph: Graph, names: dict[int, str] | None = None) -> dict[str,
 
 def persistent_copies(graph: Graph) -> list[dict[str, Any]]:
     """BATCH_MATMULs for which TFLM keeps a persistent transposed copy of an input (adj_y unset / adj_x set)."""
-    from .graph import batch_matmul_flags
-
     out = []
     for op, (adj_x, adj_y) in batch_matmul_flags(graph).items():
         o = graph.ops[op]
@@ -360,109 +178,6 @@ def board_fit(model_bytes: int, arena_bytes: int, tokenizer_bytes: int | None = 
                      "ram_headroom_bytes": ram - ram_need, "flash_headroom_bytes": flash - flash_need,
                      "fits": ram_need <= ram and flash_need <= flash})
     return rows
-
-
-def _kib(n: int) -> str:
-    return f"{n / KIB:.1f} KiB"
-
-
-def report_markdown(r: dict[str, Any]) -> str:
-    """The report as a user reads it: bytes, with KiB (1 KiB = 1,024 bytes) in brackets, throughout."""
-    br, pk = r["breakdown"], r["peak"]
-    title = f"# TFLM arena report: {r.get('run', '')} (L={r.get('max_length', '?')})"
-    lines = [
-        title, "",
-        "Units: bytes, with KiB (1 KiB = 1,024 bytes) in brackets.", "",
-        f"Model `{r['model_file']}`: {r['model_bytes']:,} bytes ({_kib(r['model_bytes'])}); graph options: "
-        f"{r.get('graph_options', 'unknown')}; ops {', '.join(r['ops'])}.", "",
-        "| figure | bytes |", "|---|---:|",
-        f"| model (flash) | {r['model_bytes']:,} ({_kib(r['model_bytes'])}) |",
-        f"| minimal arena (host, bisection to {ALIGN} B) | {r['min_arena_bytes']:,} ({_kib(r['min_arena_bytes'])}) |",
-        f"| - persistent (TFLM bookkeeping, kernel data, transposed copies) | {br['persistent_bytes']:,} |",
-        f"| - shared (tensors, planned) | {br['non_persistent_bytes']:,} |",
-        f"| - what a 32-bit target needs less (TFLM structs, derived) | {r.get('pointer_savings_bytes', 0):,} |",
-        f"| + margin (CMSIS-NN scratch) | {r['margin_bytes']:,} |",
-        f"| recommended arena (RAM of a 32-bit board) | {r['recommended_arena_bytes']:,} "
-        f"({_kib(r['recommended_arena_bytes'])}) |",
-        f"| arena of a 64-bit host build (minimum + margin) | {r.get('host_arena_bytes', r['recommended_arena_bytes']):,} |",
-        f"| model + recommended arena | {r['total_footprint_bytes']:,} ({_kib(r['total_footprint_bytes'])}) |", "",
-        f"Margin: {r['margin_rule']}.", "",
-        f"32-bit saving: {r.get('pointer_savings_rule', 'not derived (report written before it was)')}.", "",
-        f"Speed: {r['macs']:,} MACs per inference ({', '.join(f'{k} {v:,}' for k, v in r['macs_per_op'].items())}); "
-        f"host TFLM {r['host_latency_ms']} ms per inference (minimum CPU time of 20 invokes, reference kernels, "
-        "x86-64).", "",
-        f"## Tensors alive at the peak (operator {pk['op']}, {pk['bytes']:,} bytes)", "",
-        "| tensor | layer | shape | bytes |", "|---|---|---|---:|",
-    ]
-    for t in pk["tensors"]:
-        lines.append(f"| `{t['name']}` | {t['layer']} | {t['shape']} | {t['bytes']:,} |")
-    copies = r["persistent_copies"]
-    lines += ["", "## Persistent transposed copies (BATCH_MATMUL without adj_y)", ""]
-    if copies:
-        lines += [f"- operator #{c['op']}: {c['input']} copy, {c['bytes']:,} bytes" for c in copies]
-    else:
-        lines.append("None: every BATCH_MATMUL reads its inputs in place.")
-    plan = r.get("memory_plan") or {}
-    if plan:
-        lines += ["", f"Memory plan: best first-fit plan of the tensors {plan.get('planned_bytes', 0):,} bytes "
-                  f"({plan.get('rule')}; live-bytes lower bound {plan.get('live_lower_bound_bytes', 0):,}); TFLM's "
-                  f"minimal arena {plan.get('tflm_min_arena_without_plan', '?'):,} bytes with its own greedy plan, "
-                  f"{plan.get('tflm_min_arena_with_plan', '?'):,} with the offline plan: "
-                  f"{'offline plan written into the model' if plan.get('written') else 'not written (no gain)'}."]
-    if r.get("latency_estimate"):
-        lines += [""] + estimate_markdown(r["latency_estimate"])
-    lines += ["", "## Arena breakdown (RecordingMicroAllocator)", "",
-              "| category | bytes | requested | allocations |", "|---|---:|---:|---:|"]
-    for name, c in br["categories"].items():
-        lines.append(f"| {name} | {c['bytes']:,} | {c['requested_bytes']:,} | {c['allocations']} |")
-    lines += ["", "## Board fit", "",
-              f"Flash needed: model + tokenizer tables ({r.get('tokenizer_table_bytes') or 0:,}) + TFLM runtime and "
-              f"kernels ({TFLM_RUNTIME_FLASH_BYTES:,}: the CMSIS-NN build of TFLM 90b983c2 for the 14 operators of "
-              "the deployed graph, measured in a linked Nano 33 BLE firmware, docs/arduino.md); RAM needed: the arena + "
-              f"{TFLM_RUNTIME_RAM_BYTES:,} of TFLM's static RAM.", "",
-              "| board | RAM for the arena | arena | RAM headroom | flash available | flash needed | flash headroom "
-              "| fits |", "|---|---:|---:|---:|---:|---:|---:|---|"]
-    for b in r["boards"]:
-        lines.append(f"| {b['name']} | {b['ram_available_bytes']:,} | {r['recommended_arena_bytes']:,} | "
-                     f"{b['ram_headroom_bytes']:,} | {b['flash_available_bytes']:,} | {b['flash_needed_bytes']:,} | "
-                     f"{b['flash_headroom_bytes']:,} | {'yes' if b['fits'] else 'NO'} |")
-    lines += ["", "Reserves:", ""] + [f"- {b['name']}: {b['reserve_note']}." for b in r["boards"]]
-    return "\n".join(lines) + "\n"
-
-
-def report_plot(r: dict[str, Any]) -> bytes:
-    """One panel per board: RAM (arena vs what the board leaves) and flash (needed vs available), in KiB."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    boards = r["boards"]
-    fig, axes = plt.subplots(1, len(boards), figsize=(4 * len(boards), 3.6))
-    for ax, b in zip(np.atleast_1d(axes), boards):
-        kinds = ("RAM", "flash")
-        avail = [b["ram_available_bytes"] / KIB, b["flash_available_bytes"] / KIB]
-        used = [r["recommended_arena_bytes"] / KIB, b["flash_needed_bytes"] / KIB]
-        for i in range(2):
-            ok = used[i] <= avail[i]
-            ax.barh(i, avail[i], color="#dddddd", label="available" if i == 0 else None)
-            ax.barh(i, used[i], height=0.5, color="#4a9a4a" if ok else "#cc4444",
-                    label=("needed: fits" if ok else "needed: does NOT fit"))
-            ax.text(used[i], i, f" {used[i]:.0f}{' ok' if ok else ' NO'}", va="center", fontsize=8)
-        ax.set_yticks([0, 1], kinds)
-        ax.set_xlim(0, max(max(avail), max(used)) * 1.25)
-        ax.set_xlabel("KiB")
-        ax.set_title(f"{b['name']}: {'fits' if b['fits'] else 'does NOT fit'}", fontsize=9)
-        ax.legend(fontsize=6, loc="lower right")
-    fig.suptitle(f"{r.get('run', '')} L={r.get('max_length', '?')}: arena {r['recommended_arena_bytes']:,} B, "
-                 f"model {r['model_bytes']:,} B", fontsize=10)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
 
 
 def measure_arena(data: bytes, *, info: dict | None = None, tokenizer_bytes: int | None = None,
@@ -510,7 +225,8 @@ def measure_arena(data: bytes, *, info: dict | None = None, tokenizer_bytes: int
         "persistent_copies": persistent_copies(graph),
         "largest_tensors": largest_tensors(graph, names=names),
         "memory_plan": info.get("plan"),
-        "graph_options": GraphOptionsLabel(info.get("options")),
+        "graph_options": DeployForm.from_record(info["options"]).label() if info.get("options") else
+        "unknown (model converted before graph options were recorded)",
         "macs": m["total"],
         "macs_per_op": m["per_op"],
         "host_latency_ms": host_latency_ms(data, host),
@@ -526,7 +242,8 @@ def write_report(directory, report: dict[str, Any]) -> None:
     directory = Path(directory)
     png = report_plot(report)
     atomic_write_text(directory / layout.ARENA_JSON, json.dumps(report, indent=2) + "\n")
-    atomic_write_text(directory / layout.ARENA_MD, report_markdown(report))
+    atomic_write_text(directory / layout.ARENA_MD,
+                      report_markdown(report, TFLM_RUNTIME_FLASH_BYTES, TFLM_RUNTIME_RAM_BYTES))
     atomic_write_bytes(directory / layout.ARENA_PNG, png)
 
 
@@ -553,14 +270,6 @@ def arena_report(run_dir, *, write: bool = True) -> dict[str, Any]:
     return report
 
 
-def GraphOptionsLabel(options: dict | None) -> str:  # noqa: N802 - reads as the label it returns
-    if not options:
-        return "unknown (model converted before graph options were recorded)"
-    on = [k if v is True else f"{k}={v}" for k, v in options.items() if v and not (k == "query_blocks" and v == 1)]
-    return ", ".join(on) if on else "none"
-
-
-__all__ = ["minimal_arena", "arena_report", "measure_arena", "write_report", "arena_works", "recorded_allocations", "BOARDS", "BOARD_KEYS",
-           "ArenaProbe", "arena_budget_for", "board", "board_fit", "margin_for", "cmsis_nn_scratch", "peak_tensors",
+__all__ = ["arena_report", "measure_arena", "write_report", "BOARDS", "BOARD_KEYS", "arena_budget_for", "table_bytes", "board", "board_fit", "margin_for", "cmsis_nn_scratch", "peak_tensors",
            "pointer_savings", "recommended_arena", "host_arena",
            "persistent_copies", "TFLM_RUNTIME_FLASH_BYTES", "TFLM_RUNTIME_RAM_BYTES"]

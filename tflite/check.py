@@ -14,17 +14,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from embbert.core import layout
 from embbert.core.config import EmbBertConfig
 from embbert.core.errors import EmbBertError
 from embbert.core.files import atomic_write_text
 
+from embbert.datasets.metrics import compute_metric
 from embbert.datasets.pipeline import encoded_split
 
-from .convert import captured_stderr, load_tflite
 from .graph import read_graph
-
+from .runtime import captured_stderr, load_tflite, tflm_interpreter
 
 
 def _check_inputs(token_ids, segment_ids) -> tuple[np.ndarray, np.ndarray]:
@@ -37,8 +38,6 @@ def _check_inputs(token_ids, segment_ids) -> tuple[np.ndarray, np.ndarray]:
 
 def tflite_predict(tflite_bytes: bytes, token_ids, segment_ids) -> np.ndarray:
     """int8 logits [N, C] of the model in the TFLite interpreter (reference kernels)."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
     tok, seg = _check_inputs(token_ids, segment_ids)
     read_graph(tflite_bytes)  # clear error on a corrupt buffer
     try:
@@ -64,25 +63,6 @@ def tflite_predict(tflite_bytes: bytes, token_ids, segment_ids) -> np.ndarray:
         interp.invoke()
         outs.append(interp.get_tensor(out_idx).reshape(-1).copy())
     return np.stack(outs) if outs else np.zeros((0, 0), np.int8)
-
-
-def tflm_interpreter(tflite_bytes: bytes, arena_size: int | None = None, recording: bool = True):
-    """A TFLM interpreter (RuntimeError from TFLM becomes EmbBertError; its log is captured)."""
-    from tflite_micro.python.tflite_micro import runtime
-
-    read_graph(tflite_bytes)
-    cfg = runtime.InterpreterConfig.kAllocationRecording if recording else runtime.InterpreterConfig.kPreserveAllTensors
-    with captured_stderr() as log:
-        try:
-            return runtime.Interpreter.from_bytes(bytes(tflite_bytes), arena_size=arena_size,
-                                                  intrepreter_config=cfg)
-        except RuntimeError as exc:
-            err = exc
-    detail = next((line.strip() for line in log if "missing" in line or "Failed" in line), "")
-    if arena_size is not None and "allocate" in (str(err) + detail):
-        raise EmbBertError(f"tensor arena of {arena_size} bytes is too small for the model"
-                           + (f" ({detail})" if detail else ""))
-    raise EmbBertError(f"TFLM cannot load the model: {err}" + (f" ({detail})" if detail else ""))
 
 
 def tflm_predict(tflite_bytes: bytes, token_ids, segment_ids, arena_size: int | None = None) -> np.ndarray:
@@ -119,8 +99,6 @@ def compare_interpreters(tflite_bytes: bytes, token_ids, segment_ids, labels, me
                          regression: bool) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """The int8 model in the TFLite interpreter and in TFLM on encoded examples: ({"int8_tflite": {metric,
     seconds}, "int8_tflm": ...}, the TFLM-vs-TFLite agreement). What `embbert check` and `embbert.check` run."""
-    from embbert.datasets.metrics import compute_metric
-
     scale, zp = output_quantization(tflite_bytes)
     results: dict[str, dict[str, Any]] = {}
 
@@ -159,8 +137,7 @@ def check_run(run_dir, *, max_examples: int | None = None) -> dict[str, Any]:
     tok, seg, labels, spec = encoded_split(run_dir, config, "test", max_examples)
     regression = config.regression
 
-    from embbert.datasets.metrics import compute_metric
-    from embbert.keras_model.model import load_model
+    from embbert.keras_model.model import load_model  # lazy: TensorFlow
 
     results: dict[str, dict[str, Any]] = {}
     x = {"token_ids": tok, "segment_ids": seg}
@@ -201,4 +178,4 @@ def format_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["check_run", "compare_interpreters", "output_quantization", "tflite_predict", "tflm_predict", "tflm_interpreter", "format_table"]
+__all__ = ["check_run", "compare_interpreters", "output_quantization", "tflite_predict", "tflm_predict", "format_table"]

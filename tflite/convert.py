@@ -16,27 +16,29 @@ model is validated before anything is written.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
+import logging
 import re
-import tempfile
-from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
+import flatbuffers
 import numpy as np
 
 from embbert.core import layout
-from embbert.core.config import EmbBertConfig
+from embbert.core.config import DEFAULTS, EmbBertConfig
 from embbert.core.errors import EmbBertError
 from embbert.core.files import atomic_write_bytes, atomic_write_text
 
 from embbert.datasets.pipeline import encoded_split
+from embbert.keras_model.forms import DEFAULT, DeployForm
 
-from .graph import FLOAT_TYPES, Graph, layer_of, op_layer, read_graph, schema
+from .arena import recommended_arena
+from .graph import FLOAT_TYPES, Graph, macs, op_layer, read_graph, schema
 from .planner import offline_plan, schedule_ops
+from .probe import minimal_arena
+from .runtime import captured_stderr
 
 
 #: Operators with an int8 kernel in TensorFlow Lite Micro (../shared/reference/deployment.md).
@@ -130,26 +132,6 @@ def validate_for_tflm(tflite_bytes: bytes) -> list[str]:
 # --------------------------------------------------------------------------
 # conversion
 # --------------------------------------------------------------------------
-@contextlib.contextmanager
-def captured_stderr() -> Iterator[list[str]]:
-    """Redirect the C-level stderr (fd 2) into a list of lines (the converter's log noise)."""
-    import sys
-
-    lines: list[str] = []
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as tmp:
-        os.dup2(tmp.fileno(), 2)
-        try:
-            yield lines
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            lines.extend(tmp.read().decode("utf-8", "replace").splitlines())
-
-
 def _converter_error(exc: Exception, log: list[str]) -> str:
     text = "\n".join([str(exc)] + log)
     errors = [m.group(1).strip() for m in re.finditer(r"error: (.*)", text)]
@@ -158,8 +140,6 @@ def _converter_error(exc: Exception, log: list[str]) -> str:
 
 
 def _convert(converter, what: str) -> bytes:
-    import logging
-
     absl = logging.getLogger("absl")
     tf_log = logging.getLogger("tensorflow")
     levels = (absl.level, tf_log.level)
@@ -183,7 +163,7 @@ def _convert(converter, what: str) -> bytes:
 
 def convert_keras(deploy_model, representative=None) -> bytes:
     """TFLite conversion of a deployable Keras model: full int8 with `representative`, else float32."""
-    from embbert.keras_model._tf import tf
+    from embbert.keras_model._tf import tf  # lazy: TensorFlow
 
     conv = tf.lite.TFLiteConverter.from_keras_model(deploy_model)
     if representative is not None:
@@ -195,70 +175,24 @@ def convert_keras(deploy_model, representative=None) -> bytes:
     return _convert(conv, "float32 model")
 
 
-@dataclass(frozen=True)
-class GraphOptions:
-    """How the deployed int8 graph is built (docs/memory.md has the bytes of each lever).
-
-    transposed_keys: the context matmul reads a pre-transposed y (no persistent transposed copy
-      per BATCH_MATMUL in TFLM); first_token_only: the last encoder layer computes position 0
-      only; strip_names: tensor names (but the inputs' and outputs') and signature strings
-      removed, the names kept in model_int8.names.json; offline_plan: TFLM's
-      `OfflineMemoryAllocation` metadata (the best of several first-fit orders), written only
-      where TFLM's measured minimal arena is smaller with it than without; causal_valid: the
-      causal convolution as k-1 zero steps (a PAD, filled with the zero point: no constant in flash)
-      + a VALID convolution with the k trained taps instead of a SAME convolution with k-1 zero taps
-      (half the CMSIS-NN scratch, one more (L+k-1) x d buffer while it runs); query_blocks: the attention of every layer but a
-      token-0 one in that many query row blocks (one block's scores alive at a time);
-      constant_positions: the position path's (L, d) output as an int8 constant in flash instead of
-      a FULLY_CONNECTED computed on every inference (docs/memory.md measures both); schedule: the
-      operators reordered (`planner.schedule_ops`: each moved to just before its first reader where
-      that lowers the live bytes; same operators, outputs bit-identical)."""
-    transposed_keys: bool = True
-    first_token_only: bool = True
-    strip_names: bool = True
-    offline_plan: bool = True
-    causal_valid: bool = True
-    query_blocks: int = 1
-    constant_positions: bool = False
-    schedule: bool = True
-
-    def label(self) -> str:
-        on = [k if v is True else f"{k}={v}" for k, v in asdict(self).items() if v and not (k == "query_blocks" and v == 1)]
-        return "+".join(on) if on else "none"
-
-
-DEFAULT_OPTIONS = GraphOptions()
-
-
-def exact(options: GraphOptions) -> bool:
-    """True where the graph gives the logits of the default graph bit for bit (query blocks and the
-    position constant re-round intermediate values: measured, not exact; docs/memory.md)."""
-    return options.query_blocks == 1 and not options.constant_positions
-
-
-PREVIOUS_GRAPH = GraphOptions(False, False, False, False, False, 1, schedule=False)  # the graph before issue 12
 QUERY_BLOCKS = 4  # tried from L >= 128, where the L x L scores make the peak (docs/memory.md)
 CONSTANT_POSITIONS_UP_TO = 128  # the position constant is tried up to this L (at L=256 it saved 224 B of arena)
 
 
-def build_int8(qat, config: EmbBertConfig, representative, options: GraphOptions) -> tuple[bytes, dict]:
-    """Convert, validate and finalise one deployed int8 graph: (bytes, info)."""
-    from embbert.keras_model.model import build_deploy_model
+def build_int8(qat, config: EmbBertConfig, representative, form: DeployForm) -> tuple[bytes, dict]:
+    """Convert, validate and finalise one deployed int8 graph in `form`: (bytes, info)."""
+    from embbert.keras_model.model import build_deploy_model  # lazy: TensorFlow
 
-    deploy = build_deploy_model(qat, config, transposed_keys=options.transposed_keys,
-                                first_token_only=options.first_token_only, causal_valid=options.causal_valid,
-                                query_blocks=options.query_blocks, constant_positions=options.constant_positions)
+    deploy = build_deploy_model(qat, config, form=form)
     raw = convert_keras(deploy, representative)
     validate_for_tflm(raw)  # on the named graph: messages name tensors and layers
     schedule = None
-    if options.schedule:
+    if form.schedule:
         raw, schedule = reorder_ops(raw)
-    data, info = finalize_model(raw, plan=False, strip_names=options.strip_names)
-    if options.offline_plan:
+    data, info = finalize_model(raw, plan=False, strip_names=form.strip_names)
+    if form.offline_plan:
         # Measured, not simulated: TFLM's arena with and without the offline plan; the smaller one is kept.
-        from .arena import minimal_arena
-
-        planned, pinfo = finalize_model(raw, plan=True, strip_names=options.strip_names)
+        planned, pinfo = finalize_model(raw, plan=True, strip_names=form.strip_names)
         without, with_plan = minimal_arena(data), minimal_arena(planned)
         pinfo["plan"].update(tflm_min_arena_without_plan=without, tflm_min_arena_with_plan=with_plan,
                              written=with_plan < without)
@@ -268,15 +202,12 @@ def build_int8(qat, config: EmbBertConfig, representative, options: GraphOptions
             info["plan"] = pinfo["plan"]
     if schedule is not None:
         info["schedule"] = schedule
-    info["options"] = asdict(options)
+    info["options"] = form.record()
     return data, info
 
 
 def _measure(data: bytes, info: dict) -> tuple[int, int, int]:
     """(MACs, recommended arena, minimal arena) of a candidate; recorded in info["arena"]."""
-    from .arena import minimal_arena, recommended_arena
-    from .graph import macs
-
     graph = read_graph(data)
     minimum = minimal_arena(data)
     recommended = recommended_arena(minimum, graph)
@@ -294,23 +225,23 @@ def _smallest_arena(candidates: list[tuple[bytes, dict]]) -> tuple[bytes, dict]:
 
 
 def _budget_choice(candidates: list[tuple[bytes, dict]], budget: int) -> tuple[bytes, dict]:
-    """The candidate whose recommended arena fits `budget`: exact graphs (`exact`) first, then the
+    """The candidate whose recommended arena fits `budget`: exact forms (`DeployForm.exact`) first, then the
     fewest MACs, then the smallest arena; else EmbBertError naming the smallest reachable arena."""
     rows = []
     for data, info in candidates:
         m, recommended, minimum = _measure(data, info)
         info["arena"]["budget_bytes"] = budget
         rows.append((m, recommended, minimum, data, info))
-    fitting = sorted((r for r in rows if r[1] <= budget), key=lambda r: (not exact(GraphOptions(**r[4]["options"])), r[0], r[1]))
+    fitting = sorted((r for r in rows if r[1] <= budget), key=lambda r: (not DeployForm.from_record(r[4]["options"]).exact, r[0], r[1]))
     if not fitting:
         best = min(rows, key=lambda r: r[1])
         raise EmbBertError(f"no graph fits an arena budget of {budget} bytes: the smallest reachable recommended "
-                           f"arena is {best[1]} bytes (minimum {best[2]} + margin {best[1] - best[2]}, options "
-                           f"{GraphOptions(**best[4]['options']).label()}); shorten --max-length or raise the budget")
+                           f"arena is {best[1]} bytes (minimum {best[2]} + margin {best[1] - best[2]}, form "
+                           f"{DeployForm.from_record(best[4]['options']).label()}); shorten --max-length or raise the budget")
     return fitting[0][3], fitting[0][4]
 
 
-def convert_qat(qat, config: EmbBertConfig, token_ids, segment_ids, *, options: GraphOptions | None = None,
+def convert_qat(qat, config: EmbBertConfig, token_ids, segment_ids, *, form: DeployForm = DEFAULT,
                 arena_budget: int | None = None) -> tuple[bytes, dict]:
     """The deployed full-int8 FlatBuffer of a QAT classifier: (bytes, info). What `embbert convert` and
     `embbert.convert` both run.
@@ -321,7 +252,7 @@ def convert_qat(qat, config: EmbBertConfig, token_ids, segment_ids, *, options: 
     also with the attention in QUERY_BLOCKS query blocks, up to L=128 also with the position
     constant (neither bit-identical: used only when no exact graph fits), are measured; the exact one
     with the fewest MACs whose recommended arena (minimum + margin) fits is kept, or EmbBertError names
-    the smallest reachable arena. `info` holds the tensor names, the memory plan and the options."""
+    the smallest reachable arena. `info` holds the tensor names, the memory plan and the form (`options`)."""
     if arena_budget is not None and arena_budget < 1:
         raise EmbBertError(f"arena budget must be a positive number of bytes, got {arena_budget}")
     tok = np.asarray(token_ids, dtype=np.int32)
@@ -336,35 +267,31 @@ def convert_qat(qat, config: EmbBertConfig, token_ids, segment_ids, *, options: 
         for i in range(tok.shape[0]):
             yield {"token_ids": tok[i:i + 1], "segment_ids": seg[i:i + 1]}
 
-    options = options or DEFAULT_OPTIONS
     # The two forms of the causal convolution trade CMSIS-NN scratch for a padded buffer: which one
     # needs less arena depends on where the peak is, so both are converted and measured.
-    tries = [options]
-    if options.transposed_keys:
-        tries.append(replace(options, causal_valid=not options.causal_valid))
+    tries = [form]
+    if form.transposed_keys:
+        tries.append(form.but(causal_valid=not form.causal_valid))
         # Not bit-identical (docs/memory.md): only when a budget asks for them, and only if nothing exact fits.
-        if arena_budget is not None and config.max_length >= 128 and options.query_blocks == 1:
-            tries += [replace(o, query_blocks=QUERY_BLOCKS) for o in list(tries)]
-        if arena_budget is not None and config.max_length <= CONSTANT_POSITIONS_UP_TO and not options.constant_positions:
+        if arena_budget is not None and config.max_length >= 128 and form.query_blocks == 1:
+            tries += [f.but(query_blocks=QUERY_BLOCKS) for f in list(tries)]
+        if arena_budget is not None and config.max_length <= CONSTANT_POSITIONS_UP_TO and not form.constant_positions:
             # the (L, d) position constant: one L x d buffer less where the embedder holds the peak, for
             # L x d - (L + d) x r more bytes of flash
-            tries += [replace(o, constant_positions=True) for o in list(tries)]
+            tries += [f.but(constant_positions=True) for f in list(tries)]
     if arena_budget is None:
         return _smallest_arena([build_int8(qat, config, representative, o) for o in tries])
     return _budget_choice([build_int8(qat, config, representative, o) for o in tries], arena_budget)
 
 
-def convert_float(model, config: EmbBertConfig, options: GraphOptions) -> bytes:
-    """The float32 FlatBuffer of a float classifier's deployed graph with the same options (for comparison)."""
-    from embbert.keras_model.model import build_deploy_model
+def convert_float(model, config: EmbBertConfig, form: DeployForm) -> bytes:
+    """The float32 FlatBuffer of a float classifier's deployed graph in the same form (for comparison)."""
+    from embbert.keras_model.model import build_deploy_model  # lazy: TensorFlow
 
-    return convert_keras(build_deploy_model(model, config, transposed_keys=options.transposed_keys,
-                                            first_token_only=options.first_token_only,
-                                            causal_valid=options.causal_valid, query_blocks=options.query_blocks,
-                                            constant_positions=options.constant_positions))
+    return convert_keras(build_deploy_model(model, config, form=form))
 
 
-def convert_run(run_dir, *, max_calibration: int = 200, float32: bool = True, options: GraphOptions | None = None,
+def convert_run(run_dir, *, max_calibration: int = DEFAULTS.max_calibration, float32: bool = True, form: DeployForm = DEFAULT,
                 arena_budget: int | None = None) -> dict[str, Any]:
     """Write RUN_DIR/model_int8.tflite (validated for TFLM) and RUN_DIR/model_float32.tflite.
 
@@ -374,7 +301,7 @@ def convert_run(run_dir, *, max_calibration: int = 200, float32: bool = True, op
     if not run_dir.is_dir():
         raise EmbBertError(f"{run_dir}: not a directory (expected a run directory from `embbert train`)")
     config = EmbBertConfig.load(run_dir)
-    from embbert.keras_model.model import load_model
+    from embbert.keras_model.model import load_model  # lazy: TensorFlow
 
     if not (run_dir / layout.QAT_WEIGHTS).is_file():
         raise EmbBertError(f"{run_dir}: no QAT model ({layout.QAT_WEIGHTS}); run `embbert train` first")
@@ -384,12 +311,12 @@ def convert_run(run_dir, *, max_calibration: int = 200, float32: bool = True, op
         raise EmbBertError(f"arena budget must be a positive number of bytes, got {arena_budget}")
     tok, seg, _, _ = encoded_split(run_dir, config, "train", max_calibration)
     qat = load_model(run_dir, qat=True, config=config)
-    int8, info = convert_qat(qat, config, tok, seg, options=options, arena_budget=arena_budget)
-    options = GraphOptions(**info["options"])
+    int8, info = convert_qat(qat, config, tok, seg, form=form, arena_budget=arena_budget)
+    form = DeployForm.from_record(info["options"])
     ops = read_graph(int8).op_names
     float_bytes = None
     if float32:
-        float_bytes = convert_float(load_model(run_dir, qat=False, config=config), config, options)
+        float_bytes = convert_float(load_model(run_dir, qat=False, config=config), config, form)
     atomic_write_bytes(run_dir / layout.INT8_MODEL, int8)
     atomic_write_bytes(run_dir / layout.INT8_SHA256, f"{hashlib.sha256(int8).hexdigest()}  {layout.INT8_MODEL}\n".encode())
     atomic_write_text(run_dir / layout.TENSOR_NAMES, json.dumps(info, indent=1) + "\n")
@@ -434,8 +361,6 @@ OFFLINE_PLAN_METADATA = "OfflineMemoryAllocation"  # micro_allocation_info.cc, k
 def _pack(model) -> bytes:
     """Serialise a schema ModelT with every byte vector (weight buffers) 16-byte aligned, as the
     converter leaves them (int32 biases and int8 weights are read in place by TFLM)."""
-    import flatbuffers
-
     class AlignedBuilder(flatbuffers.Builder):
         def StartVector(self, elemSize, numElems, alignment):  # noqa: N802, N803 - flatbuffers' names
             return super().StartVector(elemSize, numElems, max(alignment, 16) if elemSize == 1 else alignment)
@@ -503,19 +428,5 @@ def _name(x) -> str:
     return x.decode() if isinstance(x, (bytes, bytearray)) else str(x or "")
 
 
-def load_tflite(path) -> bytes:
-    """Bytes of a .tflite file, checked to be a TFLite FlatBuffer."""
-    path = Path(path)
-    if not path.is_file():
-        raise EmbBertError(f"{path}: not found; run `embbert convert RUN_DIR` first")
-    data = path.read_bytes()
-    try:
-        read_graph(data)
-    except EmbBertError as exc:
-        raise EmbBertError(f"{path}: {exc}") from None
-    return data
-
-
-__all__ = ["TFLM_INT8_OPS", "GraphOptions", "DEFAULT_OPTIONS",
-           "PREVIOUS_GRAPH", "build_int8", "convert_qat", "convert_float", "finalize_model", "tensor_names", "convert_run", "validate_for_tflm", "load_tflite",
-           "convert_keras", "layer_of", "captured_stderr"]
+__all__ = ["TFLM_INT8_OPS", "build_int8", "convert_qat", "convert_float", "finalize_model", "reorder_ops", "tensor_names",
+           "convert_run", "validate_for_tflm", "convert_keras"]

@@ -18,6 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from embbert.core.boards import BOARDS as REGISTRY
+
+from .graph import macs, op_macs
+
 
 @dataclass(frozen=True)
 class Board:
@@ -46,8 +50,6 @@ _ASSUMPTIONS = {
 
 
 def _boards() -> tuple[Board, ...]:
-    from embbert.core.boards import BOARDS as REGISTRY
-
     return tuple(Board(f"{b['name']} ({_ASSUMPTIONS[b['key']][0]})", float(b["mhz"]), *_ASSUMPTIONS[b["key"]][1:])
                  for b in REGISTRY if b["key"] in _ASSUMPTIONS)
 
@@ -97,8 +99,6 @@ def board_estimates(instructions: dict[str, int | None]) -> list[dict[str, Any]]
 def graph_work(graph) -> dict[str, int]:
     """Work per operator type of a graph (`tflite.graph.Graph`): MACs for the matrix operators, input
     elements for MEAN, output elements for the rest."""
-    from .graph import op_macs
-
     work: dict[str, int] = {}
     for op in graph.ops:
         if op.name in MAC_OPS:
@@ -136,8 +136,6 @@ def estimate_graph(graph) -> dict[str, Any]:
                for k, coef in INSTRUCTIONS_PER_UNIT.items()}
     counts = {k: sum(v.values()) for k, v in per_tag.items()}
     counts["esp-nn-like"] = esp_nn_like(per_tag)
-    from .graph import macs
-
     return {"instructions": counts, "per_op_cmsis_nn": dict(sorted(per_tag["cmsis-nn"].items(), key=lambda kv: -kv[1])),
             "unmeasured_ops": sorted(t for t in work if t not in INSTRUCTIONS_PER_UNIT["cmsis-nn"]),
             "macs_per_op": macs(graph)["per_op"], "boards": board_estimates(counts),

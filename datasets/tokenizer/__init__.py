@@ -18,7 +18,7 @@ from __future__ import annotations
 from .bpe import BpeTokenizer, as_tokenizer, load_tokenizer, read_vocab_and_merges, train_tokenizer
 from .ctables import (
     GENERATED_HEADER, NORM_RANGES, TokenizerTables, build_tokenizer_tables, char_classes, context_sensitive,
-    normalisation_map, tokenizer_sources,
+    normalisation_map, table_flash_bytes, tokenizer_sources,
 )
 from .packing import (
     check_length, encode_texts, pack, pack_batch, pack_sequences, packing_stats, segment_ids_from_token_ids,
@@ -43,6 +43,6 @@ __all__ = [
     "check_length", "truncate_pair", "pack_batch", "pack", "segment_ids_from_token_ids", "encode_texts",
     "pack_sequences", "packing_stats",
     # ctables
-    "TokenizerTables", "build_tokenizer_tables", "tokenizer_sources", "normalisation_map", "context_sensitive",
+    "TokenizerTables", "build_tokenizer_tables", "tokenizer_sources", "table_flash_bytes", "normalisation_map", "context_sensitive",
     "char_classes", "NORM_RANGES", "GENERATED_HEADER",
 ]

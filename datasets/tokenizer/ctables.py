@@ -15,6 +15,9 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
+import regex
+from tokenizers import Tokenizer
+
 from embbert.core.errors import EmbBertError
 
 from .bpe import read_vocab_and_merges
@@ -39,8 +42,6 @@ GENERATED_HEADER = (
 
 def _normalizer(tokenizer_dir: Path):
     """The normaliser saved in tokenizer.json, else the spec's."""
-    from tokenizers import Tokenizer
-
     path = tokenizer_dir / TOKENIZER_FILE
     if path.is_file():
         tok = Tokenizer.from_file(str(path))
@@ -100,8 +101,6 @@ def char_classes() -> list[tuple[int, int]]:
 
     `regex` (newer Unicode) and `unicodedata` (older) agree on almost every code
     point; where they differ, the tokenizers pre-tokeniser is asked directly."""
-    import regex
-
     pre = build_byte_level()
     rx_l, rx_n, rx_s = regex.compile(r"\p{L}"), regex.compile(r"\p{N}"), regex.compile(r"\s")
     classes: dict[int, int] = {}
@@ -214,8 +213,13 @@ def _c_array(ctype: str, name: str, values, per_line: int = 12, fmt=str) -> str:
     return f"const {ctype} {name}[] = {{\n{body}\n}};\n"
 
 
-def tokenizer_sources(t: TokenizerTables, source: str) -> tuple[str, str]:
-    """embbert_tokenizer_tables.h and .c of the tables; `source` names them in the generated header."""
+#: bytes per element of the C types the tables are written in
+C_TYPE_BYTES = {"uint8_t": 1, "uint16_t": 2, "uint32_t": 4}
+
+
+def _c_tables(t: TokenizerTables) -> tuple[list[tuple], int]:
+    """The C arrays of the tables, in file order: (C type, name, values, per line, format), and the
+    longest normalisation output in characters."""
     pool = bytearray()
     cps, offsets = [], []
     max_out = 3  # Hangul
@@ -226,6 +230,29 @@ def tokenizer_sources(t: TokenizerTables, source: str) -> tuple[str, str]:
         offsets.append(len(pool))
         pool += o
         max_out = max(max_out, len(o.decode("utf-8")))
+    hexw = lambda v: f"0x{v:08X}"  # noqa: E731
+    return [
+        ("uint16_t", "kEmbBertTokByteIds", t.byte_ids, 16, str),
+        ("uint32_t", "kEmbBertTokMergePairs", [(l << 16) | r for l, r, _, _ in t.merges], 8, hexw),
+        ("uint16_t", "kEmbBertTokMergeIds", [m[2] for m in t.merges], 16, str),
+        ("uint16_t", "kEmbBertTokMergeRanks", [m[3] for m in t.merges], 16, str),
+        ("uint32_t", "kEmbBertTokNormCps", cps, 8, hexw),
+        ("uint16_t", "kEmbBertTokNormOffsets", offsets, 16, str),
+        ("uint8_t", "kEmbBertTokNormPool", list(pool), 16, lambda v: f"0x{v:02X}"),
+        ("uint32_t", "kEmbBertTokDropRanges", [v for r in t.drop_ranges for v in r], 8, hexw),
+        ("uint32_t", "kEmbBertTokClassStarts", [s | (k << 24) for s, k in t.classes], 8, hexw),
+    ], max_out
+
+
+def table_flash_bytes(t: TokenizerTables) -> int:
+    """Flash of the arrays `tokenizer_sources` writes (an empty array holds one 0)."""
+    arrays, _ = _c_tables(t)
+    return sum(C_TYPE_BYTES[ctype] * max(len(values), 1) for ctype, _, values, _, _ in arrays)
+
+
+def tokenizer_sources(t: TokenizerTables, source: str) -> tuple[str, str]:
+    """embbert_tokenizer_tables.h and .c of the tables; `source` names them in the generated header."""
+    arrays, max_out = _c_tables(t)
     hdr = GENERATED_HEADER.format(source=source)
     h = hdr + f"""#ifndef EMBBERT_TOKENIZER_TABLES_H_
 #define EMBBERT_TOKENIZER_TABLES_H_
@@ -275,19 +302,11 @@ extern const uint32_t kEmbBertTokClassStarts[];
 
 #endif /* EMBBERT_TOKENIZER_TABLES_H_ */
 """
-    hexw = lambda v: f"0x{v:08X}"  # noqa: E731
     c = hdr + '#include "embbert_tokenizer_tables.h"\n\n'
-    c += _c_array("uint16_t", "kEmbBertTokByteIds", t.byte_ids, 16)
-    c += _c_array("uint32_t", "kEmbBertTokMergePairs", [(l << 16) | r for l, r, _, _ in t.merges], 8, hexw)
-    c += _c_array("uint16_t", "kEmbBertTokMergeIds", [m[2] for m in t.merges], 16)
-    c += _c_array("uint16_t", "kEmbBertTokMergeRanks", [m[3] for m in t.merges], 16)
-    c += _c_array("uint32_t", "kEmbBertTokNormCps", cps, 8, hexw)
-    c += _c_array("uint16_t", "kEmbBertTokNormOffsets", offsets, 16)
-    c += _c_array("uint8_t", "kEmbBertTokNormPool", list(pool), 16, lambda v: f"0x{v:02X}")
-    c += _c_array("uint32_t", "kEmbBertTokDropRanges", [v for r in t.drop_ranges for v in r], 8, hexw)
-    c += _c_array("uint32_t", "kEmbBertTokClassStarts", [s | (k << 24) for s, k in t.classes], 8, hexw)
+    for ctype, name, values, per_line, fmt in arrays:
+        c += _c_array(ctype, name, values, per_line, fmt)
     return h, c
 
 
-__all__ = ["TokenizerTables", "build_tokenizer_tables", "tokenizer_sources", "normalisation_map",
+__all__ = ["TokenizerTables", "build_tokenizer_tables", "tokenizer_sources", "table_flash_bytes", "C_TYPE_BYTES", "normalisation_map",
            "context_sensitive", "char_classes", "bytes_to_unicode", "NORM_RANGES", "GENERATED_HEADER"]

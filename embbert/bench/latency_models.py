@@ -35,7 +35,8 @@ def synthetic_int8(preset: str, length: int, *, seed: int = 0, calibration: int 
     from embbert.keras_model._tf import tf
     from embbert.keras_model.model import build_classifier
     from embbert.keras_model.quantize import quantize_model
-    from embbert.tflite.convert import DEFAULT_OPTIONS, _smallest_arena, build_int8
+    from embbert.keras_model.forms import DEFAULT
+    from embbert.tflite.convert import _smallest_arena, build_int8
 
     config = EmbBertConfig.create(preset, length, task=None, num_labels=SYNTHETIC_LABELS)
     tf.keras.utils.set_random_seed(seed)
@@ -57,9 +58,9 @@ def synthetic_int8(preset: str, length: int, *, seed: int = 0, calibration: int 
             yield {"token_ids": tok[i:i + 1], "segment_ids": seg[i:i + 1]}
 
     if causal_valid is None:
-        tries = [DEFAULT_OPTIONS, replace(DEFAULT_OPTIONS, causal_valid=not DEFAULT_OPTIONS.causal_valid)]
+        tries = [DEFAULT, replace(DEFAULT, causal_valid=not DEFAULT.causal_valid)]
     else:
-        tries = [replace(DEFAULT_OPTIONS, causal_valid=causal_valid)]
+        tries = [replace(DEFAULT, causal_valid=causal_valid)]
     data, info = _smallest_arena([build_int8(qat, config, representative, o) for o in tries])
     info["synthetic"] = {"preset": preset, "length": length, "seed": seed, "weights": "random (Keras initialisers)",
                          "calibration": f"{calibration} random token sequences"}
@@ -85,7 +86,8 @@ def write_run_forms(run_dir, out_root, *, max_calibration: int = 200) -> list[Pa
     either form of the causal convolution). Same weights and calibration, so the logits can be compared."""
     from embbert.datasets.pipeline import encoded_split
     from embbert.keras_model.model import load_model
-    from embbert.tflite.convert import DEFAULT_OPTIONS, PREVIOUS_GRAPH, build_int8
+    from embbert.keras_model.forms import DEFAULT, PLAIN
+    from embbert.tflite.convert import build_int8
 
     run_dir = Path(run_dir)
     config = EmbBertConfig.load(run_dir)
@@ -96,8 +98,8 @@ def write_run_forms(run_dir, out_root, *, max_calibration: int = 200) -> list[Pa
             yield {"token_ids": tok[i:i + 1], "segment_ids": seg[i:i + 1]}
 
     qat = load_model(run_dir, qat=True, config=config)
-    forms = {"before-issue-12": PREVIOUS_GRAPH, "same": replace(DEFAULT_OPTIONS, causal_valid=False),
-             "valid": replace(DEFAULT_OPTIONS, causal_valid=True)}
+    forms = {"before-issue-12": PLAIN, "same": replace(DEFAULT, causal_valid=False),
+             "valid": replace(DEFAULT, causal_valid=True)}
     written = []
     for form, options in forms.items():
         data, info = build_int8(qat, config, representative, options)

@@ -9,6 +9,24 @@ from embbert.core import preflight
 from embbert.core import layout
 from embbert.core.args import positive_int
 from embbert.core.config import EmbBertConfig
+from embbert.keras_model.forms import PLAIN
+
+#: docs/memory.md's rows: the levers added one by one to the plain graph (the operator order last).
+_LEVERS = PLAIN.but(transposed_keys=True, first_token_only=True, causal_valid=True, strip_names=True, offline_plan=True)
+LEVERS = [
+    ("plain graph (training form, batch 1)", PLAIN),
+    ("+ context on pre-transposed keys", PLAIN.but(transposed_keys=True)),
+    ("+ last layer on token 0", PLAIN.but(transposed_keys=True, first_token_only=True)),
+    ("+ causal conv: zero steps (PAD) + VALID k taps", PLAIN.but(transposed_keys=True, first_token_only=True,
+                                                                 causal_valid=True)),
+    ("+ names stripped", PLAIN.but(transposed_keys=True, first_token_only=True, causal_valid=True, strip_names=True)),
+    ("+ offline memory plan (if it pays)", _LEVERS),
+    ("+ operators reordered (default graph)", _LEVERS.but(schedule=True)),
+    ("+ position path as a constant", _LEVERS.but(schedule=True, constant_positions=True)),
+    ("  same, SAME-padded conv", _LEVERS.but(schedule=True, constant_positions=True, causal_valid=False)),
+    ("+ attention in 4 query blocks", _LEVERS.but(schedule=True, query_blocks=4)),
+    ("  same, SAME-padded conv", _LEVERS.but(schedule=True, query_blocks=4, causal_valid=False)),
+]
 
 
 def lever_table(run_dir, lengths, *, max_calibration: int = 100, out=None) -> list[dict[str, Any]]:
@@ -18,25 +36,12 @@ def lever_table(run_dir, lengths, *, max_calibration: int = 100, out=None) -> li
     import dataclasses
 
     from embbert.datasets.pipeline import encoded_split
-    from embbert.keras_model.model import load_model
-    from embbert.tflite.arena import margin_for, minimal_arena, pointer_savings, recommended_arena, recorded_allocations
-    from embbert.tflite.convert import GraphOptions, build_int8
+    from embbert.keras_model.model import load_model  # lazy: TensorFlow
+    from embbert.tflite.arena import margin_for, pointer_savings, recommended_arena
+    from embbert.tflite.convert import build_int8
     from embbert.tflite.graph import macs, read_graph
+    from embbert.tflite.probe import minimal_arena, recorded_allocations
 
-    def g(*flags, **kw):  # the levers up to the offline plan, without the operator order unless named
-        return GraphOptions(*flags, **{"schedule": False, **kw})
-
-    steps = [("before issue 12", g(False, False, False, False, False)),
-             ("+ context on pre-transposed keys", g(True, False, False, False, False)),
-             ("+ last layer on token 0", g(True, True, False, False, False)),
-             ("+ causal conv: zero steps (PAD) + VALID k taps", g(True, True, False, False, True)),
-             ("+ names stripped", g(True, True, True, False, True)),
-             ("+ offline memory plan (if it pays)", g(True, True, True, True, True)),
-             ("+ operators reordered (default graph)", g(True, True, True, True, True, schedule=True)),
-             ("+ position path as a constant", g(True, True, True, True, True, 1, True, schedule=True)),
-             ("  same, SAME-padded conv", g(True, True, True, True, False, 1, True, schedule=True)),
-             ("+ attention in 4 query blocks", g(True, True, True, True, True, 4, schedule=True)),
-             ("  same, SAME-padded conv", g(True, True, True, True, False, 4, schedule=True))]
     run_dir = Path(run_dir)
     base = EmbBertConfig.load(run_dir)
     rows = []
@@ -49,8 +54,8 @@ def lever_table(run_dir, lengths, *, max_calibration: int = 100, out=None) -> li
                 yield {"token_ids": tok[i:i + 1], "segment_ids": seg[i:i + 1]}
 
         qat = load_model(run_dir, qat=True, config=config)
-        for label, options in steps:
-            data, info = build_int8(qat, config, rep, options)
+        for label, form in LEVERS:
+            data, info = build_int8(qat, config, rep, form)
             graph = read_graph(data)
             minimum = minimal_arena(data)
             rec = recorded_allocations(data, minimum)

@@ -12,7 +12,8 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Mapping
 
 from . import layout
 from .errors import EmbBertError
@@ -20,9 +21,34 @@ from .files import atomic_write_text
 
 CONFIG_FILE = layout.CONFIG
 FORMAT_VERSION = 1
-#: Sequence length L when no value and no task gives one (pretraining, `model summary`, custom tasks);
-#: a registered task has its own default (`embbert.datasets.tasks.TASK_LENGTHS`, `max_length_for`).
-DEFAULT_MAX_LENGTH = 128
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """The defaults every stage falls back to, one table (the commands' help texts read them too)."""
+
+    #: `embbert run`: the task and the model size preset
+    task: str = "emotion"
+    preset: str = "tiny"
+    #: sequence length L when no value and no task gives one (pretraining, `model summary`, custom tasks)
+    max_length: int = 128
+    #: L per registered task (`datasets.tasks.max_length_for`): short single texts 64, pairs 128, long reviews 256
+    task_lengths: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({
+        "imdb": 256, "ag_news": 128, "cyberbullying": 64, "limit": 64, "emotion": 64, "nlu": 64, "snips": 64,
+        "cola": 64, "sst2": 64, "mrpc": 128, "stsb": 128, "qqp": 128, "mnli-m": 128, "mnli-mm": 128,
+        "qnli": 128, "rte": 128, "wnli": 128,
+    }))
+    #: the shipped pretrained preset `--init auto` starts from, per model size: only where it was measured to
+    #: help (docs/presets.md; embbert_en trained emotion more slowly than a start from scratch with the short
+    #: recipe, its model card)
+    pretrained: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({"tiny": "tiny_en"}))
+    #: representative (calibration) examples of the int8 conversion: `embbert convert`, `embbert.convert`
+    max_calibration: int = 200
+
+
+DEFAULTS = Defaults()
+#: Sequence length L when no value and no task gives one (`Defaults.max_length`).
+DEFAULT_MAX_LENGTH = DEFAULTS.max_length
 
 
 @dataclass(frozen=True)
