@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from embbert.core.config import DEFAULT_MAX_LENGTH
+from embbert.core.config import DEFAULT_MAX_LENGTH, DEFAULTS
 from embbert.core.errors import EmbBertError, UsageError
 
 from .metrics import METRICS
@@ -119,12 +119,8 @@ _GLUE = [
        "glue", test="validation"),
 ]
 
-#: Default sequence length per task: short single texts 64, pairs 128, long reviews 256 (others 128).
-TASK_LENGTHS = {
-    "imdb": 256, "ag_news": 128, "cyberbullying": 64, "limit": 64, "emotion": 64, "nlu": 64, "snips": 64,
-    "cola": 64, "sst2": 64, "mrpc": 128, "stsb": 128, "qqp": 128, "mnli-m": 128, "mnli-mm": 128,
-    "qnli": 128, "rte": 128, "wnli": 128,
-}
+#: Default sequence length per task (`embbert.core.config.DEFAULTS`).
+TASK_LENGTHS = DEFAULTS.task_lengths
 TASKS: dict[str, TaskSpec] = {t.name: replace(t, max_length=TASK_LENGTHS.get(t.name, DEFAULT_MAX_LENGTH))
                               for t in _TINYNLP + _GLUE}
 TINYNLP: tuple[str, ...] = tuple(t.name for t in _TINYNLP)

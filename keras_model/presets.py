@@ -11,18 +11,18 @@ minus the MLM head (too large to ship): `config.json`, `tokenizer/`, `backbone.w
 """
 from __future__ import annotations
 
+import json
 import os
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from embbert.core import preflight
-from embbert.core import layout
+import embbert
+from embbert.core import layout, preflight
+from embbert.core.config import DEFAULTS
 from embbert.core.errors import EmbBertError
+from embbert.core.files import atomic_write_text
 
 PRETRAINED_ROOT = Path(__file__).resolve().parent / "pretrained"
-#: The shipped preset that `embbert run --init auto` starts from, per model size: only where it was
-#: measured to help (docs/presets.md). embbert_en is not a default: with the short fine-tuning
-#: recipe it trained emotion more slowly than a start from scratch (its model card).
-DEFAULT_FOR_SIZE = {"tiny": "tiny_en"}
 
 
 def list_presets() -> list[str]:
@@ -32,8 +32,9 @@ def list_presets() -> list[str]:
 
 
 def default_for(size: str) -> str | None:
-    """The shipped pretrained preset for a model size preset, or None when none is shipped."""
-    name = DEFAULT_FOR_SIZE.get(size)
+    """The shipped pretrained preset `--init auto` starts from for a model size preset (`DEFAULTS.pretrained`),
+    or None when none is shipped."""
+    name = DEFAULTS.pretrained.get(size)
     return name if name in list_presets() else None
 
 
@@ -76,10 +77,6 @@ def resolve(name_or_dir: str | os.PathLike) -> Path:
 
 
 def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    import embbert
-
     out = {"embbert": embbert.__version__}
     for dist in ("tensorflow", "tf-keras", "tensorflow-model-optimization", "tokenizers"):
         try:
@@ -100,10 +97,6 @@ def metadata(kind: str, config_preset: str, parameter_count: int | None, **extra
 
 
 def write_metadata(directory: str | os.PathLike, meta: dict) -> Path:
-    import json
-
-    from embbert.core.files import atomic_write_text
-
     path = Path(directory) / layout.PRESET_METADATA
     atomic_write_text(path, json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return path
@@ -112,8 +105,6 @@ def write_metadata(directory: str | os.PathLike, meta: dict) -> Path:
 def read_metadata(directory: str | os.PathLike) -> dict:
     """metadata.json of a preset directory ({} for a directory without one: an `embbert pretrain` output
     or a run directory)."""
-    import json
-
     path = Path(directory) / layout.PRESET_METADATA
     if not path.is_file():
         return {}
@@ -131,8 +122,6 @@ def read_metadata(directory: str | os.PathLike) -> dict:
 
 def write_model_card(directory: str | os.PathLike, title: str, lines: list[str]) -> Path | None:
     """A short generated README.md, unless the folder already has a model card."""
-    from embbert.core.files import atomic_write_text
-
     path = Path(directory) / layout.MODEL_CARD
     if path.is_file():
         return None
