@@ -11,6 +11,9 @@ import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from tokenizers import Tokenizer, decoders, models, trainers
+from tokenizers.pre_tokenizers import ByteLevel
+
 from embbert.core.errors import EmbBertError, UsageError
 from embbert.core.files import check_output_folder, write_folder
 
@@ -41,8 +44,6 @@ def check_out_dir(out_dir: str | os.PathLike, force: bool = False) -> Path:
 
 def _build_encoder(vocab: dict[str, int], merges: list[tuple[str, str]]):
     """A `tokenizers.Tokenizer` with no added tokens: special strings in text stay text."""
-    from tokenizers import Tokenizer, decoders, models
-
     tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token=None, fuse_unk=False))
     tok.normalizer = build_normalizer()
     tok.pre_tokenizer = build_pre_tokenizer()
@@ -81,9 +82,6 @@ def train_tokenizer(
     existing folder keeps its mode). `out_dir` must be new, empty or an earlier tokenizer
     (`is_tokenizer_folder`), unless `force`. Returns `out_dir`.
     """
-    from tokenizers import Tokenizer, models, trainers
-    from tokenizers.pre_tokenizers import ByteLevel
-
     minimum = NUM_SPECIAL_TOKENS + 256
     if not isinstance(vocab_size, int) or vocab_size < minimum:
         raise EmbBertError(f"vocabulary size must be an integer >= {minimum} ({NUM_SPECIAL_TOKENS} specials + "

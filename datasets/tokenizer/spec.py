@@ -6,6 +6,8 @@ on-device C tokenizer in `ctables`) takes these constants and builders from here
 """
 from __future__ import annotations
 
+from tokenizers import Regex, normalizers, pre_tokenizers
+
 PAD_ID = 0
 UNK_ID = 1
 CLS_ID = 2
@@ -38,22 +40,16 @@ PRE_TOKENIZATION = (
 
 def build_normalizer():
     """The `tokenizers` normaliser of NORMALIZATION."""
-    from tokenizers import normalizers
-
     return normalizers.Sequence([normalizers.NFD(), normalizers.StripAccents(), normalizers.Lowercase()])
 
 
 def build_byte_level():
     """The GPT-2 regex split and byte-to-unicode mapping (first step of the pre-tokeniser)."""
-    from tokenizers import pre_tokenizers
-
     return pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
 
 
 def build_pre_tokenizer():
     """The `tokenizers` pre-tokeniser of PRE_TOKENIZATION."""
-    from tokenizers import Regex, pre_tokenizers
-
     return pre_tokenizers.Sequence(
         [build_byte_level(), pre_tokenizers.Split(Regex(f".{{1,{MAX_PIECE_BYTES}}}"), behavior="isolated")]
     )

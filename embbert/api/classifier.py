@@ -18,7 +18,12 @@ from embbert.core import layout
 from embbert.core.config import QUICK_RECIPE, EmbBertConfig
 from embbert.core.errors import EmbBertError
 from embbert.keras_model._tf import keras, tf
+from embbert.keras_model import presets
 from embbert.keras_model.backbone import EmbBertBackbone
+from embbert.keras_model.model import build_classifier, load_model
+from embbert.keras_model.quantize import quantize_model as qat_model
+from embbert.keras_model.train import calibrate, loss_and_metrics, make_optimizer
+from embbert.keras_model.weights import count_params, save_weights
 
 from .preprocessing import EmbBertPreprocessor
 
@@ -97,7 +102,6 @@ class EmbBertClassifier(keras.Model):
             config = backbone.embbert_config.replace(
                 num_labels=int(num_classes), label_names=labels, max_length=int(length), task=None,
                 tokenizer=None, data_dir=None, train=QUICK_RECIPE)
-            from embbert.keras_model.model import build_classifier
 
             graph = build_classifier(config, backbone=backbone)
         super().__init__(inputs=graph.input, outputs=graph.output, name=name, **kwargs)
@@ -139,8 +143,6 @@ class EmbBertClassifier(keras.Model):
         """Keras `compile`; "auto" is the fine-tuning recipe of `embbert run` (docs/presets.md): AdamW,
         learning rate 1e-3 (1e-4 for the QAT model), weight decay 0.05; cross-entropy on the logits and
         accuracy, or mean squared error for regression."""
-        from embbert.keras_model.train import loss_and_metrics, make_optimizer
-
         recipe = self._embbert_config.train
         auto_loss, auto_metrics = loss_and_metrics(self._embbert_config.regression)
         if isinstance(optimizer, str) and optimizer == "auto":
@@ -249,9 +251,6 @@ class EmbBertClassifier(keras.Model):
         directory loads with its head (unless `num_classes` differs: then its backbone and a new head),
         float by default, the QAT model with `quantized=True` (a QAT preset loads as QAT).
         `sequence_length` defaults to the preset's L."""
-        from embbert.keras_model import presets
-        from embbert.keras_model.model import load_model
-
         directory = presets.resolve(name_or_dir)
         config = EmbBertConfig.load(directory)
         meta = presets.read_metadata(directory)
@@ -285,9 +284,6 @@ class EmbBertClassifier(keras.Model):
         `EmbBertClassifier.from_preset(directory)` loads it back bit for bit; the files have the layout of an
         `embbert train` run directory (`keras_model.model.load_model` reads them; a float classifier's
         folder works as `embbert train --init DIR`)."""
-        from embbert.keras_model import presets
-        from embbert.keras_model.model import count_params, save_weights
-
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         pre = self._need_preprocessor()
@@ -330,9 +326,6 @@ def quantize_model(classifier: EmbBertClassifier, calibration_data=None, *, batc
     one (default compile: the QAT learning rate 1e-4). `calibration_data` (texts, pairs or a tf.data of
     text): `batches` forward passes set the activation ranges first, as `embbert train` does; otherwise
     the first training batch sets them (`embbert.convert` refuses a QAT model that has seen no data)."""
-    from embbert.keras_model.quantize import quantize_model as qat_model
-    from embbert.keras_model.train import calibrate
-
     if not isinstance(classifier, EmbBertClassifier):
         raise EmbBertError(f"expected an EmbBertClassifier, got {type(classifier).__name__}")
     if classifier.quantized:

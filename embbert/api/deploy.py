@@ -18,22 +18,29 @@ from typing import Any, Sequence
 import numpy as np
 
 from embbert.core import layout
-from embbert.core.config import EmbBertConfig
+from embbert.core.config import DEFAULTS, EmbBertConfig
 from embbert.core.errors import EmbBertError
 from embbert.core.files import atomic_write_bytes, atomic_write_text
+
+from embbert.datasets.metrics import METRICS
+from embbert.keras_model._tf import tf
+from embbert.tflite.arena import measure_arena, table_bytes
+from embbert.tflite.check import compare_interpreters
+from embbert.tflite.convert import convert_qat
+from embbert.tflite.export import TARGETS, export_micro_app
+from embbert.tflite.graph import read_graph
 
 from .classifier import EmbBertClassifier, calibrated, label_ids, quantize_model
 from .preprocessing import EmbBertPreprocessor
 
 #: Representative examples `convert` uses at most (as `embbert convert --max-calibration`).
-MAX_CALIBRATION = 200
+MAX_CALIBRATION = DEFAULTS.max_calibration
 
 
 class TFLiteModel(bytes):
     """The full-int8 FlatBuffer (a `bytes`: write it to a `.tflite` file as it is) with what `convert`
     knew: `config` (size preset, L, labels), `preprocessor`, `info` (tensor names, memory plan, graph
     options) and, once measured, `arena` (the `arena_report` dict)."""
-
     config: EmbBertConfig | None
     preprocessor: EmbBertPreprocessor | None
     info: dict
@@ -65,8 +72,6 @@ def _text_part(element):
 
 def _encoded(preprocessor: EmbBertPreprocessor, data, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """token_ids, segment_ids of texts, pairs, model inputs or a tf.data of text (at most `limit` rows)."""
-    from embbert.keras_model._tf import tf
-
     if isinstance(data, tf.data.Dataset):
         rows: list[dict] = []
         count = 0
@@ -100,8 +105,6 @@ def convert(model: EmbBertClassifier, representative_data, *, max_calibration: i
     and calibrated on `representative_data` without QAT training. `representative_data`: texts, pairs, a
     tf.data of text, or model inputs; the first `max_calibration` examples are used. `arena_budget`
     (bytes): the graph whose recommended arena fits, as `embbert convert --arena-budget`."""
-    from embbert.tflite.convert import convert_qat
-
     if not isinstance(model, EmbBertClassifier):
         raise EmbBertError(f"expected an EmbBertClassifier, got {type(model).__name__}")
     if max_calibration < 1:
@@ -121,8 +124,6 @@ def convert(model: EmbBertClassifier, representative_data, *, max_calibration: i
 
 
 def _metric_for(regression: bool, metric: str | None) -> str:
-    from embbert.datasets.metrics import METRICS
-
     metric = metric or ("spearman" if regression else "accuracy")
     if metric not in METRICS:
         raise EmbBertError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
@@ -130,8 +131,6 @@ def _metric_for(regression: bool, metric: str | None) -> str:
 
 
 def _outputs(tflite_bytes: bytes) -> int:
-    from embbert.tflite.graph import read_graph
-
     graph = read_graph(tflite_bytes)
     return int(np.prod(graph.tensors[graph.outputs[0]].shape))
 
@@ -148,9 +147,6 @@ def check(tflite_bytes: bytes, texts, labels: Sequence, *, preprocessor: EmbBert
     `metric`: accuracy (default), matthews, f1_weighted, or spearman (default for regression); `labels`:
     class ids or label names.
     `preprocessor`: needed only for bytes that did not come from `convert`."""
-    from embbert.tflite.check import compare_interpreters
-    from embbert.tflite.graph import read_graph
-
     pre = preprocessor or getattr(tflite_bytes, "preprocessor", None)
     if pre is None:
         raise EmbBertError("give preprocessor= (the model's EmbBertPreprocessor) for bytes not made by embbert.convert")
@@ -173,9 +169,6 @@ def arena_report(tflite_bytes: bytes, *, preprocessor: EmbBertPreprocessor | Non
     host (`min_arena_bytes`, bisected to 16 bytes), the recommended arena of a 32-bit board, the total
     footprint, the fit on each board (`boards`), MACs and host latency. The tokenizer tables count in the
     board fit when the preprocessor is known."""
-    from embbert.tflite.arena import measure_arena, table_bytes
-    from embbert.tflite.graph import read_graph
-
     read_graph(tflite_bytes)
     pre = preprocessor or getattr(tflite_bytes, "preprocessor", None)
     info = getattr(tflite_bytes, "info", None) or {}
@@ -199,9 +192,6 @@ def export(tflite_bytes: bytes, preprocessor: EmbBertPreprocessor | None = None,
     C/C++ sources shipped in the package). The arena is the report's recommended one unless `arena_bytes`
     is given (never below the measured minimum). `label_names` default to the model's; `name` is the
     source name the generated files quote."""
-    from embbert.tflite.export import TARGETS, export_micro_app
-    from embbert.tflite.graph import read_graph
-
     if target not in TARGETS:
         raise EmbBertError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
     if not name or "/" in name or "\\" in name or name.startswith("."):

@@ -15,14 +15,13 @@ import numpy as np
 from embbert.core import layout
 from embbert.core.config import EmbBertConfig
 from embbert.core.errors import EmbBertError
+from embbert.datasets.tokenizer import REQUIRED_FILES, TOKENIZER_FILE, check_length, encode_texts, load_tokenizer
+from embbert.keras_model import presets
 from embbert.keras_model._tf import tf
 
 
 def _tokenizer_dir(name_or_dir: str | os.PathLike) -> Path:
     """The tokenizer folder of a preset name, a preset / run / pretraining directory, or a tokenizer folder."""
-    from embbert.datasets.tokenizer import TOKENIZER_FILE
-    from embbert.keras_model import presets
-
     path = Path(name_or_dir)
     if path.is_dir() and (path / TOKENIZER_FILE).is_file():
         return path  # a bare tokenizer folder (`embbert tokenizer train --out`)
@@ -40,8 +39,6 @@ class EmbBertTokenizer:
     """
 
     def __init__(self, directory: str | os.PathLike):
-        from embbert.datasets.tokenizer import load_tokenizer
-
         self._bpe = load_tokenizer(directory)
         self.directory = Path(directory)
 
@@ -77,8 +74,6 @@ class EmbBertTokenizer:
     def save_to_preset(self, directory: str | os.PathLike) -> Path:
         """Copy the tokenizer files into `directory/tokenizer/` (and name it in `directory/config.json` when
         there is one); `EmbBertTokenizer.from_preset(directory)` loads it back."""
-        from embbert.datasets.tokenizer import REQUIRED_FILES
-        from embbert.keras_model import presets
 
         directory = Path(directory)
         target = directory / layout.TOKENIZER_DIR
@@ -131,8 +126,6 @@ class EmbBertPreprocessor:
     """
 
     def __init__(self, tokenizer: EmbBertTokenizer, sequence_length: int, *, config: EmbBertConfig | None = None):
-        from embbert.datasets.tokenizer import check_length
-
         check_length(sequence_length, False)
         self.tokenizer = tokenizer
         self.sequence_length = int(sequence_length)
@@ -142,7 +135,6 @@ class EmbBertPreprocessor:
     def from_preset(cls, name_or_dir: str | os.PathLike, sequence_length: int | None = None) -> "EmbBertPreprocessor":
         """The preprocessor of a shipped preset or a preset / run / pretraining directory; `sequence_length`
         defaults to the preset's L (64 for `tiny_en`) and may not exceed its position table."""
-        from embbert.keras_model import presets
 
         directory = presets.resolve(name_or_dir)
         config = EmbBertConfig.load(directory)
@@ -156,8 +148,6 @@ class EmbBertPreprocessor:
     # -- eager: numpy in, numpy out ------------------------------------------------------------------
     def encode(self, texts_a: Sequence[str], texts_b: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """token_ids, segment_ids (np.int32 [N, L]) of N texts (or N pairs)."""
-        from embbert.datasets.tokenizer import encode_texts
-
         a = _strings(texts_a)
         b = None if texts_b is None else _strings(texts_b)
         if not a:
