@@ -34,11 +34,14 @@ def check_length(max_length: int, pair: bool) -> None:
         )
 
 
-def truncate_pair(len_a: int, len_b: int, budget: int) -> tuple[int, int]:
-    """Longest-first truncation: the kept lengths of A and B (closed form of the loop)."""
+def truncate_pair(len_a, len_b, budget: int):
+    """Longest-first truncation, A kept on a tie: the kept lengths of A and B (the closed form of removing
+    one token at a time from the longer one). Ints give ints, arrays (one length per example) arrays."""
     budget = max(budget, 0)
-    keep_a = min(len_a, max(budget - len_b, budget // 2))
-    keep_b = min(len_b, budget - keep_a)
+    keep_a = np.minimum(len_a, np.maximum(budget - np.asarray(len_b), budget // 2))
+    keep_b = np.minimum(len_b, budget - keep_a)
+    if np.ndim(keep_a) == 0:
+        return int(keep_a), int(keep_b)
     return keep_a, keep_b
 
 
@@ -74,9 +77,7 @@ def pack_batch(ids_a: Sequence[Sequence[int]], ids_b: Sequence[Sequence[int]] | 
         segment_ids = np.where(positions < 1 + keep_a[:, None], SEGMENT_A, SEGMENT_PAD).astype(np.int32)
         return token_ids, segment_ids
     len_b = _lengths(ids_b)
-    budget = L - 3  # longest first, A on a tie: the closed form of truncate_pair
-    keep_a = np.minimum(len_a, np.maximum(budget - len_b, budget // 2))
-    keep_b = np.minimum(len_b, budget - keep_a)
+    keep_a, keep_b = truncate_pair(len_a, len_b, L - 3)  # [CLS] A [SEP] B [SEP]
     _place(token_ids, ids_a, keep_a, np.ones(n, np.int64))
     token_ids[rows, 1 + keep_a] = SEP_ID
     _place(token_ids, ids_b, keep_b, 2 + keep_a)

@@ -75,5 +75,3 @@ PRETRAIN_STATE_DIR = ".pretrain"
 PRETRAIN_SETTINGS = "settings.json"  # inside PRETRAIN_STATE_DIR
 MODEL_CARD = "README.md"
 PRESET_METADATA = "metadata.json"  # versions, kind, parameter count (save_to_preset, embbert.api)
-#: What a shipped preset holds (keras_model/pretrained/<name>/).
-PRESET_FILES = (CONFIG, BACKBONE_WEIGHTS, TOKENIZER_DIR, MODEL_CARD)
