@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -235,3 +236,54 @@ def test_limited_split_is_a_seeded_sample_not_the_first_rows(tmp_path):
     assert tok.shape == (20, 16) and 5 <= int(labels.sum()) <= 15  # both classes, not the first 20 rows
     again = encoded_split(tmp_path / "run", config, "test", 20)[2]
     assert list(again) == list(labels)  # seeded: the same sample every time
+
+
+def test_committed_example_is_what_convert_makes_of_its_configuration():
+    """micro_app/example/emotion-tiny-L64 holds no weights (its run is not in the checkout); its graph depends on
+    the configuration and the deploy form, not on the weight values: a QAT classifier of the example's
+    config.json with random weights, converted as `embbert convert` converts, must give the same operators,
+    tensor shapes, byte count, form, memory plan and arena figures as the committed model and report."""
+    import json
+
+    from embbert.core.config import EmbBertConfig
+    from embbert.keras_model._tf import tf
+    from embbert.keras_model.forms import DeployForm
+    from embbert.keras_model.model import build_classifier
+    from embbert.keras_model.quantize import quantize_model
+    from embbert.tflite.arena import recommended_arena, table_bytes
+    from embbert.tflite.convert import convert_qat
+    from embbert.tflite.graph import macs, read_graph
+
+    example = Path(__file__).resolve().parent.parent / "micro_app" / "example" / "emotion-tiny-L64"
+    config = EmbBertConfig.load(example)
+    report = json.loads((example / "arena_report.json").read_text())
+    committed = (example / "model_int8.tflite").read_bytes()
+    tf.keras.utils.set_random_seed(0)
+    qat = quantize_model(build_classifier(config))
+    rng = np.random.default_rng(0)
+    n, length = 24, config.max_length
+    tok = rng.integers(5, config.model.vocab_size, (n, length)).astype(np.int32)
+    seg = np.ones((n, length), np.int32)
+    for i, used in enumerate(rng.integers(4, length, n)):
+        tok[i, used:], seg[i, used:] = 0, 0
+    # trained weights are never exactly their initial values (a gain of exactly 1 lets the converter drop a MUL)
+    qat.set_weights([w + rng.normal(0, 0.05, w.shape).astype(w.dtype) if w.dtype.kind == "f" and w.ndim else w
+                     for w in qat.get_weights()])
+    qat({"token_ids": tok, "segment_ids": seg}, training=True)  # activation ranges
+    data, info = convert_qat(qat, config, tok, seg)
+
+    def shape(d):
+        g = read_graph(d)
+        return g, [(o.name, [g.tensors[i].shape if i >= 0 else None for i in o.inputs],
+                    [g.tensors[i].shape for i in o.outputs]) for o in g.ops]
+
+    (g_new, ops_new), (g_old, ops_old) = shape(data), shape(committed)
+    assert ops_new == ops_old and len(g_new.tensors) == len(g_old.tensors)
+    assert len(data) == len(committed) == report["model_bytes"]
+    assert DeployForm.from_record(info["options"]).label() == report["graph_options"]
+    assert report["ops"] == g_new.op_names
+    assert macs(g_new)["total"] == report["macs"]
+    plan = info["plan"]
+    assert plan["written"] and plan["tflm_min_arena_with_plan"] == report["min_arena_bytes"]
+    assert recommended_arena(plan["tflm_min_arena_with_plan"], g_new) == report["recommended_arena_bytes"]
+    assert table_bytes(config.tokenizer_dir(example)) == report["tokenizer_table_bytes"]
