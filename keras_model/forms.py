@@ -74,7 +74,7 @@ class DeployForm:
     # -- what the layers read (each layer's view of the form) -----------------------------------
     def layer_form(self, last: bool) -> "DeployForm":
         """The form one encoder layer runs: token 0 only on the last layer; the deployed-only fields
-        off without transposed keys (the training form, as the graph had before these forms)."""
+        off without transposed keys (the encoder layers' training form)."""
         if not self.transposed_keys:
             return replace(self, first_token_only=False, causal_valid=False, query_blocks=1)
         return replace(self, first_token_only=self.first_token_only and last)

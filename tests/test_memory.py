@@ -1,4 +1,4 @@
-"""Issue 12: the deployed int8 graph in less TFLM arena (docs/memory.md).
+"""The deployed int8 graph in less TFLM arena (docs/memory.md).
 
 No persistent BATCH_MATMUL copies, last layer on token 0, names stripped, offline memory plan,
 the arena budget and the board rule, on the tiny preset trained a few steps (tests/conftest.py).

@@ -1,4 +1,4 @@
-"""keras_model: sizes, causality, padding, segments, learning, save/load, deploy graph, config, CLI (issue 2)."""
+"""keras_model: sizes, causality, padding, segments, learning, save/load, deploy graph, config, CLI."""
 from __future__ import annotations
 
 import json

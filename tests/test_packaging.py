@@ -1,4 +1,4 @@
-"""The runnable example and the installed package (issue 22).
+"""The runnable example and the installed package.
 
 * `examples/classify_my_texts.py` on a tiny configuration (CSV -> fine-tune tiny_en -> QAT -> int8 ->
   check -> arena report -> Arduino library);

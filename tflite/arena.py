@@ -22,10 +22,8 @@ dims pointer, type: 24 B on the host, 12 B on a 32-bit target) and one NodeAndRe
 operator (TfLiteNode: six pointers and an int, plus a registration pointer: 64 B, 32 B). Kernel
 data holding pointers shrinks too and is not counted (CMSIS-NN's kernels may keep a few more
 words of it than the reference kernels measured here), so this estimates the saving from below.
-Checked against the one device measurement we have (../shared/reference/deployment.md): the
-example model `micro_app/example/emotion-tiny-L64`, host minimum 61,232 B, ran on a Cortex-M4 in
-57,700 B (3,532 B less); the rule derives 2,756 B, so a 32-bit minimum of 58,476 B, above the
-measured one. Recommended arena (32-bit target) = host minimum - that saving + the margin; a 64-bit
+On a Cortex-M4 it stays below the measured saving (../shared/reference/deployment.md: a model with a
+host minimum of 61,232 B ran in 57,700 B, 3,532 B less; the rule derives 2,756 B for it). Recommended arena (32-bit target) = host minimum - that saving + the margin; a 64-bit
 host build of the exported app uses host minimum + margin (`model_settings.h` picks by pointer
 width).
 """
@@ -54,9 +52,8 @@ from .runtime import load_tflite
 MARGIN_ROUND = 16
 #: TFLM + CMSIS-NN + EmbBERT's C interface for the 14 operators of the deployed graph (the main job's model),
 #: measured in the linked firmware of the Nano 33 BLE (ArduinoCore-mbed 4.6.0, EmbBERT_TFLM from TFLM 90b983c2,
-#: arm-none-eabi-gcc 12.2, `-Os` framework / `-O2` kernels, --gc-sections; docs/arduino.md): 130,808 B of flash
-#: (an earlier 12-operator graph without PAD and TRANSPOSE: 122,810 B), 1,117 B of static RAM. A model with other
-#: operator types links their kernels. The ESP32 figures are not measured: these are used.
+#: arm-none-eabi-gcc 12.2, `-Os` framework / `-O2` kernels, --gc-sections; docs/arduino.md): 130,808 B of flash,
+#: 1,117 B of static RAM. A model with other operator types links their kernels. The ESP32 figures are not measured: these are used.
 TFLM_RUNTIME_FLASH_BYTES = 130_808
 TFLM_RUNTIME_RAM_BYTES = 1_117
 
