@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -34,10 +35,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from embbert.core import layout
+from embbert.core.args import positive_int
+from embbert.core.config import PRESETS, EmbBertConfig
 from embbert.core.errors import EmbBertError, UsageError
 from embbert.core.files import atomic_write_text
+from embbert.datasets.tokenizer.spec import CLS_ID
 from embbert.micro_app import ROOT as MICRO_APP
+from embbert.tflite.cgen import resolver_methods
+from embbert.tflite.graph import macs, op_macs, read_graph
 from embbert.tflite.latency import BOARDS, ESP_NN_OPS, board_estimates, esp_nn_like, estimate_ms  # noqa: F401
+
+from .latency_models import write_synthetic_run
 
 PROFILE_SRC = MICRO_APP / "profile"  # shipped with the package (embbert.micro_app)
 TFLM_MAKEFILE = "tensorflow/lite/micro/tools/make/Makefile"
@@ -221,7 +230,6 @@ def _gen_dir_name(target: str, kernels: str) -> str:
     suffix = "_cmsis_nn" if kernels == "cmsis-nn" else ""
     if target == "cortex-m4":
         return f"cortex_m_generic_cortex-m4+fp_release_with_logs{suffix}_gcc"
-    import platform
 
     return f"linux_{platform.machine()}_release_with_logs{suffix}_gcc"
 
@@ -248,8 +256,6 @@ def profile_config(graph, vocab_size: int, *, runs: int, arena_bytes: int = AREN
                    table_kernels: bool = False) -> str:
     """embbert_profile_config.h for one model: length, vocabulary, inputs, the operators to register."""
     ops = graph.op_names
-    from embbert.datasets.tokenizer.spec import CLS_ID
-    from embbert.tflite.cgen import resolver_methods
 
     methods = resolver_methods()  # the C interface's table: one list of the operators a package can register
     unknown = [o for o in ops if o not in methods]
@@ -353,8 +359,6 @@ def measure_model(name: str, data: bytes, vocab_size: int, tflm: Path, target: s
                   out_dir: Path, *, libs: dict[str, Path], kernel_opt: str | None = None,
                   table_kernels: bool = False) -> dict[str, Any]:
     """Profile one FlatBuffer with each kernel set: per operator, per type, per inference."""
-    from embbert.tflite.graph import macs, op_macs, read_graph
-
     graph = read_graph(data)
     runs = 1 if target == "cortex-m4" else 5
     config_h = profile_config(graph, vocab_size, runs=runs, table_kernels=table_kernels)
@@ -485,8 +489,6 @@ def latency_bench(run_dir, tflm_dir, *, target: str = "cortex-m4", kernels: str 
                   jobs: int = 2, kernel_opt: str | None = None, table_kernels: bool = False,
                   command: str = "embbert bench latency") -> list[dict[str, Any]]:
     tflm = check_tflm_dir(tflm_dir)
-    from embbert.core import layout
-    from embbert.core.config import EmbBertConfig
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -502,7 +504,6 @@ def latency_bench(run_dir, tflm_dir, *, target: str = "cortex-m4", kernels: str 
             raise EmbBertError(f"{run_dir}: no {layout.INT8_MODEL}; run `embbert convert` first")
         models.append((f"{run_dir.name}", model.read_bytes(), config.model.vocab_size))
     if preset is not None:
-        from .latency_models import write_synthetic_run
 
         for n in lengths or []:
             folder = out / "models" / f"{preset}-L{n}"
@@ -538,7 +539,6 @@ def _cmd_latency(args) -> int:
     if args.run_dir is None and args.preset is None:
         raise UsageError("nothing to measure: give a RUN_DIR (with model_int8.tflite) and/or --preset P --lengths L ...")
     if args.preset is not None:
-        from embbert.core.config import PRESETS
 
         if args.preset not in PRESETS:
             raise UsageError(f"unknown preset {args.preset!r}; choose one of {', '.join(PRESETS)}")
@@ -557,7 +557,6 @@ def _cmd_latency(args) -> int:
 
 
 def register(bench_subparsers) -> None:
-    from embbert.core.args import positive_int
 
     p = bench_subparsers.add_parser(
         "latency", help="instructions per operator and per inference on an emulated Cortex-M4 (or host time)",

@@ -1,6 +1,7 @@
 """`embbert bench memory`: docs/memory.md's lever table, every row measured on a converted graph."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,9 @@ from embbert.core import preflight
 from embbert.core import layout
 from embbert.core.args import positive_int
 from embbert.core.config import EmbBertConfig
+from embbert.datasets.pipeline import encoded_split
 from embbert.keras_model.forms import PLAIN
+from embbert.tflite.graph import macs, read_graph
 
 #: docs/memory.md's rows: the levers added one by one to the plain graph (the operator order last).
 _LEVERS = PLAIN.but(transposed_keys=True, first_token_only=True, causal_valid=True, strip_names=True, offline_plan=True)
@@ -33,13 +36,10 @@ def lever_table(run_dir, lengths, *, max_calibration: int = 100, out=None) -> li
     """docs/memory.md's table: the run's QAT model converted at each length with the levers added one
     by one (each row measured: FlatBuffer bytes, exact minimal arena, its persistent / shared split,
     recommended arena, MACs). Prints one JSON line per row (and appends it to `out`)."""
-    import dataclasses
-
-    from embbert.datasets.pipeline import encoded_split
     from embbert.keras_model.model import load_model  # lazy: TensorFlow
+    # lazy: these load TFLM's runtime (0.2 s), and `embbert --help` imports this module
     from embbert.tflite.arena import margin_for, pointer_savings, recommended_arena
     from embbert.tflite.convert import build_int8
-    from embbert.tflite.graph import macs, read_graph
     from embbert.tflite.probe import minimal_arena, recorded_allocations
 
     run_dir = Path(run_dir)
