@@ -8,7 +8,7 @@
 """
 from __future__ import annotations
 
-from . import accuracy, footprint, latency, memory, train_speed
+from . import accuracy, curves, footprint, latency, memory, train_speed
 
 
 def register(sub) -> None:
@@ -17,7 +17,7 @@ def register(sub) -> None:
                        "only when named explicitly (--docs-dir docs).")
     bsub = b.add_subparsers(dest="bench_command", metavar="<benchmark>", parser_class=type(b))
     bsub.required = True
-    for module in (accuracy, train_speed, memory, footprint, latency):
+    for module in (accuracy, curves, train_speed, memory, footprint, latency):
         module.register(bsub)
 
 
