@@ -112,6 +112,20 @@ def test_partial_cells_say_so(grid):
     assert row.count("(n=1 of 2, partial)") == 1, row
 
 
+def test_report_only_trains_nothing(grid, capsys, tmp_path):
+    task, runs, out = grid
+    before = sorted(p for p in runs.rglob("*"))
+    argv = _argv(task, runs, tmp_path / "report")
+    argv[argv.index("--seeds") + 1:argv.index("--inits")] = ["0", "1", "2"]
+    assert main(argv + ["--report-only"]) == 0
+    log = capsys.readouterr().out
+    assert log.count("not run yet") == 2 and "training in" not in log
+    assert sorted(p for p in runs.rglob("*")) == before
+    table = (tmp_path / "report" / "grid.md").read_text()
+    row = next(line for line in table.splitlines() if line.startswith("| 40 |"))
+    assert row.count("(n=2 of 3, partial)") == 2, row
+
+
 def test_sizes_and_starts():
     from embbert.bench.curves import size_arg, start_of
     from embbert.core.errors import UsageError

@@ -74,6 +74,9 @@ def register(bsub) -> None:
     c.add_argument("--out", default=None, help="where the results go (default RUNS_DIR/results)")
     c.add_argument("--name", default="curves", help="file name stem of the results: NAME.json, NAME.md, "
                    "NAME_<task>.png (default curves)")
+    c.add_argument("--report-only", action="store_true",
+                   help="train nothing: write the results of the cells already finished (a size and start with fewer "
+                   "seeds than asked is marked partial, one with none 'not run'), e.g. while the grid runs elsewhere")
     c.set_defaults(func=cmd_curves)
 
 
@@ -242,6 +245,9 @@ def run_curves(args) -> dict:
                     if (cell / layout.METRICS).is_file():
                         same_cell(cell, wanted)
                         print(f"{name}: reusing {cell}", flush=True)
+                    elif getattr(args, "report_only", False):
+                        print(f"{name}: not run yet ({cell})", flush=True)
+                        continue
                     else:
                         print(f"{name}: training in {cell}", flush=True)
                         run_cell(wanted, cell, start)
