@@ -386,6 +386,7 @@ def plot(results: dict, task: str) -> bytes:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     rows = [r for r in results["summary"] if r["task"] == task]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True)
@@ -397,6 +398,9 @@ def plot(results: dict, task: str) -> bytes:
                 ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o",
                             capsize=3, label=start)
         ax.set_xscale("log")
+        ticks = sorted({r["train_examples"] for r in rows if r["train_examples"]})
+        ax.set_xticks(ticks, [f"{t:,}" for t in ticks])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.set_xlabel("training texts (log scale)")
         ax.set_title(title)
         ax.grid(True, alpha=0.3)
