@@ -14,17 +14,33 @@ class OneLineParser(argparse.ArgumentParser):
         program, _, command = self.prog.partition(" ")  # "embbert: error: bench fuzz: ...", as every other error
         self.exit(2, f"{program}: error: {command + ': ' if command else ''}{message} (see {self.prog} --help)\n")
 
+    def add_argument(self, *args, **kwargs):  # type: ignore[override]
+        """argparse's add_argument; also remembers the option's `dest` for `given_options`."""
+        action = super().add_argument(*args, **kwargs)
+        self.__dict__.setdefault("option_dests", []).append(action.dest)
+        return action
+
     def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
-        """Also records which options the command line gave (`given_options`), defaults aside."""
-        self._given: set[str] = set()
+        """Also records which options the command line gave (`given_options`), defaults aside.
+
+        Public argparse only: the arguments are parsed a second time onto a namespace that already
+        holds a marker for every option of this parser; argparse leaves an attribute that exists
+        alone unless the command line sets it ("defaults are applied only to attributes not already
+        present"), so an option still holding the marker was not given. A sub-command's parser does
+        the same for its own options and hands its set up through the namespace.
+        """
         namespace, extras = super().parse_known_args(args, namespace)
-        namespace.given_options = frozenset(getattr(namespace, "given_options", frozenset()) | self._given)
+        dests = [d for d in self.__dict__.get("option_dests", ()) if d not in ("help", argparse.SUPPRESS)]
+        probe = argparse.Namespace(**{d: _NOT_GIVEN for d in dests})
+        probe, _ = super().parse_known_args(args, probe)
+        given = {d for d in dests if getattr(probe, d, _NOT_GIVEN) is not _NOT_GIVEN}
+        namespace.given_options = frozenset(getattr(namespace, "given_options", frozenset())
+                                            | getattr(probe, "given_options", frozenset()) | given)
         return namespace, extras
 
-    def _get_values(self, action, arg_strings):
-        # argparse calls this for every argument present on the command line (never for a default)
-        getattr(self, "_given", set()).add(action.dest)
-        return super()._get_values(action, arg_strings)
+
+#: The marker of an option the command line did not give (see `OneLineParser.parse_known_args`).
+_NOT_GIVEN = object()
 
 
 def given_options(args) -> frozenset:
