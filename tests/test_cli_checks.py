@@ -231,3 +231,14 @@ def test_tokenizer_larger_than_the_preset(here, capsys, command):
     source = ["--corpus", "c.txt"] if command == "pretrain" else ["--task", "task"]
     _fails([command, *source, "--preset", "tiny", "--tokenizer", "tok", "--out", "r"], here, capsys,
            "a tokenizer of 3000 tokens, more than the 2048 rows of the tiny preset's embedding")
+
+
+# --- finding 2: a command that fails on --data-dir leaves config.json as it was ------------------------
+@pytest.mark.parametrize("command,artefact", [("check", "model_int8.tflite"), ("convert", "qat.weights.h5")])
+def test_data_dir_without_the_task_is_refused_before_config_is_rewritten(here, capsys, command, artefact):
+    rd = here / "rd"
+    rd.mkdir()
+    EmbBertConfig.create("nano", 16, task="emotion", num_labels=6, tokenizer="tokenizer").save(rd)
+    (rd / artefact).write_bytes(b"placeholder")
+    (here / "data" / "hub").mkdir(parents=True)
+    _fails([command, "rd", "--data-dir", "data"], here, capsys, "dair-ai/emotion/", "file not found")

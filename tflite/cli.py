@@ -6,11 +6,12 @@ from pathlib import Path
 
 from embbert.core import layout
 from embbert.core.args import positive_int
-from embbert.datasets.loading import data_dir_arg
+from embbert.datasets.loading import check_task_data, data_dir_arg
 
 
 DATA_DIR_HELP = ("data directory in hub layout (default: the one recorded in RUN_DIR/config.json, else "
-                 "$EMBBERT_DATA_DIR); a new one is recorded in config.json")
+                 "$EMBBERT_DATA_DIR); a new one is checked (the task's split files are there) and only then "
+                 "recorded in config.json")
 
 
 def _preflight(args, needed: tuple[str, ...]) -> None:
@@ -20,7 +21,10 @@ def _preflight(args, needed: tuple[str, ...]) -> None:
 
     config = preflight.run_dir(args.run_dir, needed)
     if args.data_dir is not None:
-        config.replace(data_dir=data_dir_arg(args.data_dir)).save(args.run_dir)
+        data_dir = data_dir_arg(args.data_dir)
+        check_task_data(config.task, data_dir)  # the task's splits are there: validated before anything is recorded
+        if data_dir != config.data_dir:
+            config.replace(data_dir=data_dir).save(args.run_dir)  # atomic; the documented record of --data-dir
     elif config.data_dir and not Path(config.data_dir).is_dir():
         raise UsageError(f"{args.run_dir}/config.json: recorded data directory {config.data_dir} not found; "
                          "give --data-dir")
