@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from embbert.core import preflight
 from embbert.core.args import positive_int as _positive_int
 from embbert.core.config import PRESETS
 from embbert.core.errors import EmbBertError, UsageError
@@ -110,6 +111,7 @@ def cmd_tokenizer_train(args) -> int:
             if not p.is_file():
                 what = "not a file" if p.exists() else "corpus file not found"
                 raise UsageError(f"{p}: --corpus: {what} (expected a UTF-8 text file)")
+            preflight.readable(p, "--corpus")
     else:
         from .loading import load_task
 
@@ -121,9 +123,24 @@ def cmd_tokenizer_train(args) -> int:
     return 0
 
 
+def _utf8_text(text: str, flag: str) -> str:
+    """A text from the command line that must be valid UTF-8 (argv bytes that are not arrive as surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = text[exc.start]
+        byte = f"byte 0x{ord(bad) - 0xDC00:02x}" if 0xDC80 <= ord(bad) <= 0xDCFF else f"U+{ord(bad):04X}"
+        raise UsageError(f"{flag}: not valid UTF-8 ({byte} at character {exc.start + 1}); give the text in UTF-8"
+                         ) from None
+    return text
+
+
 def cmd_tokenizer_encode(args) -> int:
     from .tokenizer import load_tokenizer
 
+    _utf8_text(args.text, "--text")
+    if args.pair_text is not None:
+        _utf8_text(args.pair_text, "--pair-text")
     if args.max_length is not None:
         least = 2 if args.pair_text is None else 5
         if args.max_length < least:

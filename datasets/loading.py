@@ -313,6 +313,9 @@ def check_task_data(task: str | TaskSpec, data_dir: str | os.PathLike | None) ->
             rows_to_split(spec, [first], str(path), numbered=True)
         except EmbBertError as exc:
             raise UsageError(str(exc)) from None
+        except OSError as exc:  # e.g. no read permission
+            raise UsageError(f"{path}: cannot read the {split} split of task {spec.name} ({exc.strerror or exc}); "
+                             f"give this user read permission (chmod u+r {path})") from None
 
 
 def _holdout(split: Split, fraction: float, rng: np.random.Generator, what: str, spec: TaskSpec) -> tuple[Split, Split]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import os
 import re
 import sys
@@ -145,14 +146,62 @@ def _silence_stdout() -> None:
 EXIT_CLOSED_STDOUT = 141
 
 
+def _closed_stdout() -> bool:
+    """True when the command was started with its stdout closed (`embbert ... >&-`): Python then has no
+    sys.stdout, and the next file the command opened would take descriptor 1."""
+    return sys.stdout is None
+
+
+#: What to do about an operating-system error, by errno (the error's own text says what went wrong).
+OS_REMEDY = {
+    errno.ENOSPC: "free some space (or write elsewhere) and run the command again",
+    errno.EDQUOT: "free some space (or write elsewhere) and run the command again",
+    errno.EACCES: "check its permissions, or choose a path you can use",
+    errno.EPERM: "check its permissions, or choose a path you can use",
+    errno.EROFS: "the file system is read-only: choose another path",
+    errno.EISDIR: "give a file path, not a folder",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: choose another path",
+    errno.EEXIST: "a part of the path is in the way: choose another path",
+    errno.ENOENT: "check the path",
+}
+
+
+def describe_error(exc: BaseException) -> str | None:
+    """One line for an error that no check turned into an `EmbBertError` (None: no better words than its type).
+
+    An operating-system error names its file (both files of a rename) and what to do; a decoding
+    error says which bytes; the caller adds the file where it knows it."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        what = exc.strerror or os.strerror(exc.errno)
+        files = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
+        remedy = OS_REMEDY.get(exc.errno)
+        where = files or "standard output or an output file"
+        return f"{where}: {what}" + (f"; {remedy}" if remedy else "")
+    if isinstance(exc, UnicodeDecodeError):
+        return (f"an input file is not valid UTF-8 (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                "save it as UTF-8")
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     debug = os.environ.get("EMBBERT_DEBUG") == "1"
+    if _closed_stdout():
+        print("embbert: error: standard output is closed (>&-); redirect it to a file or to /dev/null instead",
+              file=sys.stderr)
+        return 1
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
         with filtered_stderr():
             result = args.func(args)
-            sys.stdout.flush()
+            try:
+                sys.stdout.flush()
+            except OSError as exc:
+                if isinstance(exc, BrokenPipeError):
+                    raise
+                _silence_stdout()  # what is still buffered must not fail again at exit
+                raise EmbBertError(f"cannot write to standard output: {exc.strerror or exc}; "
+                                   "redirect it to a file on a device with space, or to /dev/null") from None
     except EmbBertError as exc:
         print(f"embbert: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -170,6 +219,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the CLI promises no traceback
         if debug:
             raise
+        described = describe_error(exc)
+        if described is not None:
+            if isinstance(exc, OSError) and exc.filename is None:
+                _silence_stdout()  # a failed write to stdout: the exit's own flush must not add a second line
+            print(f"embbert: error: {described}", file=sys.stderr)
+            return 1
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         print(
             f"embbert: error: unexpected {type(exc).__name__}: {first} (EMBBERT_DEBUG=1 shows the traceback)",
@@ -179,4 +234,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     return int(result or 0)
 
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "describe_error"]

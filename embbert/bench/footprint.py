@@ -218,8 +218,33 @@ def _small_tables(tok_dir: Path, gen: Path) -> None:
     (gen / "embbert_tokenizer_tables.c").write_text(c)
 
 
+def _measured_folder(args) -> Path:
+    """The folder `bench footprint` measures: RUN_DIR's exported C sources when a run is given, else --generated."""
+    from embbert.core import preflight
+    from embbert.core.errors import UsageError
+
+    if args.out is not None:
+        preflight.output_file(args.out)
+    if args.run_dir is None:
+        return Path(args.generated)
+    if args.generated_given:
+        raise UsageError("give RUN_DIR or --generated, not both")
+    run = Path(args.run_dir)
+    preflight.run_dir(run)
+    for target in ("sources", *sorted(p.name for p in (run / "micro_app").glob("*") if p.is_dir())):
+        folder = run / "micro_app" / target
+        if (folder / "model_data.cc").is_file() and (folder / "embbert_tokenizer_tables.c").is_file():
+            return folder
+    raise UsageError(f"{run}: no exported C sources in {run / 'micro_app'}; run `embbert export {run}` first")
+
+
 def _cmd_footprint(args) -> int:
-    report = footprint_report(args.generated, args.out)
+    from embbert.core.args import given_options
+
+    args.generated_given = "generated" in given_options(args)
+    folder = _measured_folder(args)
+    report = footprint_report(folder, args.out)
+    print(f"measured: {folder} ({'the run ' + str(args.run_dir) if args.run_dir else 'the --generated folder'})")
     print(footprint_markdown(report), end="")
     return 0
 
@@ -232,8 +257,12 @@ def _cmd_fuzz(args) -> int:
 
 def register(bench_subparsers) -> None:
     p = bench_subparsers.add_parser("footprint", help="flash/RAM of tokenizer, tables and model array on Cortex-M4")
+    p.add_argument("run_dir", metavar="RUN_DIR", nargs="?", default=None,
+                   help="measure this run's exported C sources (RUN_DIR/micro_app/sources, else the first "
+                   "exported target; `embbert export RUN_DIR` writes them)")
     p.add_argument("--generated", default=str(REPO_ROOT / "micro_app" / "generated"),
-                   help="folder written by `embbert export` (default: micro_app/generated)")
+                   help="folder written by `embbert export` to measure when no RUN_DIR is given (default: "
+                   "micro_app/generated, the committed example's)")
     p.add_argument("--out", default=None, help="also write the table to this Markdown file")
     p.set_defaults(func=_cmd_footprint)
     p = bench_subparsers.add_parser("fuzz", help="fuzz the on-device tokenizer with libFuzzer")

@@ -8,6 +8,7 @@ live with the stage: `embbert.datasets.loading.data_dir_arg`, `embbert.datasets.
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -31,6 +32,17 @@ def files(paths, flag: str, what: str) -> None:
     for p in paths:
         if not Path(p).is_file():
             raise UsageError(f"{p}: {flag}: {what} not found" if not Path(p).exists() else f"{p}: {flag}: not a file")
+        readable(p, flag)
+
+
+def readable(path: str | os.PathLike, flag: str) -> None:
+    """A file this process can open for reading (as the command will), else one line saying what to do."""
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"{path}: {flag}: cannot read it ({exc.strerror or exc}); give this user read "
+                         f"permission (chmod u+r {path}) or use a copy it can read") from None
 
 
 def output_dir(path: str | os.PathLike, flag: str = "--out") -> Path:
@@ -45,6 +57,23 @@ def output_dir(path: str | os.PathLike, flag: str = "--out") -> Path:
         parent = parent.parent
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise UsageError(f"{p}: {flag}: cannot create it ({parent} is not a writable directory)")
+    return p
+
+
+def output_file(path: str | os.PathLike, flag: str = "--out") -> Path:
+    """A file to write: not a folder, and inside a folder that exists (or can be made) and is writable."""
+    if not str(path).strip():
+        raise UsageError(f"{flag}: empty path")
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"{p}: {flag}: is a folder; give the path of a file to write")
+    parent = p.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"{p}: {flag}: cannot write it ({parent} is a file, not a folder)")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{p}: {flag}: cannot write it ({parent} is not a writable folder)")
     return p
 
 
@@ -89,19 +118,68 @@ def fits_preset(preset_name: str, init: str | None, tokenizer: str | None) -> No
                              f"rows of the {preset_name} preset's embedding")
 
 
+def load_config(folder: Path) -> EmbBertConfig:
+    """FOLDER/config.json as an `EmbBertConfig`; any fault of the file is one line naming it (exit 2)."""
+    path = folder / layout.CONFIG
+    if not path.is_file():
+        try:
+            return EmbBertConfig.load(folder)  # its own words for a missing file
+        except EmbBertError as exc:
+            raise UsageError(f"{folder}: {exc}" if str(folder) not in str(exc) else str(exc)) from None
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: not valid UTF-8 (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                         "expected the JSON config an embbert command wrote") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"{path}: not valid JSON ({exc}); expected the config an embbert command wrote") from None
+    if not isinstance(data, dict) or not all(isinstance(data.get(k, {}), dict) for k in ("model", "train")):
+        raise UsageError(f"{path}: not an EmbBERT config (expected a JSON object with \"model\" and \"train\" "
+                         "objects, as an embbert command wrote it)")
+    try:
+        return EmbBertConfig.from_dict(data)
+    except EmbBertError as exc:
+        raise UsageError(f"{path}: {exc}") from None
+    except (ValueError, TypeError, AttributeError) as exc:  # a value of the wrong kind inside a valid object
+        raise UsageError(f"{path}: not a valid EmbBERT config ({exc})") from None
+
+
 def run_dir(path: str | os.PathLike, needed: tuple[str, ...] = ()) -> EmbBertConfig:
     """A run directory written by `embbert train`: its config, and the artefacts a stage needs."""
     p = Path(path)
     if not p.is_dir():
         raise UsageError(f"{p}: run directory not found" if not p.exists() else f"{p}: not a directory")
-    try:
-        config = EmbBertConfig.load(p)
-    except EmbBertError as exc:
-        raise UsageError(f"{p}: {exc}" if str(p) not in str(exc) else str(exc)) from None
+    config = load_config(p)
     for name in needed:
         if not (p / name).is_file():
             raise UsageError(f"{p}: no {name} (run the stage that writes it first)")
+    _json_files_readable(config, p)
     return config
+
+
+def _json_files_readable(config: EmbBertConfig, folder: Path) -> None:
+    """The JSON files of the run's tokenizer folder are UTF-8 JSON: a damaged one is named here, before a
+    stage hands it to a library whose error would not name it."""
+    if not config.tokenizer:
+        return
+    tokenizer = config.tokenizer_dir(folder)
+    for path in sorted(tokenizer.glob("*.json")) if tokenizer.is_dir() else ():
+        try:
+            json.loads(path.read_bytes().decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            why = f"not valid UTF-8 (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
+        except ValueError as exc:
+            why = f"not valid JSON ({exc})"
+        except OSError as exc:
+            why = f"cannot read it ({exc.strerror or exc})"
+        else:
+            continue
+        raise UsageError(f"{path}: {why}; the run's tokenizer is damaged: copy it again from where it came from "
+                         "(or train the run again)")
 
 
 def same_settings(where: str | os.PathLike, now: dict, saved: dict, given, remedy: str) -> None:
