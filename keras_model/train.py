@@ -131,6 +131,32 @@ def best_score(history: Path, stage: str) -> float | None:
     return max(scores) if scores else None
 
 
+def unique_history(history: Path) -> None:
+    """Keep one row per (epoch, stage) in history.csv: the last one written.
+
+    A kill between an epoch's row and its BackupAndRestore checkpoint makes the resumed run train
+    that epoch again and append a second row for it; the later row is the epoch the run went on
+    from. Rewritten atomically, only when a duplicate exists (called when a stage's fit has ended,
+    after CSVLogger closed the file)."""
+    if not history.is_file():
+        return
+    with open(history, newline="") as f:
+        reader = csv.DictReader(f)
+        fields, rows = reader.fieldnames, list(reader)
+    kept: dict[tuple, dict] = {}
+    for row in rows:
+        kept[(row.get("epoch"), row.get("stage"))] = row  # a later row replaces the earlier, keeping its place
+    if not fields or len(kept) == len(rows):
+        return
+    import io
+
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=fields)  # the excel dialect, as CSVLogger writes it
+    writer.writeheader()
+    writer.writerows(kept.values())
+    atomic_write_text(history, text.getvalue())
+
+
 def restore_checkpoint(model: keras.Model, path: Path) -> bool:
     """Load a ModelCheckpoint (TensorFlow checkpoint format: loadable under every strategy, unlike a
     .weights.h5 under MultiWorkerMirroredStrategy); False when none was written."""
@@ -391,6 +417,7 @@ def _fit_stage(run: _Run, model: keras.Model, stage: str, epochs: int) -> None:
         return
     model.fit(run.data.train, epochs=epochs, steps_per_epoch=run.data.steps_per_epoch,
               callbacks=_stage_callbacks(run, stage), verbose=fit_verbosity(run.verbose))
+    unique_history(run.run_dir / layout.HISTORY)  # an epoch trained again after a kill: its last row only
     wait_for_workers(run.strategy)  # the chief has written the best checkpoint that every worker loads
     restore_checkpoint(model, run.best_checkpoint(stage))
 

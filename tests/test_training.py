@@ -156,6 +156,31 @@ def test_interrupt_and_resume(tmp_path):
 
 
 
+def test_kill_between_history_row_and_backup_then_resume_keeps_one_row_per_epoch(tmp_path, monkeypatch):
+    """A SIGKILL after a QAT epoch's history row but before its BackupAndRestore checkpoint: the
+    resumed run trains that epoch again, and history.csv still has one row per (epoch, stage)."""
+    from embbert.keras_model._tf import keras
+    from embbert.keras_model.train import train
+
+    real = keras.callbacks.BackupAndRestore.on_epoch_end
+
+    def killed(self, epoch, logs=None):
+        if "qat" in str(self.backup_dir) and epoch == 1:
+            raise _Interrupt("killed after the row of QAT epoch 2, before its backup")
+        return real(self, epoch, logs)
+
+    task, tok = _task_and_tokenizer(tmp_path, n_train=96, n_test=32, vocab=400)
+    config = _config(task, tok, epochs=1, qat_epochs=2)
+    run = tmp_path / "run"
+    monkeypatch.setattr(keras.callbacks.BackupAndRestore, "on_epoch_end", killed)
+    with pytest.raises(_Interrupt):
+        train(config, run, verbose=0)
+    assert [(r["stage"], r["epoch"]) for r in _history(run)] == [("float", "1"), ("qat", "1"), ("qat", "2")]
+    monkeypatch.setattr(keras.callbacks.BackupAndRestore, "on_epoch_end", real)
+    train(config, run, resume=True, verbose=0)
+    assert [(r["stage"], r["epoch"]) for r in _history(run)] == [("float", "1"), ("qat", "1"), ("qat", "2")]
+
+
 @pytest.mark.slow  # a second interrupted-and-resumed training; the default suite stays under 15 minutes
 def test_resume_restores_the_best_epoch_of_the_whole_run(tmp_path):
     """The best epoch before an interruption stays the run's best: its score and weights survive the restart."""
