@@ -21,10 +21,11 @@ from embbert.core.boards import BOARD_KEYS
 from embbert.core.args import add_recipe_arguments, positive_int, recipe_from_args
 from embbert.core.config import PRESETS, QUICK_RECIPE, EmbBertConfig
 from embbert.core.errors import EmbBertError, Interrupted, UsageError
-from embbert.core.files import atomic_write_text
+from embbert.core.files import atomic_write_text, check_output_folder
 from embbert.datasets.loading import check_task_data, data_dir_arg
 from embbert.datasets.tasks import max_length_for, task_arg
 from embbert.keras_model.presets import init_arg
+from embbert.tflite.packages import MANIFEST
 
 DEFAULT_TASK = "emotion"
 
@@ -60,7 +61,8 @@ def register(sub) -> None:
     again.add_argument("--resume", action="store_true",
                        help="continue the run in --out from its last finished stage with its own settings (an "
                        "option that differs from them is an error)")
-    again.add_argument("--force", action="store_true", help="delete the run in --out and start it again")
+    again.add_argument("--force", action="store_true", help="delete the run in --out and start it again (and replace the contents of an --export-dir "
+                       "that holds files `embbert export` did not write)")
     p.set_defaults(func=cmd_run)
 
 
@@ -102,7 +104,8 @@ def _stage(name: str):
 
 
 def run_pipeline(config: EmbBertConfig, out: Path, *, init=None, max_examples=None, export_dir=None,
-                 verbose: int = 1, arena_budget: int | None = None, last_stage: str = STAGES[-1]) -> dict:
+                 verbose: int = 1, arena_budget: int | None = None, last_stage: str = STAGES[-1],
+                 force_export: bool = False) -> dict:
     """Run the stages up to LAST_STAGE that are not recorded as finished in OUT/stages.json, recording each one."""
     from embbert.keras_model.train import train
     from embbert.tflite.arena import arena_report
@@ -164,7 +167,7 @@ def run_pipeline(config: EmbBertConfig, out: Path, *, init=None, max_examples=No
         result["exported"] = record.get("exported", [])
     else:
         t = _stage("5/5 export the TFLM application")
-        result["exported"] = [str(f) for f in export_micro_app(out, export_dir)]
+        result["exported"] = [str(f) for f in export_micro_app(out, export_dir, force=force_export)]
         if "export" in done:
             done.remove("export")
         finish("export", t, exported=result["exported"],
@@ -214,21 +217,29 @@ def summarise(config: EmbBertConfig, out: Path, result: dict) -> str:
     return "\n".join(lines)
 
 
-def pretrained_choice(init: str | None, preset: str) -> str | None:
-    """--init as given, with 'auto' = the shipped preset of this model size (if any) and 'none' = scratch."""
+def _is_export(folder: Path) -> bool:
+    """A folder an earlier `embbert export` wrote (its manifest says so): the rule of tflite/export.py,
+    which keeps it private; run checks --export-dir with it before the training."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("generator") == "embbert export"
+
+
+def pretrained_choice(init: str | None, preset: str) -> tuple[str | None, str | None]:
+    """--init as given, with 'auto' = the shipped preset of this model size (if any) and 'none' = scratch;
+    and the line that says so (printed for a new run only: a resumed run keeps the start it had)."""
     from embbert.keras_model.presets import default_for
 
     if init == "none":
-        print("--init none: training from scratch", flush=True)
-        return None
+        return None, "--init none: training from scratch"
     if init == "auto":
         init = default_for(preset)
         if init is None:
-            print(f"no pretrained preset is shipped for the {preset} size: training from scratch", flush=True)
-            return None
-        print(f"starting from the pretrained preset {init} (docs/presets.md); --init none trains from scratch",
-              flush=True)
-    return init
+            return None, f"no pretrained preset is shipped for the {preset} size: training from scratch"
+        return init, f"starting from the pretrained preset {init} (docs/presets.md); --init none trains from scratch"
+    return init, None
 
 
 def check_run_args(args) -> tuple[EmbBertConfig, Path]:
@@ -236,11 +247,13 @@ def check_run_args(args) -> tuple[EmbBertConfig, Path]:
     task = task_arg(args.task)
     args.max_length = preflight.max_length(max_length_for(task, args.max_length), args.preset)
     data_dir = data_dir_arg(args.data_dir)
-    args.init = init_arg(pretrained_choice(args.init, args.preset))
+    args.init, said = pretrained_choice(args.init, args.preset)
+    args.init = init_arg(args.init)
     task_name = Path(task).name if Path(task).is_absolute() else task
     out = preflight.output_dir(args.out or f"runs/{task_name}-{args.preset}-L{args.max_length}")
     if args.export_dir is not None:
-        preflight.output_dir(args.export_dir, "--export-dir")
+        # refused now, not after the training: a folder that holds files `embbert export` did not write
+        check_output_folder(args.export_dir, _is_export, "embbert export", force=args.force, flag="--export-dir")
     if holds_run(out):
         done = stages_done(out)["done"]
         if args.force:
@@ -254,6 +267,8 @@ def check_run_args(args) -> tuple[EmbBertConfig, Path]:
         else:
             config = preflight.resumed_run(out, args, task, "drop them to continue the run, or use --force to "
                                            "start it again")  # the run's own settings
+            print(f"resuming the run in {out} with its own settings and start (pretrained or from scratch)",
+                  flush=True)
             if args.data_dir is not None:  # the data has moved: record where it is now
                 config = config.replace(data_dir=data_dir)
             elif config.data_dir and not Path(config.data_dir).is_dir():
@@ -264,6 +279,8 @@ def check_run_args(args) -> tuple[EmbBertConfig, Path]:
         print(f"{out}: no run to resume there: starting a new run", flush=True)
     check_task_data(task, data_dir)  # split files, columns, rows; a --data-dir without the task: never the hub
     preflight.fits_preset(args.preset, args.init, None)
+    if said:
+        print(said, flush=True)
     train = recipe_from_args(args, max_train_examples=args.max_train_examples)
     config = EmbBertConfig.create(args.preset, args.max_length, task=task, data_dir=data_dir, train=train)
     return config, out
@@ -283,7 +300,7 @@ def cmd_run(args) -> int:
         budget = arena_budget_for(args.board)
     try:
         result = run_pipeline(config, out, init=args.init, max_examples=args.max_examples,
-                              export_dir=args.export_dir, arena_budget=budget)
+                              export_dir=args.export_dir, arena_budget=budget, force_export=args.force)
     except KeyboardInterrupt:
         if holds_run(out):
             raise Interrupted(f"interrupted; {out} keeps what was done: continue with the same command "

@@ -8,7 +8,7 @@ Run directory (file names: `embbert.core.layout`; everything the later stages ne
     qat.weights.h5      the QAT model, best validation epoch
     history.csv         one row per epoch and stage: epoch, stage, loss, validation metric, best, seconds
     metrics.json        validation and test metric of the float and the QAT model
-    .train/             resume state: state.json (finished stages), per stage <stage>_backup/
+    .train/             resume state: state.json (finished stages, the --init it started from), per stage <stage>_backup/
                         (BackupAndRestore) and <stage>_best/ (ModelCheckpoint); removed when the run completes
 
 `_train` runs named steps: open the run directory -> load the task -> prepare the tokenizer ->
@@ -303,6 +303,10 @@ def _train(
     """Fine-tune float then QAT; returns the metrics written to metrics.json."""
     run_dir = Path(run_dir)
     config, state = _open_run(config, run_dir, resume)
+    if resume and "init" in state:
+        init = state["init"]  # the run's own start (scratch or a backbone), whatever the resuming command says
+    else:
+        state["init"] = str(init) if init else None
     keras.utils.set_random_seed(config.train.seed)
     config, task = _load_task(config)
     if init and not config.tokenizer and not resume:

@@ -242,3 +242,12 @@ def test_data_dir_without_the_task_is_refused_before_config_is_rewritten(here, c
     (rd / artefact).write_bytes(b"placeholder")
     (here / "data" / "hub").mkdir(parents=True)
     _fails([command, "rd", "--data-dir", "data"], here, capsys, "dair-ai/emotion/", "file not found")
+
+
+# --- run --export-dir into a foreign folder: refused before the training ------------------------------
+def test_run_export_dir_holding_foreign_files_is_refused_up_front(here, capsys):
+    _custom_task(here / "task", "text,label\nhi,b\n")
+    (here / "mine").mkdir()
+    (here / "mine" / "notes.txt").write_text("keep me\n")
+    _fails(["run", "--task", "task", "--preset", "nano", "--out", "r", "--export-dir", "mine"], here, capsys,
+           "mine: --export-dir: folder holds files not written by `embbert export` (notes.txt)", "--force")

@@ -176,3 +176,26 @@ def test_check_coverage_and_spread():
     assert not _check_covers({"examples": 2000, "max_examples": 2000}, None)
     assert _check_covers({"examples": 2000}, 2000) and not _check_covers({"examples": 2000}, None)
     assert _std([1.0]) is None and _std([1.0, 3.0]) == round(2 ** 0.5, 2)
+
+
+def test_resume_of_a_scratch_run_does_not_claim_a_pretrained_start(tmp_path, monkeypatch, capsys):
+    """`run --resume` of a nano run started from scratch: no "starting from the pretrained preset tiny_en"
+    (the default --preset tiny's choice); it says it resumes with the run's own start."""
+    from embbert import run as run_module
+    from embbert.cli import main
+    from embbert.core.config import EmbBertConfig
+
+    monkeypatch.chdir(tmp_path)
+    rd = tmp_path / "rd"
+    rd.mkdir()
+    EmbBertConfig.create("nano", 16, task="emotion", num_labels=6, tokenizer="tokenizer").save(rd)
+    (rd / ".train").mkdir()
+    (rd / ".train" / "state.json").write_text('{"float_done": false, "init": null}')
+
+    def stop(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_module, "run_pipeline", stop)
+    assert main(["run", "--out", "rd", "--resume"]) == 130
+    out = capsys.readouterr().out
+    assert "pretrained preset" not in out and "resuming the run in rd" in out

@@ -176,6 +176,7 @@ def test_kill_between_history_row_and_backup_then_resume_keeps_one_row_per_epoch
     with pytest.raises(_Interrupt):
         train(config, run, verbose=0)
     assert [(r["stage"], r["epoch"]) for r in _history(run)] == [("float", "1"), ("qat", "1"), ("qat", "2")]
+    assert json.loads((run / ".train" / "state.json").read_text())["init"] is None  # its start: from scratch
     monkeypatch.setattr(keras.callbacks.BackupAndRestore, "on_epoch_end", real)
     train(config, run, resume=True, verbose=0)
     assert [(r["stage"], r["epoch"]) for r in _history(run)] == [("float", "1"), ("qat", "1"), ("qat", "2")]
