@@ -21,7 +21,7 @@ from embbert.core.boards import BOARD_KEYS
 from embbert.core.args import add_recipe_arguments, positive_int, recipe_from_args
 from embbert.core.config import PRESETS, QUICK_RECIPE, EmbBertConfig
 from embbert.core.errors import EmbBertError, Interrupted, UsageError
-from embbert.core.files import atomic_write_text, check_output_folder
+from embbert.core.files import atomic_write_text, check_output_folder, remove_named
 from embbert.datasets.loading import check_task_data, data_dir_arg
 from embbert.datasets.tasks import max_length_for, task_arg
 from embbert.keras_model.presets import init_arg
@@ -90,12 +90,7 @@ def holds_run(out: Path) -> bool:
 
 def clear_run(out: Path) -> None:
     """`--force`: remove the run's artefacts (only the names a run writes)."""
-    for name in layout.RUN_FILES:
-        p = out / name
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p)
-        elif p.exists() or p.is_symlink():
-            p.unlink()
+    remove_named(out, layout.RUN_FILES)
 
 
 def _stage(name: str):

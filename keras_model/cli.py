@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from embbert.core import layout, preflight
 from embbert.core.args import add_recipe_arguments, non_negative_float, non_negative_int, positive_float, positive_int
 from embbert.core.config import (
     DEFAULT_MAX_LENGTH, PAPER_RECIPE, PRESETS, STRATEGIES, EmbBertConfig, PretrainSettings, TrainConfig,
 )
-from embbert.core.errors import EmbBertError, UsageError
+from embbert.core.errors import EmbBertError, Interrupted, UsageError
+from embbert.core.files import remove_named
 from embbert.datasets.loading import check_task_data, data_dir_arg
 from embbert.datasets.tasks import max_length_for, task_arg
 from embbert.keras_model.presets import init_arg
@@ -68,8 +70,11 @@ def register(sub) -> None:
     t.add_argument("--steps-per-epoch", type=positive_int, default=None, help="steps per epoch (default: one pass)")
     t.add_argument("--max-train-examples", type=positive_int, default=None, help="use a seeded subset of the train split")
     t.add_argument("--init", default=None, help="pretrained backbone: a directory from `embbert pretrain` or a shipped preset name (tiny_en, embbert_en)")
-    t.add_argument("--resume", action="store_true", help="continue an interrupted run in --out with its saved settings (an option that "
-                   "differs from them is an error)")
+    again = t.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue an interrupted run in --out with its saved settings (an "
+                       "option that differs from them is an error)")
+    again.add_argument("--force", action="store_true", help="delete the run in --out (only the files a run writes) "
+                       "and train again")
     t.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs to RUN_DIR/tensorboard")
     add_recipe_arguments(t, PAPER_RECIPE, why_lr=", the paper's")
     _add_distributed_settings(t)
@@ -164,8 +169,9 @@ def check_train_args(args) -> EmbBertConfig:
     if args.resume and not state.is_file():
         what = "the run there is finished" if (out / layout.METRICS).is_file() else "no unfinished run there"
         raise UsageError(f"{out}: nothing to resume ({what})")
-    if holds_run and not args.resume:
-        raise UsageError(f"{out} already holds a run; use --resume to continue it or choose another --out")
+    if holds_run and not args.resume and not args.force:
+        raise UsageError(f"{out} already holds a run; use --resume to continue it, --force to train it again, "
+                         "or choose another --out")
     if args.resume:
         preflight.resumed_run(out, args, task, "drop them to continue the run, or start a new one with another --out")
     if args.strategy == "multi-worker":
@@ -187,8 +193,22 @@ def cmd_train(args) -> int:
     if config.train.strategy == "multi-worker":
         make_strategy("multi-worker")  # TensorFlow wants it before any other operation
 
+    out = Path(args.out)
+    if args.force and ((out / layout.METRICS).exists() or (out / layout.TRAIN_STATE_DIR).exists()):
+        print(f"--force: removing the run in {out}", flush=True)
+        remove_named(out, layout.RUN_FILES)
+    resumable = out / layout.TRAIN_STATE_DIR / layout.TRAIN_STATE
+    again = "continue it with the same command and --resume (or --force to train it again)"
     try:
         result = train(config, args.out, init=args.init, resume=args.resume, tensorboard=args.tensorboard)
+    except KeyboardInterrupt:
+        if resumable.is_file():
+            raise Interrupted(f"interrupted; {out} keeps the finished epochs: {again}") from None
+        raise
+    except EmbBertError as exc:
+        if resumable.is_file() and not isinstance(exc, UsageError):
+            raise EmbBertError(f"{exc} ({out} keeps the finished epochs: fix this, then {again})") from None
+        raise
     except Exception as exc:  # noqa: BLE001 - a lost peer is reported as what it is
         from ._tf import tf
 
@@ -227,8 +247,6 @@ def check_pretrain_args(args) -> None:
 def _check_pretrain_resume(out, args) -> None:
     """`pretrain --resume`: an unfinished pretraining in `out`, and no option that contradicts its saved
     settings (`.pretrain/settings.json`, config.json): it continues with them, to the saved --steps."""
-    from pathlib import Path
-
     settings_file = out / layout.PRETRAIN_STATE_DIR / layout.PRETRAIN_SETTINGS
     if not settings_file.is_file():
         what = "it is finished" if (out / layout.BACKBONE_WEIGHTS).is_file() else "no unfinished pretraining there"

@@ -233,3 +233,14 @@ def write_folder(out: str | os.PathLike, files: dict[str, bytes], tmp_prefix: st
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return [out / rel for rel in files]
+
+
+def remove_named(folder: Path, names) -> None:
+    """Remove FOLDER/<name> for each of NAMES (files or folders), and nothing else: `--force` on a run
+    folder (the names a run writes, `embbert.core.layout.RUN_FILES`) keeps the files beside them."""
+    for name in names:
+        p = Path(folder) / name
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        elif p.exists() or p.is_symlink():
+            p.unlink()
