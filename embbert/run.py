@@ -12,7 +12,7 @@ starts the run again from scratch.
 from __future__ import annotations
 
 import json
-import shutil
+import os
 import time
 from pathlib import Path
 
@@ -199,14 +199,17 @@ def summarise(config: EmbBertConfig, out: Path, result: dict) -> str:
         for b in est["boards"]:
             lines.append(f"    {b['board'].split(' (')[0]}: {b['ms_low']:.0f}-{b['ms_high']:.0f} ms "
                          f"(CPI {b['cpi_low']:g}-{b['cpi_high']:g} at {b['mhz']:.0f} MHz)")
-    lines.append("  files:")
+    lines.append(f"  files (paths relative to {out}):")
     for name in (layout.CONFIG, layout.FLOAT_WEIGHTS, layout.QAT_WEIGHTS, layout.METRICS, layout.HISTORY,
-                 layout.INT8_MODEL, layout.FLOAT_MODEL, layout.CHECK, layout.ARENA_MD, layout.ARENA_PNG):
+                 layout.INT8_MODEL, layout.FLOAT_MODEL, layout.CHECK, layout.ARENA_JSON, layout.ARENA_MD,
+                 layout.ARENA_PNG):
         if (out / name).exists():
-            lines.append(f"    {out / name}")
+            lines.append(f"    {name}")
+    lines.append(f"    {layout.SUMMARY}, {layout.RUN_RECORD}  (this summary; the run's record, written with it)")
     exported = result["exported"]
     if exported:
-        lines.append(f"    C sources: {Path(exported[0]).parent} ({len(exported)} files)")
+        where = os.path.relpath(Path(exported[0]).parent.resolve(), Path(out).resolve())
+        lines.append(f"    C sources: {where} ({len(exported)} files)")
     t = result["timings"]
     lines.append("  time: " + ", ".join(f"{k[:-2]} {v:.0f}s" for k, v in t.items()))
     return "\n".join(lines)

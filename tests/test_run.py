@@ -33,7 +33,12 @@ def test_run_end_to_end(tmp_path, capsys):
         assert label in text
     assert f"total {arena['total_footprint_bytes']:,} B" in text
     assert arena["total_footprint_bytes"] == arena["model_bytes"] + arena["recommended_arena_bytes"]
-    assert str(out / "model_int8.tflite") in text
+    # The files, all relative to the run directory (the C sources too), including the report and records.
+    files = text[text.index(f"  files (paths relative to {out}):"):].splitlines()
+    for name in ("model_int8.tflite", "arena_report.json", "arena_report.md", "summary.txt, run.json"):
+        assert any(line.strip().startswith(name) for line in files), (name, files)
+    assert any(line.strip().startswith("C sources: ../generated (") for line in files), files
+    assert str(tmp_path) not in "\n".join(files[1:]), files  # no absolute path among them
     assert (out / "summary.txt").read_text().strip() in text
 
 
