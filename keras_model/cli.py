@@ -109,8 +109,11 @@ def register(sub) -> None:
                    f"classifier reads; MLM alone never trains it) (default {pre.summary_slots})")
     p.add_argument("--tokenizer", default=None, help="tokenizer directory (default: train one on the corpus)")
     p.add_argument("--init", default=None, help="continue from a pretrained directory or preset name (e.g. tiny_en)")
-    p.add_argument("--resume", action="store_true", help="continue the interrupted pretraining in --out with its saved settings (an "
-                   "option that differs from them, e.g. --steps, is an error)")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue the interrupted pretraining in --out with its saved "
+                       "settings (an option that differs from them, e.g. --steps, is an error)")
+    again.add_argument("--force", action="store_true", help="delete the pretraining in --out (only the files it writes) "
+                       "and start again")
     p.add_argument("--learning-rate", type=positive_float, default=pre.learning_rate,
                    help=f"peak AdamW learning rate (default {pre.learning_rate:g})")
     p.add_argument("--batch-size", type=positive_int, default=TrainConfig().batch_size,
@@ -231,6 +234,10 @@ def check_pretrain_args(args) -> None:
     args.tokenizer = tokenizer_arg(args.tokenizer)
     preflight.max_length(args.max_length, args.preset)
     out = preflight.output_dir(args.out)
+    holds = (out / layout.BACKBONE_WEIGHTS).exists() or (out / layout.PRETRAIN_STATE_DIR).exists()
+    if holds and not args.resume and not args.force:
+        raise UsageError(f"{out} already holds a pretraining run; use --resume to continue it, --force to start it "
+                         "again, or choose another --out")
     if args.resume:
         _check_pretrain_resume(out, args)
     else:
@@ -287,7 +294,17 @@ def cmd_pretrain(args) -> int:
         summary_slots=args.summary_slots,
     )
     config = _config_from_args(args)
-    result = pretrain(config, args.corpus or [], args.out, settings, init=args.init, resume=args.resume)
+    out = Path(args.out)
+    if args.force and ((out / layout.BACKBONE_WEIGHTS).exists() or (out / layout.PRETRAIN_STATE_DIR).exists()):
+        print(f"--force: removing the pretraining in {out}", flush=True)
+        remove_named(out, layout.PRETRAIN_FILES)
+    try:
+        result = pretrain(config, args.corpus or [], args.out, settings, init=args.init, resume=args.resume)
+    except KeyboardInterrupt:
+        if (out / layout.PRETRAIN_STATE_DIR / layout.PRETRAIN_SETTINGS).is_file():
+            raise Interrupted(f"interrupted; {out} keeps the last checkpoint: continue it with the same command and "
+                              "--resume (or --force to start it again)") from None
+        raise
     print(f"done: {args.out}  {result['steps']} steps, {result['tokens_seen']:,} tokens; held-out masked accuracy "
           f"{result['heldout_accuracy']:.4f} (most-frequent-token baseline {result['baseline_accuracy']:.4f})")
     return 0

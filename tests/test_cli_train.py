@@ -98,3 +98,34 @@ def test_a_stopped_train_says_how_to_resume(here, capsys, stand_in, stop, code, 
     assert main(ARGV) == code
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1 and expected in lines[0], lines
+
+
+# --- pretrain: a folder holding a pretraining is refused before TensorFlow unless --resume or --force --------
+def _pretrain_folder(folder: Path) -> Path:
+    folder.mkdir()
+    EmbBertConfig.create("tiny", 64, tokenizer="tokenizer").save(folder)
+    (folder / "backbone.weights.h5").write_bytes(b"weights")
+    (folder / "pretrain.json").write_text("{}")
+    (folder / "neighbour.txt").write_text("keep me\n")
+    return folder
+
+
+def test_pretrain_force_removes_only_its_files(here, capsys, monkeypatch):
+    from embbert.keras_model import pretrain as pretrain_module
+
+    (here / "c.txt").write_text("some text\n")
+    _pretrain_folder(here / "pd")
+    argv = ["pretrain", "--corpus", "c.txt", "--out", "pd"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "already holds a pretraining run" in err and "--force" in err
+    seen = {}
+
+    def fake(config, corpus, out, settings, **kwargs):
+        seen["files"] = sorted(p.name for p in Path(out).iterdir())
+        raise KeyboardInterrupt  # stopped before anything resumable
+
+    monkeypatch.setattr(pretrain_module, "pretrain", fake)
+    assert main(argv + ["--force"]) == 130
+    assert seen["files"] == ["neighbour.txt"]  # its files gone before pretraining, the user's kept
+    assert (here / "pd" / "neighbour.txt").read_text() == "keep me\n"

@@ -73,5 +73,8 @@ PRETRAIN_PLOT = "history.png"
 PRETRAIN_CACHE_DIR = "cache"
 PRETRAIN_STATE_DIR = ".pretrain"
 PRETRAIN_SETTINGS = "settings.json"  # inside PRETRAIN_STATE_DIR
+#: Everything `embbert pretrain` writes into its --out (`pretrain --force` removes these and nothing else).
+PRETRAIN_FILES = (CONFIG, TOKENIZER_DIR, BACKBONE_WEIGHTS, PRETRAINER_WEIGHTS, PRETRAIN_SUMMARY, PRETRAIN_HISTORY,
+                  PRETRAIN_PLOT, PRETRAIN_CACHE_DIR, PRETRAIN_STATE_DIR)
 MODEL_CARD = "README.md"
 PRESET_METADATA = "metadata.json"  # versions, kind, parameter count (save_to_preset, embbert.api)
