@@ -55,6 +55,17 @@ def _workspace(root: Path) -> None:
     cfg.replace(data_dir=str(root / "moved_away")).save(lost)
     for name in ("qat.weights.h5", "model_int8.tflite"):
         (lost / name).write_bytes(b"placeholder")
+    for name, content in (("cfg_hello", b'"hello"'), ("cfg_bom", b"\xff\xfe{\x00}\x00"),
+                          ("cfg_null_train", b'{"model": {"preset": "nano"}, "train": null}')):
+        (root / name).mkdir()  # config.json that is not an EmbBERT config
+        (root / name / "config.json").write_bytes(content)
+        for artefact in ("qat.weights.h5", "model_int8.tflite"):
+            (root / name / artefact).write_bytes(b"placeholder")
+    badtok = root / "badtok"  # a run whose tokenizer.json is random bytes
+    (badtok / "tokenizer").mkdir(parents=True)
+    cfg.save(badtok)
+    (badtok / "tokenizer" / "tokenizer.json").write_bytes(b"\xb5\x13\x00random\xffbytes")
+    (badtok / "model_int8.tflite").write_bytes(b"placeholder")
     done = root / "finished"  # a finished training
     done.mkdir()
     cfg.save(done)
@@ -119,6 +130,7 @@ _add("tokenizer encode", [
     ("max-length-text", ["tokenizer", "encode", "--tokenizer", "emptydir", "--text", "hi", "--max-length", "x"], 2),
     ("unknown-option", ["tokenizer", "encode", "--bogus"], 2),
     ("no-subcommand", ["tokenizer"], 2),
+    ("text-not-utf8", ["tokenizer", "encode", "--tokenizer", "emptydir", "--text", os.fsdecode(b"caf\xe9")], 2),
 ])
 _add("model summary", [
     ("no-preset", ["model", "summary", "--num-labels", "2"], 2),
@@ -192,8 +204,11 @@ for _cmd, _needs in (("convert", "qat.weights.h5"), ("check", "model_int8.tflite
         ("unknown-option", [_cmd, "qrd", "--bogus"], 2),
         ("two-run-dirs", [_cmd, "qrd", "rd"], 2),
     ])
-_add("convert", [("max-calibration-zero", ["convert", "qrd", "--max-calibration", "0"], 2)])
-_add("check", [("max-examples-zero", ["check", "qrd", "--max-examples", "0"], 2)])
+BAD_CONFIGS = [("config-string", "cfg_hello"), ("config-bom", "cfg_bom"), ("config-train-null", "cfg_null_train")]
+_add("convert", [("max-calibration-zero", ["convert", "qrd", "--max-calibration", "0"], 2)]
+     + [(ident, ["convert", folder], 2) for ident, folder in BAD_CONFIGS])
+_add("check", [("max-examples-zero", ["check", "qrd", "--max-examples", "0"], 2)]
+     + [(ident, ["check", folder], 2) for ident, folder in BAD_CONFIGS])
 _add("export", [
     ("no-run-dir", ["export"], 2),
     ("missing-run-dir", ["export", MISSING, "--out", "gen"], 2),
@@ -207,6 +222,8 @@ _add("export", [
     ("two-run-dirs", ["export", "rd", "qrd"], 2),
     ("out-foreign-folder", ["export", "qrd", "--out", "badjson"], 2),
     ("out-dot-foreign", ["export", "qrd", "--out", "."], 2),
+    ("tokenizer-random-bytes", ["export", "badtok", "--out", "gen"], 2),
+    *[(ident, ["export", folder, "--out", "gen"], 2) for ident, folder in BAD_CONFIGS],
 ])
 _add("run", [
     ("unknown-task", ["run", "--task", "emotoin", "--out", "r"], 2),
