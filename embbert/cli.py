@@ -20,7 +20,7 @@ import sys
 import threading
 from typing import Sequence
 
-from embbert import __version__, bench, run
+from embbert import __version__, bench, run, tune
 from embbert.core.args import OneLineParser
 from embbert.core.errors import EmbBertError
 from embbert.datasets import cli as datasets_cli
@@ -34,6 +34,7 @@ COMMAND_MODULES = (
     tflite_cli,  # convert, check, export
     bench,  # bench ...
     run,  # run (the whole path)
+    tune,  # tune (the best model for a board)
 )
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from embbert.core import layout, preflight
 from embbert.core.boards import BOARD_KEYS
 from embbert.core.args import add_recipe_arguments, positive_int, recipe_from_args
-from embbert.core.config import PRESETS, QUICK_RECIPE, EmbBertConfig
+from embbert.core.config import ARCHS, PRESETS, QUICK_RECIPE, EmbBertConfig
 from embbert.core.errors import EmbBertError, Interrupted, UsageError
 from embbert.core.files import atomic_write_text, check_output_folder, remove_named
 from embbert.datasets.loading import check_task_data, data_dir_arg
@@ -40,7 +40,10 @@ def register(sub) -> None:
         "interpreters, the arena-size report and the export of the TFLM application, then a summary.",
     )
     p.add_argument("--task", default=DEFAULT_TASK, help=f"task name or task directory (default {DEFAULT_TASK})")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="tiny", help="model size preset (default tiny)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="size preset (default: tiny for embbert, the architecture's own size for the others)")
+    p.add_argument("--arch", choices=ARCHS, default=None,
+                   help="architecture (default embbert): EmbBERT or a baseline of the papers (docs/baselines.md)")
     p.add_argument("--max-length", type=positive_int, default=None,
                    help="sequence length L (default: the task's, `embbert data list`: 64 for emotion)")
     add_recipe_arguments(p, QUICK_RECIPE, why_lr=": chosen on emotion validation accuracy for the 3-epoch "
@@ -242,6 +245,7 @@ def pretrained_choice(init: str | None, preset: str) -> tuple[str | None, str | 
 
 def check_run_args(args) -> tuple[EmbBertConfig, Path]:
     """Everything `embbert run` can check before TensorFlow is imported: the config and the run folder."""
+    args.preset = preflight.arch_preset(args.arch, args.preset)
     task = task_arg(args.task)
     args.max_length = preflight.max_length(max_length_for(task, args.max_length), args.preset)
     data_dir = data_dir_arg(args.data_dir)

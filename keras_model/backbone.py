@@ -29,9 +29,14 @@ from embbert.datasets.tokenizer import TOKENIZER_FILE
 
 from . import presets
 from ._tf import keras, tf
+from .baselines import BertBlock, BertEmbedder, ConvBlock, MambaBlock, MaskedMeanPool
 from .forms import DeployForm
 from .layers import EncoderLayer, NanoEmbedder
 from .weights import count_params, save_weights
+
+#: The layer types a backbone is made of, whatever its architecture: one embedder, then the blocks.
+EMBEDDERS = (NanoEmbedder, BertEmbedder)
+BLOCKS = (EncoderLayer, BertBlock, ConvBlock, MambaBlock, MaskedMeanPool)
 
 TOKEN_IDS = "token_ids"
 SEGMENT_IDS = "segment_ids"
@@ -89,10 +94,24 @@ class EmbBertBackbone(keras.Model):
     def create(cls, config: EmbBertConfig, *, quantize: bool = False) -> "EmbBertBackbone":
         """A backbone of new layers for `config.model` (`quantize`: with their fake-quant points)."""
         m = config.model
-        embedder = NanoEmbedder(m.vocab_size, m.max_positions, m.hidden, m.reduced, quantize=quantize,
-                                name="embedder")
-        encoders = [EncoderLayer(m.kernel, m.expansion, m.dropout, quantize=quantize, name=f"encoder_{i}")
-                    for i in range(m.layers)]
+        if m.arch == "bert":
+            embedder = BertEmbedder(m.vocab_size, m.max_positions, m.hidden, quantize=quantize, name="embedder")
+            encoders = [BertBlock(m.heads, m.ffn, m.dropout, quantize=quantize, name=f"encoder_{i}")
+                        for i in range(m.layers)]
+        else:
+            embedder = NanoEmbedder(m.vocab_size, m.max_positions, m.hidden, m.reduced, quantize=quantize,
+                                    name="embedder")
+            if m.arch == "embbert":
+                encoders = [EncoderLayer(m.kernel, m.expansion, m.dropout, quantize=quantize, name=f"encoder_{i}")
+                            for i in range(m.layers)]
+            elif m.arch == "mamba":  # the blocks are causal: the mean of the valid tokens, not token 0, is read
+                encoders = [MambaBlock(m.expansion, m.kernel, m.state, -(-m.hidden // 16), quantize=quantize,
+                                       name=f"encoder_{i}") for i in range(m.layers)]
+                encoders.append(MaskedMeanPool(quantize=quantize, name="mean_pool"))
+            else:  # embedder, embedder_conv: the blocks (none for embedder), then the mean of the valid tokens
+                encoders = [ConvBlock(m.kernel, m.expansion, quantize=quantize, name=f"encoder_{i}")
+                            for i in range(m.layers)]
+                encoders.append(MaskedMeanPool(quantize=quantize, name="mean_pool"))
         backbone = cls(embedder, encoders)
         backbone._embbert_config = config
         return backbone
@@ -130,6 +149,9 @@ class EmbBertBackbone(keras.Model):
             return config
         e = self.embedder
         first = unwrapped(self.encoders[0])
+        if not isinstance(first, EncoderLayer):
+            raise EmbBertError("this backbone was not made by EmbBertBackbone.create: its architecture's sizes are "
+                               "unknown (build it with create or from_preset)")
         model = ModelConfig(vocab_size=e.vocab_size, max_positions=e.max_positions, hidden=e.hidden, reduced=e.reduced,
                             expansion=first.expansion, kernel=first.kernel_size, layers=len(self.encoders),
                             dropout=first.dropout_rate)
@@ -159,8 +181,8 @@ class EmbBertBackbone(keras.Model):
     def of(cls, model: keras.Model) -> "EmbBertBackbone":
         """The backbone of a classifier, pretrainer or deploy model (float or QAT), on its layer objects:
         its `NanoEmbedder` and its `EncoderLayer`s in graph order (or the wrappers around them)."""
-        embedders = layers_of_type(model, NanoEmbedder)
-        encoders = layers_of_type(model, EncoderLayer)
+        embedders = layers_of_type(model, EMBEDDERS)
+        encoders = layers_of_type(model, BLOCKS)
         if len(embedders) != 1 or not encoders:
             raise EmbBertError(f"model {model.name!r} is not an EmbBERT model "
                                f"({len(embedders)} embedders, {len(encoders)} encoder layers)")
@@ -169,12 +191,12 @@ class EmbBertBackbone(keras.Model):
     @property
     def embedder(self):
         """The embedder layer (the model's own object, not a copy)."""
-        return layers_of_type(self, NanoEmbedder)[0]
+        return layers_of_type(self, EMBEDDERS)[0]
 
     @property
     def encoders(self) -> list:
         """The encoder layers in order (QuantizeWrapperV2 around each in a QAT backbone)."""
-        return layers_of_type(self, EncoderLayer)
+        return layers_of_type(self, BLOCKS)
 
     def encode(self, token_ids, segment_ids, *, form: DeployForm | None = None):
         """This backbone's layer objects applied to new inputs: the sequence tensor (batch, L, d).

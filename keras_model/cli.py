@@ -8,7 +8,7 @@ from pathlib import Path
 from embbert.core import layout, preflight
 from embbert.core.args import add_recipe_arguments, non_negative_float, non_negative_int, positive_float, positive_int
 from embbert.core.config import (
-    DEFAULT_MAX_LENGTH, PAPER_RECIPE, PRESETS, STRATEGIES, EmbBertConfig, PretrainSettings, TrainConfig,
+    ARCHS, DEFAULT_MAX_LENGTH, PAPER_RECIPE, PRESETS, STRATEGIES, EmbBertConfig, PretrainSettings, TrainConfig,
 )
 from embbert.core.errors import EmbBertError, Interrupted, UsageError
 from embbert.core.files import remove_named
@@ -46,7 +46,10 @@ def register(sub) -> None:
         description="Print backbone, head and total parameter counts, float32 and int8 weight bytes, "
         "and the largest activation tensor (bytes, batch 1) at L (--max-length).",
     )
-    s.add_argument("--preset", choices=sorted(PRESETS), required=True, help="model size preset")
+    s.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="size preset (default: every size of --arch)")
+    s.add_argument("--arch", choices=ARCHS, default=None,
+                   help="architecture (default embbert): EmbBERT or a baseline of the papers (docs/baselines.md)")
     s.add_argument("--num-labels", type=positive_int, required=True, help="number of classes (1 = regression)")
     s.add_argument("--max-length", type=positive_int, default=None, help=f"sequence length L (default {DEFAULT_MAX_LENGTH})")
     s.add_argument("--json", action="store_true", help="print one JSON object")
@@ -60,7 +63,10 @@ def register(sub) -> None:
         "tokenizer/, float.weights.h5, qat.weights.h5, history.csv, metrics.json.",
     )
     t.add_argument("--task", required=True, help="task name (see `embbert data list`) or a task directory with task.json")
-    t.add_argument("--preset", choices=sorted(PRESETS), default="tiny", help="model size preset (default tiny)")
+    t.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="size preset (default: tiny for embbert, the architecture's own size for the others)")
+    t.add_argument("--arch", choices=ARCHS, default=None,
+                   help="architecture (default embbert): EmbBERT or a baseline of the papers (docs/baselines.md)")
     t.add_argument("--max-length", type=positive_int, default=None,
                    help=f"sequence length L (default: the task's, `embbert data list`; {DEFAULT_MAX_LENGTH} for a task "
                    "directory)")
@@ -139,29 +145,49 @@ def _config_from_args(args, **extra) -> EmbBertConfig:
     return EmbBertConfig.create(args.preset, args.max_length, train=train, tokenizer=args.tokenizer, **extra)
 
 
+def _sizes(arch: str) -> str:
+    return " ".join(f"{name}" for name, m in PRESETS.items() if m.arch == arch)
+
+
 def cmd_summary(args) -> int:
-    preflight.max_length(args.max_length, args.preset)
-    config = EmbBertConfig.create(args.preset, args.max_length, num_labels=args.num_labels)  # checked before TF
+    if args.preset is not None:
+        names = [preflight.arch_preset(args.arch, args.preset)]
+    else:
+        arch = preflight.arch_preset(args.arch, None) and (args.arch or "embbert")
+        names = [name for name, m in PRESETS.items() if m.arch == arch]
+    configs = []
+    for name in names:  # checked before TF
+        length = args.max_length if args.max_length is not None else min(DEFAULT_MAX_LENGTH,
+                                                                          PRESETS[name].max_positions)
+        preflight.max_length(length, name)
+        configs.append(EmbBertConfig.create(name, length, num_labels=args.num_labels))
     from .summary import model_summary
 
-    info = model_summary(config)
+    infos = [model_summary(config) for config in configs]
     if args.json:
-        print(json.dumps(info, indent=2))
+        print(json.dumps(infos[0] if args.preset is not None else infos, indent=2))
         return 0
-    print(f"EmbBERT preset {args.preset}: V={info['vocab_size']} L={info['max_length']} d={info['hidden']} "
-          f"r={info['reduced']} e={info['expansion']} k={info['kernel']} layers={info['layers']}")
-    print(f"  backbone parameters   {info['backbone_params']:>12,}")
-    print(f"  head parameters       {info['head_params']:>12,}  (d*N + N, N={args.num_labels})")
-    print(f"  total parameters      {info['total_params']:>12,}")
-    print(f"  float32 weight bytes  {info['float32_weight_bytes']:>12,}")
-    print(f"  int8 weight bytes     {info['int8_weight_bytes']:>12,}  (int8 weights, int32 biases)")
-    print(f"  largest activation    {info['largest_activation_bytes']:>12,}  bytes at int8, batch 1 "
-          f"({info['largest_activation']})")
+    for info in infos:
+        arch = f"{info['arch']} " if info["arch"] != "embbert" else "EmbBERT "
+        shape = (f"V={info['vocab_size']} L={info['max_length']} d={info['hidden']} heads={info['heads']} "
+                 f"f={info['ffn']} layers={info['layers']}" if info["arch"] == "bert" else
+                 f"V={info['vocab_size']} L={info['max_length']} d={info['hidden']} r={info['reduced']} "
+                 f"e={info['expansion']} k={info['kernel']} layers={info['layers']}")
+        print(f"{arch}preset {info['preset']}: {shape}")
+        print(f"  backbone parameters   {info['backbone_params']:>12,}")
+        print(f"  head parameters       {info['head_params']:>12,}  (d*N + N, N={args.num_labels})")
+        print(f"  total parameters      {info['total_params']:>12,}")
+        print(f"  float32 weight bytes  {info['float32_weight_bytes']:>12,}")
+        exact = "" if info["arch"] == "embbert" else "; an upper bound, `embbert bench arch` measures the graph"
+        print(f"  int8 weight bytes     {info['int8_weight_bytes']:>12,}  (int8 weights, int32 biases{exact})")
+        print(f"  largest activation    {info['largest_activation_bytes']:>12,}  bytes at int8, batch 1 "
+              f"({info['largest_activation']})")
     return 0
 
 
 def check_train_args(args) -> EmbBertConfig:
     """Everything `embbert train` can check before TensorFlow is imported; the run's config."""
+    args.preset = preflight.arch_preset(args.arch, args.preset)
     task = task_arg(args.task)
     data_dir = data_dir_arg(args.data_dir)
     args.tokenizer = tokenizer_arg(args.tokenizer)
@@ -232,6 +258,9 @@ def check_pretrain_args(args) -> None:
     if args.corpus:
         preflight.files(args.corpus, "--corpus", "corpus file")
     args.tokenizer = tokenizer_arg(args.tokenizer)
+    if PRESETS[args.preset].arch not in ("embbert", "bert"):
+        raise UsageError(f"--preset {args.preset}: the {PRESETS[args.preset].arch} architecture ends in a mean over "
+                         "the tokens and has no masked-LM head to pretrain (embbert and bert have)")
     preflight.max_length(args.max_length, args.preset)
     out = preflight.output_dir(args.out)
     holds = (out / layout.BACKBONE_WEIGHTS).exists() or (out / layout.PRETRAIN_STATE_DIR).exists()

@@ -50,6 +50,8 @@ def build_classifier(
 
 def build_pretrainer(config: EmbBertConfig, max_predictions: int) -> keras.Model:
     """Backbone + masked-LM head over `max_predictions` masked positions per sequence."""
+    if config.model.arch not in ("embbert", "bert"):
+        raise EmbBertError(f"the {config.model.arch} architecture has no per-token output to pretrain with masked LM")
     backbone = EmbBertBackbone.create(config)
     tok, seg = inputs(config.max_length, None)
     pos = keras.Input(shape=(max_predictions,), dtype=tf.int32, name=MASK_POSITIONS)

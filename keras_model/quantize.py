@@ -19,7 +19,9 @@ import tensorflow_model_optimization as tfmot
 
 from ._tf import keras
 from .backbone import unwrapped
-from .layers import CUSTOM_OBJECTS, NanoEmbedder, QuantizableLayer
+from .backbone import EMBEDDERS
+from .baselines import CUSTOM_OBJECTS as BASELINE_OBJECTS
+from .layers import CUSTOM_OBJECTS, QuantizableLayer
 from .quantizers import ActivationQuantizer, WeightQuantizer
 
 _qk = tfmot.quantization.keras
@@ -59,6 +61,7 @@ class EmbBertLayerQuantizeConfig(_qk.QuantizeConfig):
 def quantize_scope():
     """tfmot's quantize_scope with every EmbBERT custom object registered."""
     objects = dict(CUSTOM_OBJECTS)
+    objects.update(BASELINE_OBJECTS)
     objects.update(
         EmbBertLayerQuantizeConfig=EmbBertLayerQuantizeConfig,
         ActivationQuantizer=ActivationQuantizer,
@@ -75,7 +78,7 @@ def quantize_model(float_model: keras.Model) -> keras.Model:
             config = layer.get_config()
             config["quantize"] = True
             new = layer.__class__.from_config(config)
-            if isinstance(layer, NanoEmbedder):
+            if isinstance(layer, EMBEDDERS):
                 return new
             return _qk.quantize_annotate_layer(new, quantize_config=EmbBertLayerQuantizeConfig())
         return layer.__class__.from_config(layer.get_config())

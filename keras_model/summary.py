@@ -9,20 +9,30 @@ from .model import parameter_counts
 def int8_weight_bytes(config: EmbBertConfig, length: int | None = None) -> int:
     """Bytes of the constant tensors of the converted int8 graph (weights int8, biases int32).
 
-    As converted: the position path (table rows 0..L-1 times its map) folds into one
+    EmbBERT, as converted: the position path (table rows 0..L-1 times its map) folds into one
     L x d constant, the weighted-difference scalars fold into the output maps, and the
     causal convolution kernel carries k-1 zero taps (2k-1 taps, see CausalDepthwiseConv).
+    The baselines (`arch` other than embbert): every matrix and table at int8, every vector at
+    int32 (biases; a norm's vectors are int8 in the graph, so it is an upper bound), the
+    position rows beyond L dropped; `embbert bench arch` reports the converted graph's bytes.
     """
     m, n = config.model, config.num_labels
     length = length or config.max_length
     d, de = m.hidden, m.hidden * m.expansion
+    head = d * n + 4 * n
+    if m.arch == "bert":
+        embedder = m.vocab_size * d + length * d + 3 * d + 2 * 4 * d
+        per_layer = 4 * (d * d + 4 * d) + (d * m.ffn + 4 * m.ffn) + (m.ffn * d + 4 * d) + 4 * 4 * d
+        return embedder + m.layers * per_layer + head
     embedder = m.vocab_size * m.reduced + m.reduced * d + length * d + 3 * d
+    if m.arch in ("embedder", "embedder_conv"):
+        per_layer = 4 * d + m.kernel * de + 4 * de + de * d + 4 * d  # norm, conv kernel + bias, output map + bias
+        return embedder + m.layers * per_layer + head
     per_layer = d  # RMSNorm gain
     per_layer += d * d + 4 * d  # query map + int32 bias
     per_layer += d * d + 4 * d  # attention output map + bias
     per_layer += de * d + 4 * d  # convolution output map + bias
     per_layer += (2 * m.kernel - 1) * de + 4 * de  # depthwise kernel + bias
-    head = d * n + 4 * n
     return embedder + m.layers * per_layer + head
 
 
@@ -30,6 +40,14 @@ def activations(config: EmbBertConfig, length: int | None = None) -> dict[str, i
     """int8 bytes of the main activation tensors at batch 1."""
     m = config.model
     L = length or config.max_length
+    if m.arch == "bert":
+        return {f"attention scores ({m.heads} x L x L)": m.heads * L * L, "feed-forward (L x f)": L * m.ffn,
+                "hidden state (L x d)": L * m.hidden}
+    if m.arch in ("embedder", "embedder_conv"):
+        acts = {"hidden state (L x d)": L * m.hidden, "token embedding (L x r)": L * m.reduced}
+        if m.layers:
+            acts["convolution output (L x d*e)"] = L * m.hidden * m.expansion
+        return acts
     return {
         "attention scores (L x L)": L * L,
         "convolution output (L x d*e)": L * m.hidden * m.expansion,
@@ -45,6 +63,7 @@ def model_summary(config: EmbBertConfig) -> dict:
     m = config.model
     return {
         "preset": config.preset,
+        "arch": m.arch,
         "vocab_size": m.vocab_size,
         "max_length": config.max_length,
         "hidden": m.hidden,
@@ -52,6 +71,8 @@ def model_summary(config: EmbBertConfig) -> dict:
         "expansion": m.expansion,
         "kernel": m.kernel,
         "layers": m.layers,
+        "heads": m.heads,
+        "ffn": m.ffn,
         "num_labels": config.num_labels,
         **counts,
         "float32_weight_bytes": 4 * counts["total_params"],

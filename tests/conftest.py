@@ -4,8 +4,9 @@ from __future__ import annotations
 import pytest
 
 
-def make_tiny_run_dir(root, *, num_labels: int = 3, steps: int = 200, qat_steps: int = 40, seed: int = 0):
-    """A run directory as `embbert train` leaves it: the tiny preset, a few steps on synthetic data."""
+def make_tiny_run_dir(root, *, num_labels: int = 3, steps: int = 200, qat_steps: int = 40, seed: int = 0,
+                      preset: str = "tiny"):
+    """A run directory as `embbert train` leaves it: a size preset (tiny), a few steps on synthetic data."""
     from embbert.core.config import EmbBertConfig
     from embbert.datasets.loading import load_task
     from embbert.datasets.pipeline import encode_texts
@@ -21,7 +22,7 @@ def make_tiny_run_dir(root, *, num_labels: int = 3, steps: int = 200, qat_steps:
     run.mkdir(parents=True, exist_ok=True)
     data = load_task(str(task_dir))
     train_tokenizer(list(data.train.texts_a), 300, run / "tokenizer")
-    config = EmbBertConfig.create("tiny", max_length=32, num_labels=num_labels, task=str(task_dir),
+    config = EmbBertConfig.create(preset, max_length=32, num_labels=num_labels, task=str(task_dir),
                                   tokenizer="tokenizer", label_names=[f"class_{i}" for i in range(num_labels)])
     tok, seg = encode_texts(run / "tokenizer", data.train.texts_a, None, config.max_length)
     x = {"token_ids": tok, "segment_ids": seg}
@@ -60,3 +61,9 @@ def tiny_run_accuracy(tiny_run_dir):
     tok, seg, labels, _ = encoded_split(tiny_run_dir, config, "test", None)
     scores = load_model(tiny_run_dir, qat=True).predict({"token_ids": tok, "segment_ids": seg}, verbose=0)
     return float(np.mean(scores.argmax(-1) == labels))
+
+
+@pytest.fixture
+def make_run():
+    """`make_tiny_run_dir` for a test that needs its own run (another preset or architecture)."""
+    return make_tiny_run_dir

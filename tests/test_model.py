@@ -13,7 +13,8 @@ from embbert.core.config import DEFAULT_MAX_LENGTH, PRESETS, EmbBertConfig, Mode
 from embbert.core.errors import EmbBertError
 
 REFERENCE_BACKBONE = {"nano": 65_856, "tiny": 146_048, "embbert": 357_248, "med": 1_834_752, "big": 7_306_752}
-SMALL_LENGTH = {"nano": 32, "tiny": 32, "embbert": 32, "med": 16, "big": 16}
+SMALL_LENGTH = {"nano": 32, "tiny": 32, "embbert": 32, "med": 16, "big": 16, "bert": 32, "embedder": 32,
+                "embedder_conv": 32, "mamba": 16}
 CLS, SEP, PAD = 2, 4, 0
 
 

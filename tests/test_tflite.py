@@ -287,3 +287,10 @@ def test_committed_example_is_what_convert_makes_of_its_configuration():
     assert plan["written"] and plan["tflm_min_arena_with_plan"] == report["min_arena_bytes"]
     assert recommended_arena(plan["tflm_min_arena_with_plan"], g_new) == report["recommended_arena_bytes"]
     assert table_bytes(config.tokenizer_dir(example)) == report["tokenizer_table_bytes"]
+    # the committed Markdown is the rendering of the committed report with today's runtime figures
+    from embbert.tflite.arena import TFLM_RUNTIME_FLASH_BYTES, TFLM_RUNTIME_RAM_BYTES
+    from embbert.tflite.reports import report_markdown
+
+    assert report["tflm_runtime_flash_bytes"] == TFLM_RUNTIME_FLASH_BYTES
+    assert report_markdown(report, TFLM_RUNTIME_FLASH_BYTES, TFLM_RUNTIME_RAM_BYTES) == \
+        (example / "arena_report.md").read_text()

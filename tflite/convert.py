@@ -47,6 +47,7 @@ TFLM_INT8_OPS = frozenset({
     "SUB", "MUL", "SQUARED_DIFFERENCE", "TANH", "LOGISTIC", "HARD_SWISH", "CONV_2D", "DEPTHWISE_CONV_2D",
     "RESHAPE", "TRANSPOSE", "STRIDED_SLICE", "CONCATENATION", "DIV", "RELU", "PACK", "UNPACK",
     "EXPAND_DIMS", "PAD",
+    "SUM",  # int8 through QuantizedMeanOrSum (tflite-micro kernels/reduce_common.cc, EvalSumHelper)
 })
 #: Operators that may produce integer (int32/bool) tensors from integer inputs (index / mask arithmetic).
 _INT_OPS = frozenset({"GATHER", "RESHAPE", "STRIDED_SLICE", "EXPAND_DIMS", "PACK", "UNPACK", "CONCATENATION",

@@ -4,20 +4,21 @@
 * `train-speed` (train_speed.py) float vs QAT training steps per second;
 * `memory`      (memory.py)      bytes and arena of the deployed graph, lever by lever;
 * `footprint`, `fuzz` (footprint.py) Cortex-M4 flash of the C parts; libFuzzer on the tokenizer;
-* `latency`     (latency.py)     instructions per operator and per inference on an emulated Cortex-M4.
+* `latency`     (latency.py)     instructions per operator and per inference on an emulated Cortex-M4;
+* `arch`        (arch.py)        EmbBERT and the baseline architectures: metric, memory, MACs, Pareto front.
 """
 from __future__ import annotations
 
-from . import accuracy, curves, footprint, latency, memory, train_speed
+from . import accuracy, arch, curves, footprint, latency, memory, train_speed
 
 
 def register(sub) -> None:
-    b = sub.add_parser("bench", help="benchmarks (accuracy, train-speed, memory, footprint, fuzz, latency)",
+    b = sub.add_parser("bench", help="benchmarks (accuracy, arch, train-speed, memory, footprint, fuzz, latency)",
                        description="Benchmarks. Results go to an output folder of the benchmark; the project's docs/ "
                        "only when named explicitly (--docs-dir docs).")
     bsub = b.add_subparsers(dest="bench_command", metavar="<benchmark>", parser_class=type(b))
     bsub.required = True
-    for module in (accuracy, curves, train_speed, memory, footprint, latency):
+    for module in (accuracy, arch, curves, train_speed, memory, footprint, latency):
         module.register(bsub)
 
 

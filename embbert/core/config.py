@@ -51,9 +51,17 @@ DEFAULTS = Defaults()
 DEFAULT_MAX_LENGTH = DEFAULTS.max_length
 
 
+#: The architectures (`--arch`): EmbBERT and the papers' baselines (keras_model/baselines.py).
+ARCHS = ("embbert", "bert", "embedder", "embedder_conv", "mamba")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
-    """Sizes of an EmbBERT model (notation of the reference: V, L, d, r, e, k)."""
+    """Sizes of a model (notation of the reference: V, L, d, r, e, k) and its architecture.
+
+    `arch` "embbert" uses every size but `heads`/`ffn`; "bert" uses V, L, d, layers, `heads` and
+    `ffn` (the feed-forward width); "embedder" uses V, L, d, r and has no layers; "embedder_conv"
+    uses V, L, d, r, e, k and layers; "mamba" uses V, L, d, r (its embedder), e, k, layers and `state`."""
 
     vocab_size: int  # V
     max_positions: int  # L of the preset: rows of the position table
@@ -63,24 +71,62 @@ class ModelConfig:
     kernel: int  # k, convolution kernel (causal)
     layers: int  # number of encoder layers
     dropout: float = 0.1  # attention-weight dropout in training
+    arch: str = "embbert"
+    heads: int = 1  # attention heads (bert)
+    ffn: int = 1  # feed-forward width (bert)
+    state: int = 1  # state size N of each channel (mamba)
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "max_positions", "hidden", "reduced", "expansion", "kernel", "layers"):
+        if self.arch not in ARCHS:
+            raise EmbBertError(f"model config: unknown architecture {self.arch!r}; choose one of {', '.join(ARCHS)}")
+        for name in ("vocab_size", "max_positions", "hidden", "reduced", "expansion", "kernel", "layers", "heads",
+                     "ffn", "state"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
+            if name == "layers" and self.arch == "embedder":
+                if value != 0:
+                    raise EmbBertError(f"model config: the embedder architecture has no layers, got {value!r}")
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise EmbBertError(f"model config: {name} must be a positive integer, got {value!r}")
+        if self.hidden % self.heads:
+            raise EmbBertError(f"model config: hidden size {self.hidden} is not a multiple of {self.heads} heads")
         if not 0.0 <= self.dropout < 1.0:
             raise EmbBertError(f"model config: dropout must be in [0, 1), got {self.dropout!r}")
 
+    def to_dict(self) -> dict[str, Any]:
+        """The fields, without the architecture fields an EmbBERT config leaves at their defaults (so
+        EmbBERT's config.json files are those written before architectures existed)."""
+        d = dataclasses.asdict(self)
+        if self.arch == "embbert":
+            for name in ("arch", "heads", "ffn", "state"):
+                if d[name] == ModelConfig.__dataclass_fields__[name].default:
+                    del d[name]
+        return d
 
-#: The five sizes of the reference (`shared/reference/embbert.md`, table "Sizes").
+
+#: The sizes: the five of the reference (`shared/reference/embbert.md`, table "Sizes") and one per
+#: baseline architecture (the default size of its `--arch`): `bert` a downsized BERT in the papers'
+#: 2 MB float32 budget for the weights (378,816 parameters, 1.52 MB), `embedder` EmbBERT's embedder
+#: alone (embbert's 139,648 parameters), `embedder_conv` the embedder and one block of the convolution
+#: path sized as the authors' 0.28 M-parameter baseline (284,160 parameters).
 PRESETS: dict[str, ModelConfig] = {
     "nano": ModelConfig(vocab_size=2048, max_positions=256, hidden=64, reduced=16, expansion=1, kernel=8, layers=2),
     "tiny": ModelConfig(vocab_size=2048, max_positions=256, hidden=128, reduced=16, expansion=1, kernel=16, layers=2),
     "embbert": ModelConfig(vocab_size=8192, max_positions=256, hidden=128, reduced=16, expansion=1, kernel=32, layers=4),
     "med": ModelConfig(vocab_size=8192, max_positions=512, hidden=256, reduced=16, expansion=2, kernel=32, layers=6),
     "big": ModelConfig(vocab_size=16384, max_positions=1024, hidden=512, reduced=32, expansion=2, kernel=64, layers=6),
+    "bert": ModelConfig(arch="bert", vocab_size=4096, max_positions=256, hidden=64, reduced=1, expansion=1, kernel=1,
+                        layers=2, heads=2, ffn=256),
+    "embedder": ModelConfig(arch="embedder", vocab_size=8192, max_positions=256, hidden=128, reduced=16, expansion=1,
+                            kernel=1, layers=0),
+    "embedder_conv": ModelConfig(arch="embedder_conv", vocab_size=8192, max_positions=256, hidden=128, reduced=16,
+                                 expansion=7, kernel=32, layers=1),
+    "mamba": ModelConfig(arch="mamba", vocab_size=8192, max_positions=256, hidden=96, reduced=16, expansion=2,
+                         kernel=4, layers=2, state=8),
 }
+#: The size `--arch A` takes when no `--preset` is given.
+ARCH_DEFAULT_PRESET = {"embbert": "tiny", "bert": "bert", "embedder": "embedder", "embedder_conv": "embedder_conv",
+                       "mamba": "mamba"}
 
 
 def preset(name: str) -> ModelConfig:
@@ -213,6 +259,7 @@ class EmbBertConfig:
     # -- JSON round trip -------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
+        d["model"] = self.model.to_dict()
         d["label_names"] = list(self.label_names)
         return d
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from . import layout
 from .args import given_options
-from .config import EmbBertConfig, preset
+from .config import ARCH_DEFAULT_PRESET, ARCHS, PRESETS, EmbBertConfig, preset
 from .errors import EmbBertError, UsageError
 
 
@@ -202,9 +202,9 @@ def resumed_run(out: Path, args, task: str, remedy: str) -> EmbBertConfig:
     """The saved config of the run in `out` that `--resume` continues, after checking that no option
     of the command line (task, preset, max length, training settings) contradicts it."""
     config = run_dir(out)
-    now = {"task": task, "preset": args.preset, "max_length": args.max_length,
+    now = {"task": task, "preset": args.preset, "max_length": args.max_length, "arch": getattr(args, "arch", None),
            **{name: getattr(args, name) for name in TRAIN_OPTIONS if hasattr(args, name)}}
-    saved = {"task": config.task, "preset": config.preset, "max_length": config.max_length,
+    saved = {"task": config.task, "preset": config.preset, "max_length": config.max_length, "arch": config.model.arch,
              **{name: getattr(config.train, name) for name in TRAIN_OPTIONS}}
     same_settings(out, now, saved, given_options(args), remedy)
     return config
@@ -214,3 +214,20 @@ def _shown(value) -> str:
     if isinstance(value, (list, tuple)):
         return " ".join(str(v) for v in value)
     return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def arch_preset(arch: str | None, preset_name: str | None) -> str:
+    """The size preset of `--arch` / `--preset`: the architecture's default size when no preset is given;
+    a preset of another architecture is an error (`embbert model summary --arch A` lists the sizes)."""
+    if arch is not None and arch not in ARCHS:
+        raise UsageError(f"--arch {arch}: unknown architecture; choose one of {', '.join(ARCHS)}")
+    if preset_name is None:
+        return ARCH_DEFAULT_PRESET[arch or "embbert"]
+    if preset_name not in PRESETS:
+        raise UsageError(f"--preset {preset_name}: unknown preset; choose one of {', '.join(PRESETS)}")
+    have = PRESETS[preset_name].arch
+    if arch is not None and have != arch:
+        sizes = ", ".join(k for k, v in PRESETS.items() if v.arch == arch)
+        raise UsageError(f"--preset {preset_name} is a size of the {have} architecture, not of {arch} "
+                         f"(sizes of {arch}: {sizes})")
+    return preset_name
