@@ -366,3 +366,22 @@ __all__ = [
     "ENV_DATA_DIR", "Split", "TaskData", "resolve_data_dir", "load_task", "task_available_locally", "check_task_data",
     "local_files", "hub_dir", "rows_to_split", "count_lines",
 ]
+
+
+def train_texts(task: str, data_dir: str | os.PathLike | None, limit: int | None) -> int | None:
+    """The number of training texts a run of `task` will have (metrics.json's train_examples), counted before
+    TensorFlow: the rows of the local train split(s) less `load_task`'s seeded test and validation hold-outs,
+    capped by `limit` (--max-train-examples); `limit` (None: unknown) when the task comes from the hub."""
+    spec = get_task(task)
+    d = resolve_data_dir(data_dir)
+    if spec.family != "custom" and not (d is not None and task_available_locally(spec, d)):
+        return limit
+    files = local_files(spec, d)
+    try:
+        n = sum(count_lines(files[s]) for s in spec.splits.train)
+    except (OSError, KeyError):  # a missing split: check_task_data names it
+        return limit
+    for fraction, split in ((TEST_FRACTION, spec.splits.test), (VALIDATION_FRACTION, spec.splits.validation)):
+        if split is None and n >= 2:
+            n -= min(max(int(round(fraction * n)), 1), n - 1)
+    return min(n, limit) if limit else n

@@ -19,15 +19,15 @@ from pathlib import Path
 from embbert.core import layout, preflight
 from embbert.core.boards import BOARD_KEYS
 from embbert.core.args import add_recipe_arguments, positive_int, recipe_from_args
-from embbert.core.config import ARCHS, PRESETS, QUICK_RECIPE, EmbBertConfig
+from embbert.core.config import ARCHS, DEFAULTS, PRESETS, QUICK_RECIPE, EmbBertConfig
 from embbert.core.errors import EmbBertError, Interrupted, UsageError
 from embbert.core.files import atomic_write_text, check_output_folder, remove_named
-from embbert.datasets.loading import check_task_data, data_dir_arg
+from embbert.datasets.loading import check_task_data, data_dir_arg, train_texts
 from embbert.datasets.tasks import max_length_for, task_arg
 from embbert.keras_model.presets import init_arg
-from embbert.tflite.packages import MANIFEST
+from embbert.tflite.export import is_export
 
-DEFAULT_TASK = "emotion"
+DEFAULT_TASK = DEFAULTS.task
 
 
 def register(sub) -> None:
@@ -45,7 +45,8 @@ def register(sub) -> None:
     p.add_argument("--arch", choices=ARCHS, default=None,
                    help="architecture (default embbert): EmbBERT or a baseline of the papers (docs/baselines.md)")
     p.add_argument("--max-length", type=positive_int, default=None,
-                   help="sequence length L (default: the task's, `embbert data list`: 64 for emotion)")
+                   help=f"sequence length L (default: the task's, `embbert data list`: {DEFAULTS.task_lengths[DEFAULTS.task]} for "
+                   f"{DEFAULTS.task})")
     add_recipe_arguments(p, QUICK_RECIPE, why_lr=": chosen on emotion validation accuracy for the 3-epoch "
                          "fine-tune from tiny_en, against 3e-4; docs/presets.md")
     p.add_argument("--max-train-examples", type=positive_int, default=None, help="use a seeded subset of train")
@@ -53,8 +54,9 @@ def register(sub) -> None:
     p.add_argument("--data-dir", default=None, help="data directory in hub layout (default $EMBBERT_DATA_DIR, else the hub)")
     p.add_argument("--init", default="auto",
                    help="pretrained backbone: a directory from `embbert pretrain`, a shipped preset name, 'none' "
-                   "(train from scratch) or 'auto' (default: tiny -> tiny_en; from scratch for the other sizes, "
-                   "where no shipped preset was measured to help: docs/presets.md)")
+                   "(train from scratch) or 'auto' (default: tiny -> tiny_en from 16,000 training texts, scratch "
+                   "below, where its corpus tokenizer costs more than its weights give; from scratch for the other "
+                   "sizes, where no shipped preset was measured to help: docs/experiments/small_data.md)")
     p.add_argument("--out", default=None, help="run directory (default runs/<task>-<preset>-L<L>)")
     p.add_argument("--export-dir", default=None, help="where the C sources go (default: `embbert export`'s default)")
     p.add_argument("--board", choices=BOARD_KEYS, default=None,
@@ -218,19 +220,11 @@ def summarise(config: EmbBertConfig, out: Path, result: dict) -> str:
     return "\n".join(lines)
 
 
-def _is_export(folder: Path) -> bool:
-    """A folder an earlier `embbert export` wrote (its manifest says so): the rule of tflite/export.py,
-    which keeps it private; run checks --export-dir with it before the training."""
-    try:
-        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(manifest, dict) and manifest.get("generator") == "embbert export"
-
-
-def pretrained_choice(init: str | None, preset: str) -> tuple[str | None, str | None]:
-    """--init as given, with 'auto' = the shipped preset of this model size (if any) and 'none' = scratch;
-    and the line that says so (printed for a new run only: a resumed run keeps the start it had)."""
+def pretrained_choice(init: str | None, preset: str, train_texts: int | None = None) -> tuple[str | None, str | None]:
+    """--init as given, with 'auto' = the shipped preset of this model size where it was measured to help at
+    this many training texts (`DEFAULTS.pretrained_min_train_texts`; None: not known before loading, the
+    preset) and 'none' = scratch; and the line that says so (printed for a new run only: a resumed run keeps
+    the start it had)."""
     from embbert.keras_model.presets import default_for
 
     if init == "none":
@@ -239,7 +233,14 @@ def pretrained_choice(init: str | None, preset: str) -> tuple[str | None, str | 
         init = default_for(preset)
         if init is None:
             return None, f"no pretrained preset is shipped for the {preset} size: training from scratch"
-        return init, f"starting from the pretrained preset {init} (docs/presets.md); --init none trains from scratch"
+        least = DEFAULTS.pretrained_min_train_texts.get(init)
+        if least and train_texts is not None and train_texts < least:
+            return None, (f"training from scratch: {init} helps only from {least:,} training texts, this run has "
+                          f"{train_texts:,} (docs/experiments/small_data.md); --init {init} starts from it anyway")
+        why = (f"it helps from {least:,} training texts, this run has {train_texts:,}" if least and train_texts
+               is not None else "the training-set size is known only after loading from the hub")
+        return init, (f"starting from the pretrained preset {init}: {why} (docs/experiments/small_data.md); "
+                      "--init none trains from scratch")
     return init, None
 
 
@@ -249,13 +250,14 @@ def check_run_args(args) -> tuple[EmbBertConfig, Path]:
     task = task_arg(args.task)
     args.max_length = preflight.max_length(max_length_for(task, args.max_length), args.preset)
     data_dir = data_dir_arg(args.data_dir)
-    args.init, said = pretrained_choice(args.init, args.preset)
+    args.init, said = pretrained_choice(args.init, args.preset,
+                                        train_texts(task, data_dir, args.max_train_examples))
     args.init = init_arg(args.init)
     task_name = Path(task).name if Path(task).is_absolute() else task
     out = preflight.output_dir(args.out or f"runs/{task_name}-{args.preset}-L{args.max_length}")
     if args.export_dir is not None:
         # refused now, not after the training: a folder that holds files `embbert export` did not write
-        check_output_folder(args.export_dir, _is_export, "embbert export", force=args.force, flag="--export-dir")
+        check_output_folder(args.export_dir, is_export, "embbert export", force=args.force, flag="--export-dir")
     if holds_run(out):
         done = stages_done(out)["done"]
         if args.force:

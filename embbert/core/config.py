@@ -42,6 +42,10 @@ class Defaults:
     #: help (docs/presets.md; embbert_en trained emotion more slowly than a start from scratch with the short
     #: recipe, its model card)
     pretrained: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({"tiny": "tiny_en"}))
+    #: training texts from which `--init auto` starts from that preset; below it from scratch
+    #: (docs/experiments/small_data.md: tiny_en loses at 300-3,000, ties at 8,000, helps at 16,200 emotion texts:
+    #: its corpus tokenizer splits the task's words, which little data cannot make up for)
+    pretrained_min_train_texts: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({"tiny_en": 16_000}))
     #: representative (calibration) examples of the int8 conversion: `embbert convert`, `embbert.convert`
     max_calibration: int = 200
 
@@ -125,7 +129,7 @@ PRESETS: dict[str, ModelConfig] = {
                          kernel=4, layers=2, state=8),
 }
 #: The size `--arch A` takes when no `--preset` is given.
-ARCH_DEFAULT_PRESET = {"embbert": "tiny", "bert": "bert", "embedder": "embedder", "embedder_conv": "embedder_conv",
+ARCH_DEFAULT_PRESET = {"embbert": DEFAULTS.preset, "bert": "bert", "embedder": "embedder", "embedder_conv": "embedder_conv",
                        "mamba": "mamba"}
 
 
@@ -265,6 +269,8 @@ class EmbBertConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "EmbBertConfig":
+        if not isinstance(d, dict):
+            raise EmbBertError(f"config is not a valid EmbBERT config: a JSON object was expected, got {type(d).__name__}")
         try:
             d = dict(d)
             version = d.pop("format_version", FORMAT_VERSION)
@@ -299,4 +305,9 @@ class EmbBertConfig:
             path = path / CONFIG_FILE
         if not path.is_file():
             raise EmbBertError(f"{path}: no {CONFIG_FILE} (is this a run directory?)")
-        return cls.from_json(path.read_text(encoding="utf-8"))
+        try:
+            return cls.from_json(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as exc:
+            raise EmbBertError(f"{path}: not UTF-8 text (byte {exc.start}); restore it from the run or start again") from None
+        except EmbBertError as exc:
+            raise EmbBertError(f"{path}: {exc}") from None
