@@ -8,7 +8,7 @@ from pathlib import Path
 from embbert.core import layout, preflight
 from embbert.core.args import add_recipe_arguments, non_negative_float, non_negative_int, positive_float, positive_int
 from embbert.core.config import (
-    ARCHS, DEFAULT_MAX_LENGTH, PAPER_RECIPE, PRESETS, STRATEGIES, EmbBertConfig, PretrainSettings, TrainConfig,
+    ARCHS, DEFAULT_MAX_LENGTH, DEFAULTS, PAPER_RECIPE, PRESETS, STRATEGIES, EmbBertConfig, PretrainSettings, TrainConfig,
 )
 from embbert.core.errors import EmbBertError, Interrupted, UsageError
 from embbert.core.files import remove_named
@@ -97,7 +97,8 @@ def register(sub) -> None:
     )
     p.add_argument("--corpus", nargs="+", default=None,
                    help="plain-text files (one paragraph per line) or .jsonl files with a \"text\" field")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="tiny", help="model size preset (default tiny)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=DEFAULTS.preset,
+                   help=f"model size preset (default {DEFAULTS.preset})")
     p.add_argument("--max-length", type=positive_int, default=None, help=f"sequence length L (default {DEFAULT_MAX_LENGTH})")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--steps", type=positive_int, default=pre.steps, help=f"training steps (default {pre.steps})")

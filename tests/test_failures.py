@@ -133,7 +133,7 @@ _add("tokenizer encode", [
     ("text-not-utf8", ["tokenizer", "encode", "--tokenizer", "emptydir", "--text", os.fsdecode(b"caf\xe9")], 2),
 ])
 _add("model summary", [
-    ("no-preset", ["model", "summary", "--num-labels", "2"], 2),
+    ("preset-of-another-arch", ["model", "summary", "--arch", "bert", "--preset", "tiny", "--num-labels", "2"], 2),
     ("unknown-preset", ["model", "summary", "--preset", "huge", "--num-labels", "2"], 2),
     ("no-num-labels", ["model", "summary", "--preset", "tiny"], 2),
     ("num-labels-zero", ["model", "summary", "--preset", "tiny", "--num-labels", "0"], 2),

@@ -14,7 +14,7 @@ import pytest
 
 from embbert.bench import latency
 from embbert.core.errors import EmbBertError
-from embbert.tflite.export import resolver_methods
+from embbert.tflite.cgen import resolver_methods
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "micro_app" / "example" / "emotion-tiny-L64"

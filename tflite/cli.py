@@ -6,6 +6,7 @@ from pathlib import Path
 
 from embbert.core import layout
 from embbert.core.args import positive_int
+from embbert.core.config import DEFAULTS
 from embbert.datasets.loading import check_task_data, data_dir_arg
 
 
@@ -43,8 +44,8 @@ def register(subparsers) -> None:
         ),
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by `embbert train`")
-    p.add_argument("--max-calibration", type=positive_int, default=200, metavar="N",
-                   help="representative examples from the train split (default 200)")
+    p.add_argument("--max-calibration", type=positive_int, default=DEFAULTS.max_calibration, metavar="N",
+                   help=f"representative examples from the train split (default {DEFAULTS.max_calibration})")
     p.add_argument("--arena-budget", type=positive_int, default=None, metavar="BYTES",
                    help="RAM for the tensor arena: keep the graph options (fewest MACs first) whose recommended "
                    "arena fits, or fail naming the smallest reachable arena")

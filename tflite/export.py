@@ -17,7 +17,7 @@ from pathlib import Path
 from embbert.core import files as files_, layout, preflight
 from embbert.core.errors import EmbBertError
 
-from .cgen import generated_sources, resolver_methods  # resolver_methods: tests/test_latency.py imports it from here
+from .cgen import generated_sources
 from .packages import MANIFEST, TARGETS, package_files
 
 
@@ -27,7 +27,7 @@ from .packages import MANIFEST, TARGETS, package_files
 _TMP_PREFIX = ".export-"
 
 
-def _is_export(folder: Path) -> bool:
+def is_export(folder: Path) -> bool:
     """A folder an earlier `embbert export` wrote: its manifest says so."""
     try:
         manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
@@ -38,7 +38,7 @@ def _is_export(folder: Path) -> bool:
 
 def _check_out(out: str | os.PathLike, force: bool = False) -> Path:
     """`out` absent, empty or an earlier export (by its manifest), else one line and exit 2 (unless `force`)."""
-    return files_.check_output_folder(out, _is_export, "embbert export", force=force)
+    return files_.check_output_folder(out, is_export, "embbert export", force=force)
 
 
 def write_package(out: str | os.PathLike, files: dict[str, bytes], force: bool = False) -> list[Path]:
@@ -118,4 +118,4 @@ def register_export(subparsers) -> None:
     p.set_defaults(func=_cmd_export)
 
 
-__all__ = ["TARGETS", "resolver_methods", "export_micro_app", "write_package", "default_out_dir", "register_export"]
+__all__ = ["TARGETS", "is_export", "export_micro_app", "write_package", "default_out_dir", "register_export"]

@@ -44,7 +44,10 @@ def _normalizer(tokenizer_dir: Path):
     """The normaliser saved in tokenizer.json, else the spec's."""
     path = tokenizer_dir / TOKENIZER_FILE
     if path.is_file():
-        tok = Tokenizer.from_file(str(path))
+        try:
+            tok = Tokenizer.from_file(str(path))
+        except Exception as exc:  # noqa: BLE001 - the tokenizers library raises its own exception types
+            raise EmbBertError(f"{path}: not a tokenizer.json the tokenizers library can read ({exc})") from None
         if tok.normalizer is not None:
             return tok.normalizer
     return build_normalizer()

@@ -99,7 +99,8 @@ def footprint_report(generated_dir: str | Path, out_md: str | Path | None = None
 def boards_markdown(report: dict[str, Any]) -> list[str]:
     """Flash and RAM of the whole application on the Nano 33 BLE: the parts measured above + the TFLM runtime and
     the core, both measured in a linked firmware (tflite/arena.py owns those figures and the board registry)."""
-    from embbert.tflite.arena import TFLM_RUNTIME_FLASH_BYTES, TFLM_RUNTIME_RAM_BYTES, board
+    from embbert.core.boards import board
+    from embbert.tflite.arena import TFLM_RUNTIME_FLASH_BYTES, TFLM_RUNTIME_RAM_BYTES
 
     if "tensor_arena_bytes" not in report:
         return []

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from .config import TrainConfig
 from .errors import UsageError
 
 
@@ -110,7 +111,5 @@ def add_recipe_arguments(p: argparse.ArgumentParser, recipe, *, why_lr: str = ""
 
 def recipe_from_args(args, **extra):
     """The `TrainConfig` of the flags `add_recipe_arguments` declared (plus `extra` settings)."""
-    from .config import TrainConfig
-
     return TrainConfig(epochs=args.epochs, qat_epochs=args.qat_epochs, learning_rate=args.learning_rate,
                        qat_learning_rate=args.qat_learning_rate, batch_size=args.batch_size, seed=args.seed, **extra)

@@ -77,6 +77,21 @@ def holds_cwd(path: str | os.PathLike) -> bool:
     return cwd is not None and (cwd == path or path in cwd.parents)
 
 
+def output_dir(path: str | os.PathLike, flag: str = "--out") -> Path:
+    """An output folder: absent, or an existing directory (never a file)."""
+    if not str(path).strip():
+        raise UsageError(f"{flag}: empty path")
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise UsageError(f"{p}: {flag}: exists and is not a directory")
+    parent = p.resolve().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{p}: {flag}: cannot create it ({parent} is not a writable directory)")
+    return p
+
+
 def check_output_folder(out: str | os.PathLike, is_ours: Callable[[Path], bool], command: str,
                         force: bool = False, flag: str = "--out") -> Path:
     """The absolute (resolved) path of an output folder the command may write, else a `UsageError` (exit 2).
@@ -85,8 +100,6 @@ def check_output_folder(out: str | os.PathLike, is_ours: Callable[[Path], bool],
     (by the manifest `command` writes); anything else only with `force`. An existing folder
     must be writable by the user (a read-only folder is not silently replaced).
     """
-    from .preflight import output_dir
-
     output_dir(out, flag)  # an empty path, a file, no writable parent
     path = Path(out).resolve()
     if not path.is_dir():

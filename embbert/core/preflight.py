@@ -16,6 +16,7 @@ from . import layout
 from .args import given_options
 from .config import ARCH_DEFAULT_PRESET, ARCHS, PRESETS, EmbBertConfig, preset
 from .errors import EmbBertError, UsageError
+from .files import output_dir  # noqa: F401 - the commands call it as preflight.output_dir
 
 
 def directory_with(path: str | os.PathLike, needed: str, what: str, flag: str) -> Path:
@@ -43,21 +44,6 @@ def readable(path: str | os.PathLike, flag: str) -> None:
     except OSError as exc:
         raise UsageError(f"{path}: {flag}: cannot read it ({exc.strerror or exc}); give this user read "
                          f"permission (chmod u+r {path}) or use a copy it can read") from None
-
-
-def output_dir(path: str | os.PathLike, flag: str = "--out") -> Path:
-    """An output folder: absent, or an existing directory (never a file)."""
-    if not str(path).strip():
-        raise UsageError(f"{flag}: empty path")
-    p = Path(path)
-    if p.exists() and not p.is_dir():
-        raise UsageError(f"{p}: {flag}: exists and is not a directory")
-    parent = p.resolve().parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise UsageError(f"{p}: {flag}: cannot create it ({parent} is not a writable directory)")
-    return p
 
 
 def output_file(path: str | os.PathLike, flag: str = "--out") -> Path:
