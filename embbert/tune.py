@@ -232,14 +232,12 @@ def write_report(result: dict[str, Any], out: Path) -> None:
 
 
 def _plot(result: dict, last_score: dict) -> bytes:
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from embbert.bench.arch import pareto
+    from embbert.bench.arch import pareto, png_bytes
 
     pts = [(c["total_bytes"] / 1024, 100 * last_score[_key(c)]["validation"], _key(c)) for c in result["candidates"]
            if _key(c) in last_score]
@@ -254,12 +252,7 @@ def _plot(result: dict, last_score: dict) -> bytes:
     ax.set_xlabel("total memory, KiB (model + arena; red lines: excluded candidates)")
     ax.set_ylabel("validation score (%), last rung reached")
     ax.set_title(f"{result['task']} on {board(result['board'])['name']}")
-    ax.grid(alpha=0.3)
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return png_bytes(fig)
 
 
 def check_tune_args(args) -> None:

@@ -168,7 +168,7 @@ def _run_task(args, task: str, name: str) -> dict:
         for lr, qat_lr in rates:
             out = run_dir_for(args, name, L, lr, seed)
             if "train" in stages_done(out)["done"]:
-                _same_recipe(out, config_for(lr, qat_lr, seed))
+                same_recipe(out, config_for(lr, qat_lr, seed))
                 print(f"{name}: lr {lr:g}, seed {seed}: reusing the trained run in {out}", flush=True)
                 metrics = json.loads((out / layout.METRICS).read_text())
             else:
@@ -187,7 +187,7 @@ def _run_task(args, task: str, name: str) -> dict:
     for seed in seeds:
         out = run_dir_for(args, name, L, lr, seed)
         if _finished(out):  # an interrupted benchmark goes on where it stopped
-            _same_recipe(out, config_for(lr, qat_lr, seed))
+            same_recipe(out, config_for(lr, qat_lr, seed))
             print(f"{name}: reusing the finished run in {out}", flush=True)
             result = _load_finished(out)
             if not _check_covers(result["check"], args.max_test_examples):
@@ -231,15 +231,15 @@ RECIPE_FIELDS = ("epochs", "qat_epochs", "learning_rate", "qat_learning_rate", "
                  "weight_decay", "max_train_examples")
 
 
-def _same_recipe(out: Path, wanted: EmbBertConfig) -> None:
-    """Refuse to reuse a run directory made with another preset, length or training recipe."""
+def same_recipe(out: Path, wanted: EmbBertConfig, fields=RECIPE_FIELDS) -> None:
+    """Refuse to reuse a run directory made with another preset, length or training recipe (`fields` of it)."""
     import math
 
     have = EmbBertConfig.load(out)
     diffs = [f"preset {have.preset} != {wanted.preset}"] if have.preset != wanted.preset else []
     if have.max_length != wanted.max_length:
         diffs.append(f"L {have.max_length} != {wanted.max_length}")
-    for name in RECIPE_FIELDS:
+    for name in fields:
         a, b = getattr(have.train, name), getattr(wanted.train, name)
         same = math.isclose(a, b, rel_tol=1e-9) if isinstance(a, float) and isinstance(b, float) else a == b
         if not same:

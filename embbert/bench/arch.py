@@ -151,8 +151,6 @@ def write_results(results: dict[str, Any], out: Path) -> None:
 
 
 def _plot(task: str, rows: list[dict], front: list[bool]) -> bytes:
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -173,7 +171,16 @@ def _plot(task: str, rows: list[dict], front: list[bool]) -> bytes:
     ax.set_xlabel("total memory, KiB (model + arena, 32-bit board)")
     ax.set_ylabel(f"int8 TFLM {rows[0]['metric']} (%)")
     ax.set_title(f"{task}: architectures at the same recipe")
-    ax.grid(alpha=0.3)
+    return png_bytes(fig)
+
+
+def png_bytes(fig) -> bytes:
+    """A matplotlib figure as PNG bytes (gridded, tight layout), the figure closed."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    fig.axes[0].grid(alpha=0.3)
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png")

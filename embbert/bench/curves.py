@@ -30,8 +30,9 @@ from pathlib import Path
 from embbert.core import layout
 from embbert.core.args import non_negative_int, positive_float, positive_int
 from embbert.core.config import PRESETS, QUICK_RECIPE, EmbBertConfig, TrainConfig
-from embbert.core.errors import EmbBertError, UsageError
+from embbert.core.errors import UsageError
 from embbert.core.files import atomic_write_bytes, atomic_write_text
+from .accuracy import same_recipe
 
 ALL = "all"
 SCRATCH = "none"
@@ -172,18 +173,7 @@ FIELDS = ("epochs", "qat_epochs", "learning_rate", "qat_learning_rate", "batch_s
 
 def same_cell(out: Path, wanted: EmbBertConfig) -> None:
     """Refuse to reuse a cell made with another preset, L or recipe (a different grid in the same folder)."""
-    have = EmbBertConfig.load(out)
-    diffs = [f"preset {have.preset} != {wanted.preset}"] if have.preset != wanted.preset else []
-    if have.max_length != wanted.max_length:
-        diffs.append(f"L {have.max_length} != {wanted.max_length}")
-    for name in FIELDS:
-        a, b = getattr(have.train, name), getattr(wanted.train, name)
-        same = math.isclose(a, b, rel_tol=1e-9) if isinstance(a, float) and isinstance(b, float) else a == b
-        if not same:
-            diffs.append(f"{name.replace('_', ' ')} {a} != {b}")
-    if diffs:
-        raise EmbBertError(f"{out} holds a run made with other settings ({'; '.join(diffs)}); "
-                           "give another --runs-dir or remove it")
+    same_recipe(out, wanted, FIELDS)
 
 
 def train_seconds(out: Path) -> float | None:
