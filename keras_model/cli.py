@@ -154,7 +154,7 @@ def cmd_summary(args) -> int:
     if args.preset is not None:
         names = [preflight.arch_preset(args.arch, args.preset)]
     else:
-        arch = preflight.arch_preset(args.arch, None) and (args.arch or "embbert")
+        arch = args.arch or "embbert"
         names = [name for name, m in PRESETS.items() if m.arch == arch]
     configs = []
     for name in names:  # checked before TF
