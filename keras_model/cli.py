@@ -146,10 +146,6 @@ def _config_from_args(args, **extra) -> EmbBertConfig:
     return EmbBertConfig.create(args.preset, args.max_length, train=train, tokenizer=args.tokenizer, **extra)
 
 
-def _sizes(arch: str) -> str:
-    return " ".join(f"{name}" for name, m in PRESETS.items() if m.arch == arch)
-
-
 def cmd_summary(args) -> int:
     if args.preset is not None:
         names = [preflight.arch_preset(args.arch, args.preset)]
