@@ -28,6 +28,11 @@ def int8_weight_bytes(config: EmbBertConfig, length: int | None = None) -> int:
     if m.arch in ("embedder", "embedder_conv"):
         per_layer = 4 * d + m.kernel * de + 4 * de + de * d + 4 * d  # norm, conv kernel + bias, output map + bias
         return embedder + m.layers * per_layer + head
+    if m.arch == "mamba":
+        r = -(-d // 16)  # the step size's rank
+        per_layer = (4 * d + 2 * d * de + m.kernel * de + 4 * de + de * r + r * de + 4 * de + 3 * de * m.state
+                     + 4 * de + de * d)
+        return embedder + m.layers * per_layer + head
     per_layer = d  # RMSNorm gain
     per_layer += d * d + 4 * d  # query map + int32 bias
     per_layer += d * d + 4 * d  # attention output map + bias
@@ -43,6 +48,9 @@ def activations(config: EmbBertConfig, length: int | None = None) -> dict[str, i
     if m.arch == "bert":
         return {f"attention scores ({m.heads} x L x L)": m.heads * L * L, "feed-forward (L x f)": L * m.ffn,
                 "hidden state (L x d)": L * m.hidden}
+    if m.arch == "mamba":
+        return {"block input and gate (L x d*e)": L * m.hidden * m.expansion, "hidden state (L x d)": L * m.hidden,
+                "state per step (d*e x N)": m.hidden * m.expansion * m.state}
     if m.arch in ("embedder", "embedder_conv"):
         acts = {"hidden state (L x d)": L * m.hidden, "token embedding (L x r)": L * m.reduced}
         if m.layers:
