@@ -187,3 +187,14 @@ def test_mamba_unrolled_scan_equals_tf_scan():
     b = static([t, s]).numpy()
     assert np.abs(a).max() > 1e-3
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("preset", [p for p, m in PRESETS.items() if m.arch != "embbert"])
+def test_model_summary_of_every_architecture(preset):
+    from embbert.keras_model.summary import model_summary
+
+    info = model_summary(EmbBertConfig.create(preset, 64, num_labels=4))
+    assert info["arch"] == PRESETS[preset].arch
+    # int8 matrices and tables, int32 vectors: between one and two bytes per parameter for these sizes
+    assert info["total_params"] <= info["int8_weight_bytes"] < 2 * info["total_params"]
+    assert info["largest_activation_bytes"] >= 64 * PRESETS[preset].hidden
