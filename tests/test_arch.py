@@ -195,6 +195,6 @@ def test_model_summary_of_every_architecture(preset):
 
     info = model_summary(EmbBertConfig.create(preset, 64, num_labels=4))
     assert info["arch"] == PRESETS[preset].arch
-    # int8 matrices and tables, int32 vectors: between one and two bytes per parameter for these sizes
-    assert info["total_params"] <= info["int8_weight_bytes"] < 2 * info["total_params"]
+    # int8 matrices and tables, int32 vectors, the position rows beyond L dropped: about a byte per parameter
+    assert 0.9 * info["total_params"] <= info["int8_weight_bytes"] < 2 * info["total_params"]
     assert info["largest_activation_bytes"] >= 64 * PRESETS[preset].hidden
