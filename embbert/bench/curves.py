@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from embbert.core import layout
-from embbert.core.args import non_negative_int, positive_float, positive_int
+from embbert.core.args import add_recipe_arguments, non_negative_int, positive_int
 from embbert.core.config import PRESETS, QUICK_RECIPE, EmbBertConfig, TrainConfig
 from embbert.core.errors import UsageError
 from embbert.core.files import atomic_write_bytes, atomic_write_text
@@ -60,15 +60,7 @@ def register(bsub) -> None:
                    "or 'tok:PRESET' (scratch weights with that preset's tokenizer) (default none tiny_en)")
     c.add_argument("--preset", choices=sorted(PRESETS), default="tiny", help="model size preset (default tiny)")
     c.add_argument("--max-length", type=positive_int, default=None, help="L (default: each task's)")
-    r = QUICK_RECIPE
-    c.add_argument("--epochs", type=positive_int, default=r.epochs, help=f"float epochs (default {r.epochs})")
-    c.add_argument("--qat-epochs", type=non_negative_int, default=r.qat_epochs,
-                   help=f"QAT epochs (default {r.qat_epochs})")
-    c.add_argument("--learning-rate", type=positive_float, default=r.learning_rate,
-                   help=f"float learning rate (default {r.learning_rate:g})")
-    c.add_argument("--qat-learning-rate", type=positive_float, default=r.qat_learning_rate,
-                   help=f"QAT learning rate (default {r.qat_learning_rate:g})")
-    c.add_argument("--batch-size", type=positive_int, default=r.batch_size, help=f"batch size (default {r.batch_size})")
+    add_recipe_arguments(c, QUICK_RECIPE, why_lr=", embbert run's", seed=False)  # the cells' seeds: --seeds
     c.add_argument("--data-dir", default=None, help="data directory (default $EMBBERT_DATA_DIR, else the hub)")
     c.add_argument("--runs-dir", default="runs/bench/curves", help="where the cell run directories go "
                    "(default runs/bench/curves)")

@@ -93,9 +93,10 @@ def check_tf_config() -> dict:
     return conf
 
 
-def add_recipe_arguments(p: argparse.ArgumentParser, recipe, *, why_lr: str = "") -> None:
-    """--epochs, --qat-epochs, --learning-rate, --qat-learning-rate, --batch-size, --seed with the
-    defaults of a `TrainConfig` recipe (`core.config.PAPER_RECIPE` or `QUICK_RECIPE`)."""
+def add_recipe_arguments(p: argparse.ArgumentParser, recipe, *, why_lr: str = "", seed: bool = True) -> None:
+    """--epochs, --qat-epochs, --learning-rate, --qat-learning-rate, --batch-size and (`seed`) --seed with the
+    defaults of a `TrainConfig` recipe (`core.config.PAPER_RECIPE` or `QUICK_RECIPE`); a command with a list
+    of seeds of its own leaves --seed out."""
     p.add_argument("--epochs", type=positive_int, default=recipe.epochs,
                    help=f"float epochs, >= 1 (default {recipe.epochs})")
     p.add_argument("--qat-epochs", type=non_negative_int, default=recipe.qat_epochs,
@@ -106,7 +107,9 @@ def add_recipe_arguments(p: argparse.ArgumentParser, recipe, *, why_lr: str = ""
                    help=f"QAT learning rate (default {recipe.qat_learning_rate:g})")
     p.add_argument("--batch-size", type=positive_int, default=recipe.batch_size,
                    help=f"batch size (default {recipe.batch_size})")
-    p.add_argument("--seed", type=non_negative_int, default=recipe.seed, help=f"random seed, >= 0 (default {recipe.seed})")
+    if seed:
+        p.add_argument("--seed", type=non_negative_int, default=recipe.seed,
+                       help=f"random seed, >= 0 (default {recipe.seed})")
 
 
 def recipe_from_args(args, **extra):
