@@ -67,3 +67,24 @@ def tiny_run_accuracy(tiny_run_dir):
 def make_run():
     """`make_tiny_run_dir` for a test that needs its own run (another preset or architecture)."""
     return make_tiny_run_dir
+
+
+def make_unfinished_train(folder, *, history: bool = False):
+    """A run directory as an interrupted `embbert train` (or `embbert run`) leaves it, with a file of the user's
+    (`neighbour.txt`) beside it; `history`: with the history.csv row of its first epoch."""
+    from embbert.core.config import EmbBertConfig
+
+    folder.mkdir()
+    EmbBertConfig.create("nano", 16, task="emotion", num_labels=6, tokenizer="tokenizer").save(folder)
+    (folder / ".train").mkdir()
+    (folder / ".train" / "state.json").write_text('{"float_done": false}')
+    if history:
+        (folder / "history.csv").write_text("epoch,stage\n1,float\n")
+    (folder / "neighbour.txt").write_text("keep me\n")
+    return folder
+
+
+@pytest.fixture
+def unfinished_train():
+    """`make_unfinished_train` for the command-line tests."""
+    return make_unfinished_train

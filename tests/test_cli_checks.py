@@ -45,16 +45,6 @@ def here(tmp_path, monkeypatch):
     return tmp_path
 
 
-def _unfinished_train(folder: Path) -> Path:
-    """A run directory as an interrupted `embbert train` (or `embbert run`) leaves it."""
-    folder.mkdir()
-    EmbBertConfig.create("nano", 16, task="emotion", num_labels=6, tokenizer="tokenizer").save(folder)
-    (folder / ".train").mkdir()
-    (folder / ".train" / "state.json").write_text('{"float_done": false}')
-    (folder / "neighbour.txt").write_text("keep me\n")
-    return folder
-
-
 def _unfinished_pretrain(folder: Path) -> Path:
     folder.mkdir()
     EmbBertConfig.create("tiny", 64, tokenizer="tokenizer").save(folder)
@@ -69,8 +59,8 @@ def _unfinished_pretrain(folder: Path) -> Path:
 
 # --- finding 3: --resume with other settings --------------------------------------------------
 @pytest.mark.parametrize("command", ["train", "run"])
-def test_resume_with_other_settings_lists_the_differences(here, capsys, command):
-    _unfinished_train(here / "rd")
+def test_resume_with_other_settings_lists_the_differences(here, capsys, command, unfinished_train):
+    unfinished_train(here / "rd")
     line = _fails([command, "--task", "sst2", "--preset", "tiny", "--max-length", 32, "--qat-epochs", 5,
                    "--out", "rd", "--resume"], here, capsys,
                   "--task sst2 (saved: emotion)", "--preset tiny (saved: nano)", "--max-length 32 (saved: 16)",

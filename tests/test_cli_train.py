@@ -26,17 +26,6 @@ def _task(folder: Path) -> Path:
     return folder
 
 
-def _run_folder(folder: Path) -> Path:
-    """A run `embbert train` left (unfinished), with a file of the user's beside it."""
-    folder.mkdir()
-    EmbBertConfig.create("nano", 16, task="emotion", num_labels=6, tokenizer="tokenizer").save(folder)
-    (folder / ".train").mkdir()
-    (folder / ".train" / "state.json").write_text('{"float_done": false}')
-    (folder / "history.csv").write_text("epoch,stage\n1,float\n")
-    (folder / "neighbour.txt").write_text("keep me\n")
-    return folder
-
-
 @pytest.fixture
 def here(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -60,8 +49,8 @@ def stand_in(monkeypatch):
 ARGV = ["train", "--task", "task", "--preset", "nano", "--out", "rd"]
 
 
-def test_force_removes_the_run_and_keeps_the_neighbour(here, capsys, stand_in):
-    _run_folder(here / "rd")
+def test_force_removes_the_run_and_keeps_the_neighbour(here, capsys, stand_in, unfinished_train):
+    unfinished_train(here / "rd", history=True)
     assert main(ARGV) == 2 and "--force" in capsys.readouterr().err  # refused without it, and says so
     seen = {}
 
@@ -75,8 +64,8 @@ def test_force_removes_the_run_and_keeps_the_neighbour(here, capsys, stand_in):
     assert (here / "rd" / "neighbour.txt").read_text() == "keep me\n"
 
 
-def test_force_and_resume_together_are_refused(here, capsys):
-    _run_folder(here / "rd")
+def test_force_and_resume_together_are_refused(here, capsys, unfinished_train):
+    unfinished_train(here / "rd", history=True)
     with pytest.raises(SystemExit) as exc:
         main(ARGV + ["--force", "--resume"])
     assert exc.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
