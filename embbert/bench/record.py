@@ -310,7 +310,8 @@ def collect(docs_dir: Path, recipe: dict, tasks: list[str], inits: list[str]) ->
 def markdown(results: dict) -> str:
     recipe, inits = results["recipe"], results["inits"]
     lines = ["# Results of record", "",
-             f"Made by `embbert bench record` (command in [docs/experiments/benchmark_run.md](benchmark_run.md#the-benchmark-of-record)). "
+             f"Made by `{results['command'] or 'embbert bench record'}`; the same command continues it cell by cell "
+             "(a finished cell is a file under `results_cells/` and is not run again). "
              f"Preset `{recipe['preset']}`; whole training and test splits; {recipe['epochs']} float + "
              f"{recipe['qat_epochs']} QAT epochs, batch {recipe['batch_size']}; the float learning rate chosen per "
              f"task and start on the QAT model's validation score (held out of the training split) from "
@@ -390,7 +391,11 @@ def plot(results: dict) -> bytes:
 def write_record(docs_dir: Path, recipe: dict, tasks: list[str], inits: list[str], memory) -> dict[str, Any]:
     from embbert.bench.accuracy import _versions, published
 
-    results = {"recipe": recipe, "inits": inits, "tasks": tasks, "rows": collect(docs_dir, recipe, tasks, inits),
+    import sys
+
+    command = "embbert " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("embbert") else None
+    results = {"command": command, "recipe": recipe, "inits": inits, "tasks": tasks,
+               "rows": collect(docs_dir, recipe, tasks, inits),
                "memory": memory, "published_source": published()["source"], "versions": _versions()}
     docs_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(docs_dir / "results.md", markdown(results))
