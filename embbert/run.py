@@ -11,6 +11,7 @@ starts the run again from scratch.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import time
@@ -62,6 +63,11 @@ def register(sub) -> None:
     p.add_argument("--board", choices=BOARD_KEYS, default=None,
                    help="target board: convert with the graph options whose recommended arena fits the RAM the "
                    "board leaves for it (docs/memory.md), or stop at conversion naming the smallest reachable arena")
+    p.add_argument("--tune", action="store_true",
+                   help="with --board: let `embbert tune` choose the architecture, size and L (its default "
+                   "candidates, measured on their converted graphs before any training, successive halving on "
+                   "validation, this command's recipe) and run the winner; --out is the tuning folder (default "
+                   "runs/<task>-tune-<board>, resumed when called again), the winner's run directory is OUT/best")
     again = p.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true",
                        help="continue the run in --out from its last finished stage with its own settings (an "
@@ -290,7 +296,54 @@ def check_run_args(args) -> tuple[EmbBertConfig, Path]:
     return config, out
 
 
+def tune_namespace(args) -> argparse.Namespace:
+    """`embbert tune`'s settings for `run --tune`: its default search, this run's task, board, data and recipe;
+    refuses the options the tuner chooses or does not take."""
+    from embbert.tune import DEFAULT_PRESETS
+
+    if not args.board:
+        raise UsageError("--tune needs --board (the board whose RAM and flash bound the search)")
+    chosen = [flag for flag, value in (("--preset", args.preset), ("--arch", args.arch),
+                                       ("--max-length", args.max_length)) if value is not None]
+    if chosen:
+        raise UsageError(f"--tune chooses the architecture, size and L itself: drop {', '.join(chosen)} "
+                         "(or use `embbert tune --presets ... --lengths ...`)")
+    others = [flag for flag, given in (("--init", args.init not in ("auto", "none")), ("--resume", args.resume),
+                                       ("--force", args.force), ("--export-dir", args.export_dir is not None),
+                                       ("--max-examples", args.max_examples is not None)) if given]
+    if others:
+        raise UsageError(f"{', '.join(others)}: not taken with --tune (the tuner trains from scratch, resumes the "
+                         "tuning folder by itself and exports the winner into OUT/best)")
+    task_name = Path(args.task).name if Path(args.task).is_dir() else args.task
+    return argparse.Namespace(
+        task=args.task, board=args.board, presets=list(DEFAULT_PRESETS), lengths=None, max_macs=None,
+        budget_minutes=None, rung_epochs=1, epochs=args.epochs, qat_epochs=args.qat_epochs,
+        learning_rate=args.learning_rate, qat_learning_rate=args.qat_learning_rate, batch_size=args.batch_size,
+        seed=args.seed, max_train_examples=args.max_train_examples, data_dir=args.data_dir,
+        out=args.out or f"runs/{task_name}-tune-{args.board}")
+
+
+def cmd_run_tuned(args) -> int:
+    from embbert.core.boards import board
+    from embbert.tune import check_tune_args, tune
+
+    targs = tune_namespace(args)
+    check_tune_args(targs)
+    result = tune(targs)
+    best = Path(result["best_run"])
+    text = summarise(EmbBertConfig.load(best), best, result["final"])
+    text += (f"\n  chosen by `embbert tune` for the {board(args.board)['name']}: {result['best']} among "
+             f"{len(result['candidates'])} candidates; report {Path(targs.out) / 'tune.md'}")
+    print(text)
+    atomic_write_text(best / layout.SUMMARY, text.lstrip() + "\n")
+    atomic_write_text(best / layout.RUN_RECORD, json.dumps({k: v for k, v in result["final"].items()
+                                                            if k != "conversion"}, indent=2, default=str) + "\n")
+    return 0
+
+
 def cmd_run(args) -> int:
+    if getattr(args, "tune", False):
+        return cmd_run_tuned(args)
     config, out = check_run_args(args)
     if args.force and holds_run(out):
         print(f"--force: removing the run in {out}", flush=True)

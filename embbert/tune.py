@@ -202,7 +202,7 @@ def tune(args) -> dict[str, Any]:
                                                             "total_footprint_bytes", "macs")},
               "minutes": round((time.time() - started) / 60, 1)}
     write_report(result, out)
-    return result
+    return {**result, "final": final}  # the winner's whole pipeline result (`run --tune` summarises it)
 
 
 def write_report(result: dict[str, Any], out: Path) -> None:

@@ -198,3 +198,38 @@ def test_model_summary_of_every_architecture(preset):
     # int8 matrices and tables, int32 vectors, the position rows beyond L dropped: about a byte per parameter
     assert 0.9 * info["total_params"] <= info["int8_weight_bytes"] < 2 * info["total_params"]
     assert info["largest_activation_bytes"] >= 64 * PRESETS[preset].hidden
+
+
+@pytest.mark.parametrize("extra, expected", [
+    ([], "--tune needs --board"),
+    (["--board", "nano33ble", "--preset", "tiny"], "--tune chooses the architecture, size and L itself: drop --preset"),
+    (["--board", "esp32", "--max-length", "32", "--arch", "bert"], "drop --arch, --max-length"),
+    (["--board", "esp32", "--init", "tiny_en"], "--init: not taken with --tune"),
+])
+def test_run_tune_refuses_what_the_tuner_chooses_in_one_line(tmp_path, capsys, extra, expected):
+    from embbert.cli import main
+
+    code = main(["run", "--tune", "--out", str(tmp_path / "t"), *extra])
+    err = capsys.readouterr().err.strip()
+    assert code != 0 and len(err.splitlines()) == 1 and expected in err
+    assert not (tmp_path / "t").exists()
+
+
+@pytest.mark.slow
+def test_run_tune_runs_the_winner_and_summarises_it(tmp_path, capsys, monkeypatch):
+    """`run --board B --tune`: the tuner's search (here narrowed to the embedder), then the winner's whole run with
+    run's summary in OUT/best."""
+    from embbert import tune as tune_module
+    from embbert.cli import main
+    from embbert.datasets.synthetic import write_synthetic_task
+
+    monkeypatch.setattr(tune_module, "DEFAULT_PRESETS", ("embedder",))
+    task = write_synthetic_task(tmp_path / "task", num_labels=3, n_train=300, n_test=100, seed=0)
+    out = tmp_path / "tuned"
+    assert main(["run", "--tune", "--board", "nano33ble", "--task", str(task), "--epochs", "1", "--qat-epochs", "1",
+                 "--learning-rate", "3e-3", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "chosen by `embbert tune` for the Arduino Nano 33 BLE: embedder-L" in text
+    summary = (out / "best" / "summary.txt").read_text()
+    assert "TFLM vs TFLite" in summary and "Arduino Nano 33 BLE: fits" in summary
+    assert (out / "tune.md").is_file() and (out / "best" / "run.json").is_file()
