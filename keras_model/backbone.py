@@ -91,7 +91,7 @@ class EmbBertBackbone(keras.Model):
         super().__init__(inputs={TOKEN_IDS: tok, SEGMENT_IDS: seg}, outputs=x, name=name, **kwargs)
 
     @classmethod
-    def create(cls, config: EmbBertConfig, *, quantize: bool = False) -> "EmbBertBackbone":
+    def create(cls, config: EmbBertConfig, *, quantize: bool = False, name: str = "embbert_backbone") -> "EmbBertBackbone":
         """A backbone of new layers for `config.model` (`quantize`: with their fake-quant points)."""
         m = config.model
         if m.arch == "bert":
@@ -112,7 +112,7 @@ class EmbBertBackbone(keras.Model):
                 encoders = [ConvBlock(m.kernel, m.expansion, quantize=quantize, name=f"encoder_{i}")
                             for i in range(m.layers)]
                 encoders.append(MaskedMeanPool(quantize=quantize, name="mean_pool"))
-        backbone = cls(embedder, encoders)
+        backbone = cls(embedder, encoders, name=name)
         backbone._embbert_config = config
         return backbone
 

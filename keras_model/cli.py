@@ -114,6 +114,13 @@ def register(sub) -> None:
     p.add_argument("--summary-slots", type=non_negative_int, default=pre.summary_slots,
                    help="also predict this many random words of each window from token 0 ([CLS], the token the "
                    f"classifier reads; MLM alone never trains it) (default {pre.summary_slots})")
+    p.add_argument("--objective", choices=("mlm", "electra"), default=pre.objective,
+                   help="mlm: masked-LM loss on the masked positions (default); electra: a half-size generator "
+                   "fills the masked positions and the backbone detects replaced tokens at every position, token 0 "
+                   "whether its window holds one (keras_model/electra.py, docs/pretraining.md)")
+    p.add_argument("--rtd-weight", type=positive_float, default=pre.rtd_weight,
+                   help=f"electra: weight of the detection loss against the generator's (default {pre.rtd_weight:g}, "
+                   "the ELECTRA paper's)")
     p.add_argument("--tokenizer", default=None, help="tokenizer directory (default: train one on the corpus)")
     p.add_argument("--init", default=None, help="continue from a pretrained directory or preset name (e.g. tiny_en)")
     again = p.add_mutually_exclusive_group()
@@ -295,9 +302,11 @@ def _check_pretrain_resume(out, args) -> None:
                  weight_decay=config.train.weight_decay, strategy=config.train.strategy)
     given = preflight.given_options(args)
     steps = args.steps if "steps" in given else saved.get("steps", args.steps)
+    saved.setdefault("objective", "mlm")  # a record written before objectives existed
+    saved.setdefault("rtd_weight", PretrainSettings.rtd_weight)
     now = {name: getattr(args, name) for name in ("steps", "learning_rate", "schedule", "warmup_steps", "packing",
                                                  "summary_slots", "jit", "preset", "max_length", "batch_size",
-                                                 "seed", "weight_decay", "strategy")}
+                                                 "seed", "weight_decay", "strategy", "objective", "rtd_weight")}
     now.update(eval_every=min(args.eval_every, steps), corpus=[str(Path(c).resolve()) for c in args.corpus or ()])
     preflight.same_settings(out, now, saved, given, "drop them to continue it, or start a new pretraining with "
                             "another --out")
@@ -317,7 +326,7 @@ def cmd_pretrain(args) -> int:
         steps=args.steps, learning_rate=args.learning_rate, schedule=args.schedule,
         warmup_steps=args.warmup_steps if args.warmup_steps is not None else args.steps // 20,
         packing=args.packing, eval_every=min(args.eval_every, args.steps), jit_compile=args.jit,
-        summary_slots=args.summary_slots,
+        summary_slots=args.summary_slots, objective=args.objective, rtd_weight=args.rtd_weight,
     )
     config = _config_from_args(args)
     out = Path(args.out)

@@ -55,12 +55,13 @@ from embbert.datasets.tokenizer import MERGES_FILE, VOCAB_FILE, pack_sequences, 
 
 from ._tf import keras, tf
 from .distribute import make_strategy
+from .electra import build_electra
 from .model import EmbBertBackbone, build_pretrainer, load_backbone_into, resolve_pretrained, save_weights
 
 MASK_RATE = 0.15
 HELDOUT_FRACTION = 0.01
 HISTORY_FIELDS = ["step", "loss", "accuracy", "heldout_accuracy", "heldout_loss", "baseline_accuracy",
-                  "learning_rate", "seconds", "tokens_per_second"]
+                  "learning_rate", "seconds", "tokens_per_second", "mlm_loss", "rtd_loss", "rtd_accuracy"]
 
 
 # -- corpus -----------------------------------------------------------------------------------
@@ -441,20 +442,27 @@ def pretrain(
     keras.utils.set_random_seed(seed)
     ds = mlm_dataset(data["train"], config.model.vocab_size, bs, seed, S)
     P = max_predictions_for(L) + S
+    electra = settings.objective == "electra"
     with make_strategy(config.train.strategy).scope():
-        model = build_pretrainer(config, P)
-        if init_dir is not None and not resume:
-            load_backbone_into(model, init_dir, config)
-            head = init_dir / layout.PRETRAINER_WEIGHTS
-            if head.is_file():
-                model.load_weights(str(head))
-        model.compile(
-            optimizer=keras.optimizers.AdamW(learning_rate=make_schedule(settings),
-                                             weight_decay=config.train.weight_decay),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-            jit_compile=settings.jit_compile,
-        )
+        optimizer = keras.optimizers.AdamW(learning_rate=make_schedule(settings), weight_decay=config.train.weight_decay)
+        if electra:
+            model = build_electra(config, P, settings.rtd_weight)
+            if init_dir is not None and not resume:  # the discriminator starts from the given backbone
+                load_backbone_into(model.discriminator, init_dir, config)
+            model.compile(optimizer=optimizer, jit_compile=settings.jit_compile)
+        else:
+            model = build_pretrainer(config, P)
+            if init_dir is not None and not resume:
+                load_backbone_into(model, init_dir, config)
+                head = init_dir / layout.PRETRAINER_WEIGHTS
+                if head.is_file():
+                    model.load_weights(str(head))
+            model.compile(
+                optimizer=optimizer,
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+                jit_compile=settings.jit_compile,
+            )
     windows = -(-settings.steps // settings.eval_every)
     tokens_per_step = bs * train_stats["tokens_per_sequence"]
     evaluation = HeldOutEvaluation(hx, hids, hw, int(data["most_frequent"]), tokens_per_step)
@@ -466,17 +474,19 @@ def pretrain(
         *callbacks,
     ]
     if verbose:
-        print(f"pretraining {config.preset} at L={L}: {settings.steps} steps of {bs} sequences, "
+        print(f"pretraining {config.preset} at L={L} ({settings.objective}): {settings.steps} steps of {bs} sequences, "
               f"{settings.schedule} lr {settings.learning_rate:g}, packing {settings.packing}", flush=True)
+    cpu0 = time.process_time()
     t0 = time.time()
     model.fit(ds, epochs=windows, steps_per_epoch=settings.eval_every, callbacks=callbacks,
               verbose=2 if verbose else 0)
-    wall = time.time() - t0
+    wall, cpu = time.time() - t0, time.process_time() - cpu0
 
     save_weights(model, out_dir / layout.PRETRAINER_WEIGHTS)
-    save_weights(EmbBertBackbone.of(model), out_dir / layout.BACKBONE_WEIGHTS)
+    save_weights(model.discriminator if electra else EmbBertBackbone.of(model), out_dir / layout.BACKBONE_WEIGHTS)
     rows = read_history(history_path)
-    plot_history(rows, out_dir / layout.PRETRAIN_PLOT, f"MLM pretraining: {config.preset}, L={L}, {out_dir.name}")
+    plot_history(rows, out_dir / layout.PRETRAIN_PLOT, f"{settings.objective.upper()} pretraining: {config.preset}, "
+                 f"L={L}, {out_dir.name}" + (" (masked accuracy: the generator's)" if electra else ""))
     last = rows[-1] if rows else {}
     summary = {
         "preset": config.preset,
@@ -496,6 +506,7 @@ def pretrain(
         "heldout_loss": last.get("heldout_loss"),
         "train_loss": last.get("loss"),
         "seconds_this_sitting": round(wall, 1),
+        "cpu_seconds_this_sitting": round(cpu, 1),
     }
     atomic_write_text(out_dir / layout.PRETRAIN_SUMMARY, json.dumps(summary, indent=2) + "\n")
     shutil.rmtree(state_dir, ignore_errors=True)

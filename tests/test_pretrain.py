@@ -183,14 +183,15 @@ def test_pretraining_with_summary_slots_keeps_the_masked_token_measure(tmp_path)
         PretrainSettings(summary_slots=-1)
 
 
-def test_resume_continues_at_the_saved_step(tmp_path):
+@pytest.mark.parametrize("objective", ["mlm", "electra"])
+def test_resume_continues_at_the_saved_step(tmp_path, objective):
     from embbert.datasets.tokenizer import train_tokenizer
     from embbert.keras_model.pretrain import PretrainSettings, pretrain, read_history
 
     corpus = _pattern_corpus(tmp_path / "corpus.txt", n_lines=200)
     tok = train_tokenizer([corpus], 300, tmp_path / "tokenizer")
     config = EmbBertConfig.create("nano", 16, tokenizer=str(tok), train=TrainConfig(batch_size=8, seed=0))
-    settings = PretrainSettings(steps=40, warmup_steps=4, eval_every=10, heldout_sequences=8)
+    settings = PretrainSettings(steps=40, warmup_steps=4, eval_every=10, heldout_sequences=8, objective=objective)
     from embbert.keras_model._tf import keras
 
     class Interrupt(keras.callbacks.Callback):
@@ -282,3 +283,82 @@ def test_shipped_presets_load_by_name(name, tmp_path):
         np.testing.assert_array_equal(again[key], value)
     summary = json.loads((d / "pretrain.json").read_text())
     assert summary["heldout_accuracy"] > summary["baseline_accuracy"]
+
+
+# -- ELECTRA replaced-token detection (keras_model/electra.py) ---------------------------------------------------
+
+def test_electra_corruption_replaces_only_masked_positions_and_labels_them():
+    import tensorflow as tf
+
+    from embbert.datasets.tokenizer import CLS_ID, MASK_ID, PAD_ID, SEP_ID
+    from embbert.keras_model.electra import build_electra
+
+    config = EmbBertConfig.create("nano", 12)
+    model = build_electra(config, 3)
+    model.clean_fraction = 0.0
+    original = np.array([[CLS_ID, 10, 11, 12, 13, 14, SEP_ID, PAD_ID, PAD_ID, PAD_ID, PAD_ID, PAD_ID],
+                         [CLS_ID, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, SEP_ID]], np.int32)
+    positions = np.array([[1, 3, 0], [2, 5, 9]], np.int32)
+    weights = np.array([[1, 1, 0], [1, 1, 1]], np.float32)
+    ids = np.take_along_axis(original, positions, 1) * (weights > 0)
+    masked = original.copy()
+    for b in range(2):
+        masked[b, positions[b][weights[b] > 0]] = MASK_ID
+    V = config.model.vocab_size
+    # a generator sure of token 7 at every slot: every masked position becomes 7
+    logits = np.full((2, 3, V), -1e9, np.float32)
+    logits[..., 7] = 0.0
+    x = {"token_ids": tf.constant(masked), "segment_ids": tf.ones_like(masked), "mask_positions": tf.constant(positions)}
+    corrupted, labels, valid = (t.numpy() for t in model.corrupt(x, tf.constant(ids), tf.constant(weights),
+                                                                  tf.constant(logits)))
+    expected = original.copy()
+    for b in range(2):
+        expected[b, positions[b][weights[b] > 0]] = 7
+    assert (corrupted == expected).all()
+    assert labels[0].tolist() == [1, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]  # position 0: the window holds a replacement
+    assert labels[1, 1:].tolist() == [0, 1, 0, 0, 1, 0, 0, 0, 1, 0, 0] and labels[1, 0] == 1
+    assert valid[0].tolist() == [1] * 7 + [0] * 5 and valid[1].all()
+    # a sample equal to the original counts as original; a clean window keeps every token
+    logits[..., 7] = -1e9
+    logits[0, 0, 10] = 0.0
+    logits[0, 1, 12] = 0.0
+    corrupted, labels, _ = (t.numpy() for t in model.corrupt(x, tf.constant(ids), tf.constant(weights),
+                                                              tf.constant(logits)))
+    assert (corrupted[0] == original[0]).all() and not labels[0].any()
+    model.clean_fraction = 1.0
+    corrupted, labels, _ = (t.numpy() for t in model.corrupt(x, tf.constant(ids), tf.constant(weights),
+                                                              tf.constant(logits)))
+    assert (corrupted == original).all() and not labels.any()
+
+
+def test_electra_pretraining_learns_to_detect_and_its_backbone_fine_tunes(tmp_path):
+    from embbert.datasets.tokenizer import train_tokenizer
+    from embbert.keras_model.model import build_classifier, load_backbone_into
+    from embbert.keras_model.pretrain import PretrainSettings, pretrain, read_history
+
+    corpus = _pattern_corpus(tmp_path / "corpus.txt", n_lines=1500)
+    tok = train_tokenizer([corpus], 300, tmp_path / "tokenizer")
+    config = EmbBertConfig.create("nano", 32, tokenizer=str(tok), train=TrainConfig(batch_size=32, seed=0))
+    settings = PretrainSettings(steps=300, learning_rate=3e-3, warmup_steps=30, eval_every=100, heldout_sequences=32,
+                                objective="electra")
+    out = tmp_path / "out"
+    summary = pretrain(config, [corpus], out, settings, verbose=0)
+    assert summary["settings"]["objective"] == "electra" and summary["steps"] == 300
+    assert summary["cpu_seconds_this_sitting"] > 0
+    rows = read_history(out / "history.csv")
+    assert [r["step"] for r in rows] == [100, 200, 300]
+    last = rows[-1]
+    assert {"mlm_loss", "rtd_loss", "rtd_accuracy"} <= set(last)
+    # about 11 % of the valid positions are replaced (15 % masked, 3/4 of the windows, minus correct samples):
+    # always answering "original" scores about 0.89; the trained discriminator must do better than its
+    # first window, and the generator must beat the most-frequent token on held-out masked positions
+    assert last["rtd_loss"] < rows[0]["rtd_loss"]
+    assert summary["heldout_accuracy"] > summary["baseline_accuracy"], summary
+    # the saved backbone is the discriminator: it loads into a classifier of the same preset
+    saved = EmbBertConfig.load(out)
+    classifier = build_classifier(saved.replace(num_labels=2))
+    load_backbone_into(classifier, out, saved)
+    with pytest.raises(EmbBertError, match="summary slots are a masked-LM option"):
+        PretrainSettings(objective="electra", summary_slots=1)
+    with pytest.raises(EmbBertError, match="unknown pretraining objective"):
+        PretrainSettings(objective="rtd")
