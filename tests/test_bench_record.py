@@ -117,3 +117,16 @@ def test_real_cells_are_trained_checked_and_reused(tmp_path, capsys):
     assert main(argv) == 0  # every cell and the memory row reused: nothing trained or converted
     out = capsys.readouterr().out
     assert out.count("finished cell") == 2 and "Epoch" not in out and "memory: converting" not in out
+
+
+def test_readme_results_table_is_the_record():
+    """The README's results section shows the committed record's table, cell for cell."""
+    root = Path(__file__).resolve().parents[1]
+
+    def table(text: str) -> list[str]:
+        lines = text.splitlines()
+        start = next(i for i, line in enumerate(lines) if line.startswith("| task | L | "))
+        end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+        return lines[start:end]
+
+    assert table((root / "README.md").read_text()) == table((root / "docs" / "results.md").read_text())

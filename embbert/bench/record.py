@@ -291,15 +291,20 @@ def _cell_text(cell: dict | None) -> str:
 
 def collect(docs_dir: Path, recipe: dict, tasks: list[str], inits: list[str]) -> list[dict[str, Any]]:
     from embbert.bench.accuracy import published
+    from embbert.datasets.tasks import max_length_for
 
     pub = published()
     out = []
     for task in tasks:
+        try:
+            L = max_length_for(task, recipe.get("max_length"))
+        except EmbBertError:  # a custom task directory that is gone: its cells still say
+            L = None
         cells = {i: load_cell(cell_path(docs_dir, task, i), recipe) for i in inits}
         any_row = next((c["row"] for c in cells.values() if c), None)
         out.append({
             "task": task, "metric": any_row["metric"] if any_row else None,
-            "max_length": any_row["max_length"] if any_row else None,
+            "max_length": any_row["max_length"] if any_row else L,
             "cells": {i: (c["row"] | {"source": c["source"], "finished": c["finished"]}) if c else None
                       for i, c in cells.items()},
             "embbert_float32": pub["embbert_float32"]["tasks"].get(task),
@@ -310,8 +315,9 @@ def collect(docs_dir: Path, recipe: dict, tasks: list[str], inits: list[str]) ->
 def markdown(results: dict) -> str:
     recipe, inits = results["recipe"], results["inits"]
     lines = ["# Results of record", "",
-             f"Made by `{results['command'] or 'embbert bench record'}`; the same command continues it cell by cell "
-             "(a finished cell is a file under `results_cells/` and is not run again). "
+             "Made and continued by `embbert bench record --data-dir DATA --docs-dir docs` (a finished cell is a "
+             "file under `results_cells/` and is not run again; the runs of an unfinished cell are reused from "
+             f"`--runs-dir`); this page was written by `{results['command'] or 'embbert bench record'}`. "
              f"Preset `{recipe['preset']}`; whole training and test splits; {recipe['epochs']} float + "
              f"{recipe['qat_epochs']} QAT epochs, batch {recipe['batch_size']}; the float learning rate chosen per "
              f"task and start on the QAT model's validation score (held out of the training split) from "
@@ -351,7 +357,7 @@ def markdown(results: dict) -> str:
             agree = "" if c.get("agreement") is None else f"; TFLM = TFLite on {100 * c['agreement']:.1f} %"
             lines.append(f"- {r['task']}, {i}: QAT validation {grid}; kept {c['learning_rate']:g}; seeds "
                          + ", ".join(f"{v:.2f}" for v in c["by_seed"]["tflm"])
-                         + f"{agree}; {c['source']}, {c['finished']}")
+                         + f"{agree}; {c['source']} ({c['finished']})")
     lines += ["", f"Published figures: {results['published_source']}", "", "![results](results.png)", ""]
     return "\n".join(lines)
 
