@@ -105,9 +105,11 @@ def test_ops_source_registers_exactly_the_flatbuffer_ops(exported, tmp_path):
         oc = model.operatorCodes[op.opcodeIndex]
         used.add(names[max(oc.builtinCode, oc.deprecatedBuiltinCode)])
     text = (exported["out"] / "embbert_ops.c").read_text()
-    listed = re.findall(r"if \((embbert_tflm_add_\w+)\(\) != 0\) return -1; /\* (\w+) \*/", text)
+    listed = re.findall(r"if \((embbert_tflm_add_\w+)\(\) != 0\) return -1; /\* (\w+)[:\s]", text)
     assert sorted(op for _, op in listed) == sorted(used)
-    assert all(fn == "embbert_tflm_add_" + op.lower() for fn, op in listed)
+    # int8 LOGISTIC/SOFTMAX/MEAN/ADD through the project's kernels (embbert_kernels.h), the rest TFLM's
+    project = {"LOGISTIC", "SOFTMAX", "MEAN", "ADD"}
+    assert all(fn == "embbert_tflm_add_" + op.lower() + ("_int8" if op in project else "") for fn, op in listed)
     assert len(listed) == len(set(listed))
     n = int(re.search(r"kEmbBertNumOps = (\d+) ", (exported["out"] / "embbert_ops.h").read_text()).group(1))
     assert n == len(used)
@@ -117,6 +119,11 @@ def test_ops_source_registers_exactly_the_flatbuffer_ops(exported, tmp_path):
     shim = (h.SRC / "embbert_tflm.cc").read_text()
     defined = set(re.findall(r"^EMBBERT_TFLM_OP\((\w+), Add\w+\)$", shim, re.M))
     assert defined == {fn.removeprefix("embbert_tflm_add_") for fn in known.values()}
+    from embbert.tflite.cgen import project_kernel_functions
+
+    assert project_kernel_functions() == {op: f"embbert_tflm_add_{op.lower()}_int8" for op in project}
+    assert set(re.findall(r"^EMBBERT_TFLM_INT8_OP\((\w+), Add\w+, EMBBERT_KERNEL_\w+\)$", shim, re.M)) == {
+        op.lower() for op in project}
     # the generated C compiles against the header alone, as C99 and as C++
     if h.have("gcc"):
         h.cc("gcc", [exported["out"] / "embbert_ops.c"], tmp_path / "ops.o", [exported["out"], h.SRC],
@@ -239,3 +246,62 @@ def test_fuzz_harness_runs_briefly(exported, tmp_path):
     print(f"\nfuzz: {r['executions']} executions in 8 s, {r['findings']} findings")
     assert r["findings"] == 0, r["log_tail"]
     assert r["executions"] > 1000
+
+
+def _graph(ops):
+    """A stand-in graph: ops = [(name, input dtypes, output dtypes)]."""
+    from embbert.tflite.graph import Graph, Op, Tensor
+
+    tensors, graph_ops = [], []
+    for i, (name, ins, outs) in enumerate(ops):
+        idx = []
+        for dt in [*ins, *outs]:
+            tensors.append(Tensor(len(tensors), f"t{len(tensors)}", dt, [1, 4], [1, 4], False))
+            idx.append(len(tensors) - 1)
+        graph_ops.append(Op(i, name, False, idx[:len(ins)], idx[len(ins):]))
+    return Graph(graph_ops, tensors, [], [])
+
+
+def test_project_kernels_only_for_all_int8_operators():
+    """The packages register the project's kernels (int8 only) for an operator only when every instance of it is int8;
+    a float or int16 instance keeps TFLM's stock kernel for that operator."""
+    from embbert.tflite.cgen import ops_sources, project_kernel_ops
+    from embbert.tflite.graph import ModelInfo
+
+    g = _graph([("LOGISTIC", ["int8"], ["int8"]), ("SOFTMAX", ["int8"], ["int16"]), ("MEAN", ["int8", "int32"], ["int8"]),
+                ("ADD", ["int8", "int8"], ["int8"]), ("ADD", ["int16", "int16"], ["int16"]), ("MUL", ["int8", "int8"], ["int8"]),
+                ("LOGISTIC", ["int8"], ["int8"])])
+    assert project_kernel_ops(g) == ["LOGISTIC", "MEAN"]
+    info = ModelInfo(ops=g.op_names, inputs={}, output={})
+    _, c = ops_sources(info, "x", project_kernel_ops(g))
+    assert "embbert_tflm_add_logistic_int8()" in c and "embbert_tflm_add_mean_int8()" in c
+    assert "embbert_tflm_add_softmax()" in c and "embbert_tflm_add_add()" in c and "embbert_tflm_add_mul()" in c
+    _, c = ops_sources(info, "x")  # without the list: TFLM's stock kernels everywhere
+    assert "_int8()" not in c
+
+
+def test_stock_kernels_define_and_esp_idf_choice_in_the_c_interface(tmp_path):
+    """embbert_tflm.cc: -DEMBBERT_STOCK_KERNELS registers TFLM's stock kernels (no embbert_kernels.h included); on
+    ESP-IDF (ESP_PLATFORM) ADD and SOFTMAX keep esp-tflite-micro's ESP-NN kernels. Checked on the preprocessed
+    source: which registration each embbert_tflm_add_<op>_int8() passes."""
+    if not h.have("g++"):
+        pytest.skip("g++ not installed")
+    src = (h.SRC / "embbert_tflm.cc").read_text()
+    body = src[src.index("#if defined(EMBBERT_STOCK_KERNELS)\n#define EMBBERT_KERNEL_LOGISTIC"):]
+    body = body[:body.index("#undef EMBBERT_TFLM_INT8_OP")]
+    unit = tmp_path / "unit.cc"
+    unit.write_text('#include "embbert_tflm.h"\n#define EMBBERT_TFLM_INT8_OP(name, method, registration) '
+                    'REG name method(registration)\n' + body.split("#define EMBBERT_TFLM_INT8_OP")[0]
+                    + body[body.index("EMBBERT_TFLM_INT8_OP(add"):])
+
+    def regs(*defines):
+        out = subprocess.run(["g++", "-E", "-P", f"-I{h.SRC}", *defines, str(unit)], capture_output=True, text=True,
+                             check=True).stdout
+        return dict((m[0], m[2]) for m in re.findall(r"REG (\w+) (Add\w+)\(([^)]*\)?)\)", out))
+
+    assert regs() == {"add": "embbert::Register_ADD_INT8_TABLE()", "logistic": "embbert::Register_LOGISTIC_INT8_TABLE()",
+                      "mean": "embbert::Register_MEAN_INT8_LAST_AXIS()", "softmax": "embbert::Register_SOFTMAX_INT8_TABLE()"}
+    assert regs("-DEMBBERT_STOCK_KERNELS") == {"add": "", "logistic": "", "mean": "", "softmax": ""}
+    assert regs("-DESP_PLATFORM") == {"add": "", "logistic": "embbert::Register_LOGISTIC_INT8_TABLE()",
+                                      "mean": "embbert::Register_MEAN_INT8_LAST_AXIS()", "softmax": ""}
+    assert re.search(r"#if !defined\(EMBBERT_STOCK_KERNELS\)\n#include \"embbert_kernels.h\"\n#endif", src)

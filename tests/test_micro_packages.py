@@ -225,6 +225,121 @@ def test_cmake_package_builds_and_runs_without_tflm(packages, tmp_path):
     assert res.returncode != 0 and "create_tflm_tree.py tree" in res.stderr
 
 
+# --------------------------------------------------------------------------
+# the CMake package against a real TFLM tree (slow; skipped without one)
+# --------------------------------------------------------------------------
+#: a tree written by tflite-micro's create_tflm_tree.py for the host (docs/micro_app.md), or a tflite-micro checkout
+#: with its downloads (EMBBERT_TFLM_DIR, as tests/test_latency.py), from which the test writes one
+TFLM_TREE = os.environ.get("EMBBERT_TFLM_TREE")
+TFLM_DIR = os.environ.get("EMBBERT_TFLM_DIR")
+
+#: ids on stdin ("<token ids> | <segment ids>" per line) -> the int8 logits of the exported package, through the
+#: classifier's set-up (embbert_register_ops + embbert_tflm_init) and the C interface (test-only program)
+_LOGITS_MAIN = r"""
+#include <stdio.h>
+#include <string.h>
+#include "embbert_classifier.h"
+#include "embbert_tflm.h"
+#include "model_settings.h"
+int main(void) {
+  if (EmbBertInit() != kEmbBertOk) return 2;
+  printf("project_kernels=%d\n", embbert_tflm_project_kernels());
+  static char line[65536];
+  while (fgets(line, sizeof(line), stdin) != NULL) {
+    EmbBertTflmTensor tok, seg, out;
+    if (embbert_tflm_input(kEmbBertTokenIdsInput, &tok) != 0 ||
+        embbert_tflm_input(kEmbBertSegmentIdsInput, &seg) != 0) return 3;
+    int32_t* t = (int32_t*)tok.data;
+    int32_t* s = (int32_t*)seg.data;
+    char* p = line;
+    int n;
+    for (int i = 0; i < kEmbBertMaxLength; ++i) { sscanf(p, "%d%n", &t[i], &n); p += n; }
+    p = strchr(p, '|') + 1;
+    for (int i = 0; i < kEmbBertMaxLength; ++i) { sscanf(p, "%d%n", &s[i], &n); p += n; }
+    if (embbert_tflm_invoke() != 0 || embbert_tflm_output(0, &out) != 0) return 4;
+    for (size_t i = 0; i < out.bytes; ++i) printf(i ? ",%d" : "%d", ((const int8_t*)out.data)[i]);
+    printf("\n");
+  }
+  return 0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def tflm_tree(tmp_path_factory):
+    if TFLM_TREE:
+        return Path(TFLM_TREE)
+    if not TFLM_DIR:
+        pytest.skip("needs EMBBERT_TFLM_TREE (a create_tflm_tree.py tree) or EMBBERT_TFLM_DIR (a tflite-micro "
+                    "checkout with its downloads)")
+    tree = tmp_path_factory.mktemp("tflm") / "tree"
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    subprocess.run([sys.executable, "tensorflow/lite/micro/tools/project_generation/create_tflm_tree.py", str(tree)],
+                   cwd=TFLM_DIR, env=env, check=True, capture_output=True, timeout=1800)
+    return tree
+
+
+def _id_rows(length: int, vocab: int, seed: int = 0) -> list[tuple[list[int], list[int]]]:
+    """Full-length, short and padded rows of token ids with their segment ids ([CLS]=2 ... [SEP]=3, PAD=0)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for n in (length - 2, 10, 1, length // 2):
+        ids = [2] + [int(v) for v in rng.integers(5, vocab, n)] + [3]
+        seg = [1] * len(ids)
+        rows.append((ids + [0] * (length - len(ids)), seg + [0] * (length - len(seg))))
+    return rows
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not have("cmake") or not have("g++"), reason="cmake / g++ not installed")
+def test_cmake_package_on_real_tflm_gives_the_python_tflm_logits(packages, tflm_tree, tmp_path):
+    """The exported CMake package built against a real TFLM tree: its int8 logits equal the Python TFLM runtime's bit
+    for bit, with the project's kernels (the default) and again with -DEMBBERT_STOCK_KERNELS=ON (same build folder:
+    only the C interface is compiled again)."""
+    import numpy as np
+
+    from embbert.tflite.graph import read_graph
+    from embbert.tflite.runtime import tflm_interpreter
+
+    root, build = packages["cmake"], tmp_path / "build"
+    registered = (root / "src" / "embbert_ops.c").read_text()
+    assert "embbert_tflm_add_logistic_int8()" in registered and "embbert_tflm_add_mul()" in registered
+    data = (EXAMPLE / "model_int8.tflite").read_bytes()
+    graph = read_graph(data)
+    tok_pos, seg_pos = graph.input_index("token_ids"), graph.input_index("segment_ids")
+    length = graph.tensors[graph.inputs[tok_pos]].shape[-1]
+    rows = _id_rows(length, 2048)
+    stdin = "".join(" ".join(map(str, ids)) + " | " + " ".join(map(str, seg)) + "\n" for ids, seg in rows)
+    interp = tflm_interpreter(data, arena_size=1 << 20)
+    expected = []
+    for ids, seg in rows:
+        interp.set_input(np.array([ids], dtype=np.int32), tok_pos)
+        interp.set_input(np.array([seg], dtype=np.int32), seg_pos)
+        interp.invoke()
+        expected.append(interp.get_output(0).reshape(-1).tolist())
+    main = tmp_path / "logits_main.c"
+    main.write_text(_LOGITS_MAIN)
+    for stock in (False, True):
+        res = subprocess.run(["cmake", "-S", str(root), "-B", str(build), f"-DTFLM_DIR={tflm_tree}",
+                              f"-DEMBBERT_STOCK_KERNELS={'ON' if stock else 'OFF'}"], capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr[-3000:]
+        res = subprocess.run(["cmake", "--build", str(build), "-j", "2"], capture_output=True, text=True, timeout=5400)
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+        exe = tmp_path / f"logits_main_{'stock' if stock else 'project'}"
+        subprocess.run(["gcc", "-std=c11", "-Wall", "-Werror", f"-I{root / 'src'}", str(main), "-o", str(exe),
+                        str(build / "libembbert.a"), str(build / "libembbert_core.a"), str(build / "libtflm.a"),
+                        "-lstdc++", "-lm"], check=True, capture_output=True)
+        out = subprocess.run([str(exe)], input=stdin, capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr[-3000:]
+        lines = out.stdout.splitlines()
+        # LOGISTIC | SOFTMAX | MEAN | ADD with the project's kernels, none with the fallback define
+        assert lines[0] == f"project_kernels={0 if stock else 15}"
+        got = [[int(v) for v in line.split(",")] for line in lines[1:]]
+        assert got == expected, (stock, got, expected)
+
+
 _POSTPROCESS_TEST = r"""
 #include <stdio.h>
 #include "embbert_postprocess.h"
@@ -304,7 +419,14 @@ def test_arduino_library_compiles_as_the_arduino_builder_would(packages, tmp_pat
                               re.M))
     assert wanted <= declared, wanted - declared
     registered = {u for u in wanted if u.startswith("embbert_tflm_add_")}
-    assert registered == {supported_ops()[op] for op in _model_ops()}
+    # int8 LOGISTIC/SOFTMAX/MEAN/ADD through the project's kernels (embbert_tflm_add_<op>_int8), the rest TFLM's
+    from embbert.tflite.cgen import project_kernel_functions, project_kernel_ops
+    from embbert.tflite.graph import read_graph
+
+    project = project_kernel_ops(read_graph((EXAMPLE / "model_int8.tflite").read_bytes()))
+    assert sorted(project) == ["ADD", "LOGISTIC", "MEAN", "SOFTMAX"]
+    assert registered == {project_kernel_functions()[op] if op in project else supported_ops()[op]
+                          for op in _model_ops()}
 
 
 def _model_ops() -> list[str]:
@@ -593,21 +715,24 @@ def test_tflm_tool_makes_a_precompiled_library_the_sketch_links_against(packages
     _fake_tflm_tree(tree)
     lib = tmp_path / "libraries" / "EmbBERT_TFLM"
     build = tmp_path / "objects"
-    res = subprocess.run([sys.executable, str(tool), str(tree), str(lib), "--jobs", "2", "--build-dir", str(build)],
-                         capture_output=True, text=True)
+    # the stand-in tree has none of TFLM's kernel headers: the C interface alone, with TFLM's stock kernels (the
+    # project's kernels are compiled against the real tree: tests below and docs/arduino.md)
+    stock = ["--stock-kernels"]
+    res = subprocess.run([sys.executable, str(tool), str(tree), str(lib), "--jobs", "2", "--build-dir", str(build),
+                          *stock], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     # the kept objects are reused: a second library from the same tree compiles nothing again
     stamps = {p: p.stat().st_mtime_ns for p in build.glob("*.o")}
     assert len(stamps) == 5  # micro_interpreter, fully_connected, micro_time, arm_nn_version, embbert_tflm
-    res = subprocess.run([sys.executable, str(tool), str(tree), str(tmp_path / "again"), "--build-dir", str(build)],
-                         capture_output=True, text=True)
+    res = subprocess.run([sys.executable, str(tool), str(tree), str(tmp_path / "again"), "--build-dir", str(build),
+                          *stock], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert {p: p.stat().st_mtime_ns for p in build.glob("*.o")} == stamps
     # a changed header is a changed build: nothing stale is reused
     (tree / "tensorflow" / "lite" / "micro" / "micro_log.h").write_text(
         "#pragma once\nvoid MicroPrintf(const char* format, ...);\n// changed\n")
-    res = subprocess.run([sys.executable, str(tool), str(tree), str(tmp_path / "third"), "--build-dir", str(build)],
-                         capture_output=True, text=True)
+    res = subprocess.run([sys.executable, str(tool), str(tree), str(tmp_path / "third"), "--build-dir", str(build),
+                          *stock], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert len(list(build.glob("*.o"))) == 2 * len(stamps)
     props = _properties(lib / "library.properties")
@@ -625,6 +750,7 @@ def test_tflm_tool_makes_a_precompiled_library_the_sketch_links_against(packages
     assert any("embbert_tflm" in m for m in members) and not any("window" in m for m in members)
     facts = json.loads((lib / "build.json").read_text())
     assert facts["float_abi"] == "softfp" and "-std=gnu++17" in facts["cxx_flags"]
+    assert "EMBBERT_STOCK_KERNELS" in facts["kernels"]
     # link the exported library + sketch (core stubs) against the archive, as the board's link does: the float
     # ABI must match the core's (softfp) and --gc-sections must drop the operators the model does not register
     root = packages["arduino"]
@@ -654,6 +780,27 @@ def test_tflm_tool_makes_a_precompiled_library_the_sketch_links_against(packages
     # a second run never writes into the library it made
     res = subprocess.run([sys.executable, str(tool), str(tree), str(lib)], capture_output=True, text=True)
     assert res.returncode == 1 and "not empty" in res.stderr and res.stderr.count("\n") == 1
+
+
+@pytest.mark.skipif(not have("arm-none-eabi-g++"), reason="arm-none-eabi-gcc not installed")
+def test_tflm_tool_compiles_the_project_kernels_unless_stock_kernels(tmp_path):
+    """By default the precompiled library holds the project's kernels (micro_app/src/embbert_kernels.cc) with the C
+    interface, both C++17 with TFLM's warnings as errors; --stock-kernels leaves them out and defines
+    EMBBERT_STOCK_KERNELS for the C interface."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tflm_tool", REPO / "micro_app" / "tools" / "tflm_arduino_library.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    tree = tmp_path / "tree"
+    _fake_tflm_tree(tree)
+    for stock in (False, True):
+        cmds = tool.compile_commands(tree, tmp_path / "b", tmp_path / "g", "arm-none-eabi-", False, stock)
+        own = {Path(c[c.index("-c") + 1]).name: c for c, _ in cmds if Path(c[c.index("-c") + 1]).parent == tool.SRC_DIR}
+        assert sorted(own) == (["embbert_tflm.cc"] if stock else ["embbert_kernels.cc", "embbert_tflm.cc"])
+        for cmd in own.values():
+            assert "-std=gnu++17" in cmd and "-Werror" in cmd and "-O2" in cmd and "-mfloat-abi=softfp" in cmd
+            assert ("-DEMBBERT_STOCK_KERNELS" in cmd) == stock
 
 
 @pytest.mark.skipif(not have("arm-none-eabi-g++"), reason="arm-none-eabi-gcc not installed")

@@ -3,7 +3,9 @@
 - model_data.h / model_data.cc   the int8 FlatBuffer as an aligned C array
 - model_settings.h                L, V, labels, quantisation, arena size, special ids
 - embbert_ops.h / embbert_ops.c   registers exactly the model's operators through the
-                                  C interface of micro_app/src/embbert_tflm.h
+                                  C interface of micro_app/src/embbert_tflm.h; int8 LOGISTIC,
+                                  SOFTMAX, MEAN and ADD with the project's kernels
+                                  (micro_app/src/embbert_kernels.h, `project_kernel_ops`)
 - embbert_tokenizer_tables.h/.c   byte ids, BPE merges, normalisation and character-class
                                   tables (`datasets/tokenizer/ctables.py`)
 
@@ -28,7 +30,7 @@ from embbert.datasets.tokenizer import (
     tokenizer_sources,
 )
 
-from .graph import ModelInfo, read_model_info
+from .graph import Graph, ModelInfo, read_graph, read_model_info
 from .templates import hand_written, render
 
 
@@ -40,9 +42,39 @@ def resolver_methods() -> dict[str, str]:
 
 
 def supported_ops() -> dict[str, str]:
-    """Builtin operator name -> registration function, as declared in micro_app/src/embbert_tflm.h (its owner)."""
+    """Builtin operator name -> registration function (TFLM's stock kernel), as declared in
+    micro_app/src/embbert_tflm.h (its owner)."""
     header = hand_written("src/embbert_tflm.h")
-    return {fn.upper(): f"embbert_tflm_add_{fn}" for fn in re.findall(r"^int embbert_tflm_add_(\w+)\(void\);", header, re.M)}
+    return {fn.upper(): f"embbert_tflm_add_{fn}" for fn in re.findall(r"^int embbert_tflm_add_(\w+)\(void\);", header, re.M)
+            if not fn.endswith("_int8")}
+
+
+def project_kernel_functions() -> dict[str, str]:
+    """Builtin operator name -> the registration function with the project's kernel (micro_app/src/embbert_kernels.h)
+    for int8 tensors: `embbert_tflm_add_<op>_int8`, as declared in micro_app/src/embbert_tflm.h."""
+    header = hand_written("src/embbert_tflm.h")
+    return {fn.upper(): f"embbert_tflm_add_{fn}_int8"
+            for fn in re.findall(r"^int embbert_tflm_add_(\w+)_int8\(void\);", header, re.M)}
+
+
+#: The tensors of each operator that must be int8 for the project's kernel: (input positions, output positions).
+_INT8_TENSORS = {"LOGISTIC": ((0,), (0,)), "SOFTMAX": ((0,), (0,)), "MEAN": ((0,), (0,)), "ADD": ((0, 1), (0,))}
+
+
+def project_kernel_ops(graph: Graph) -> list[str]:
+    """The model's operators that the packages register with the project's kernels: LOGISTIC, SOFTMAX, MEAN and
+    ADD when every instance's data tensors are int8 (the kernels' domain); the others keep TFLM's stock kernel.
+    In first-use order."""
+    known = project_kernel_functions()
+    ok: dict[str, bool] = {}
+    for op in graph.ops:
+        if op.name not in known or op.name not in _INT8_TENSORS:
+            continue
+        ins, outs = _INT8_TENSORS[op.name]
+        idx = [op.inputs[i] for i in ins if i < len(op.inputs)] + [op.outputs[i] for i in outs if i < len(op.outputs)]
+        int8 = len(idx) == len(ins) + len(outs) and all(i >= 0 and graph.tensors[i].dtype == "int8" for i in idx)
+        ok[op.name] = ok.get(op.name, True) and int8
+    return [name for name in graph.op_names if ok.get(name)]
 
 
 def model_data_sources(data: bytes, source: str) -> tuple[str, str]:
@@ -92,15 +124,23 @@ def model_settings_source(config: EmbBertConfig, info: ModelInfo, arena: dict[st
         label_names=",\n    ".join(_c_string(n) for n in names))
 
 
-def ops_sources(info: ModelInfo, source: str) -> tuple[str, str]:
-    """embbert_ops.h/.c: `embbert_register_ops()` registers exactly the model's operators."""
+def ops_sources(info: ModelInfo, source: str, project_ops: list[str] | tuple[str, ...] = ()) -> tuple[str, str]:
+    """embbert_ops.h/.c: `embbert_register_ops()` registers exactly the model's operators; those in `project_ops`
+    (`project_kernel_ops`: int8 LOGISTIC/SOFTMAX/MEAN/ADD) through `embbert_tflm_add_<op>_int8`, the project's
+    kernels unless the TFLM side is compiled with -DEMBBERT_STOCK_KERNELS."""
     known = supported_ops()
     missing = [op for op in info.ops if op not in known]
     if missing:
         raise EmbBertError(f"the model uses {', '.join(missing)}, which micro_app/src/embbert_tflm.h does not register; "
                            f"supported: {', '.join(sorted(known))}")
+    project = project_kernel_functions()
     hdr = GENERATED_HEADER.format(source=source)
-    calls = "\n".join(f"  if ({known[op]}() != 0) return -1; /* {op} */" for op in info.ops)
+
+    def call(op: str) -> str:
+        if op in project_ops and op in project:
+            return f"  if ({project[op]}() != 0) return -1; /* {op}: int8, the project's kernel */"
+        return f"  if ({known[op]}() != 0) return -1; /* {op} */"
+    calls = "\n".join(call(op) for op in info.ops)
     return (hdr + render("sources/embbert_ops.h.in", num_ops=len(info.ops)),
             hdr + render("sources/embbert_ops.c.in", calls=calls))
 
@@ -169,6 +209,7 @@ def generated_sources(run_dir: str | os.PathLike, arena_bytes: int | None = None
     arena, chosen = _read_arena_report(arena_path, len(data), arena_bytes)
     tok_dir = config.tokenizer_dir(run_dir)
     info = read_model_info(data)
+    project_ops = project_kernel_ops(read_graph(data))
     tables = build_tokenizer_tables(tok_dir)
     if tables.vocab_size > config.model.vocab_size:
         # A smaller tokenizer is fine (a small corpus may not fill the preset's table: those rows are unused).
@@ -177,15 +218,15 @@ def generated_sources(run_dir: str | os.PathLike, arena_bytes: int | None = None
     files: dict[str, str] = {}
     files["model_data.h"], files["model_data.cc"] = model_data_sources(data, source)
     files["model_settings.h"] = model_settings_source(config, info, arena, tables.vocab_size, source, chosen)
-    files["embbert_ops.h"], files["embbert_ops.c"] = ops_sources(info, source)
+    files["embbert_ops.h"], files["embbert_ops.c"] = ops_sources(info, source, project_ops)
     files["embbert_tokenizer_tables.h"], files["embbert_tokenizer_tables.c"] = tokenizer_sources(
         tables, f"{tok_dir.name}/ ({VOCAB_FILE}, {MERGES_FILE})")
     facts = {"run": run_dir.name, "task": config.task, "preset": config.preset, "max_length": config.max_length,
              "labels": list(config.label_names), "model_file": layout.INT8_MODEL, "model_bytes": len(data),
-             "model_sha256": digest, "ops": info.ops, "min_arena_bytes": int(arena["min_arena_bytes"]),
+             "model_sha256": digest, "ops": info.ops, "project_kernel_ops": project_ops, "min_arena_bytes": int(arena["min_arena_bytes"]),
              "tensor_arena_bytes": (chosen + 15) // 16 * 16}
     return files, facts
 
 
 __all__ = ["generated_sources", "model_data_sources", "model_settings_source", "ops_sources", "supported_ops",
-           "resolver_methods", "host_arena_bytes"]
+           "project_kernel_functions", "project_kernel_ops", "resolver_methods", "host_arena_bytes"]

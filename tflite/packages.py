@@ -23,9 +23,12 @@ ESP_TFLITE_MICRO = "~1.4.0"  # espressif/esp-tflite-micro 1.4.x: needs ESP-IDF >
 #: hand-written sources every package carries (micro_app/src), besides the generated ones
 CORE_SOURCES = ("embbert_tokenizer.h", "embbert_tokenizer.c", "embbert_postprocess.h", "embbert_postprocess.c",
                 "embbert_classifier.h", "embbert_classifier.c")
-#: the C interface over TFLM's C++ API: compiled with TFLM (C++17). In the Arduino package it is not there: the
-#: precompiled TFLM library made by micro_app/tools/tflm_arduino_library.py carries it.
-TFLM_SHIM = ("embbert_tflm.h", "embbert_tflm.cc")
+#: the C interface over TFLM's C++ API and the project's int8 kernels it registers (embbert_kernels.h: LOGISTIC,
+#: SOFTMAX, MEAN, ADD, TFLM's reference results bit for bit): compiled with TFLM (C++17). In the Arduino package they
+#: are not there: the precompiled TFLM library made by micro_app/tools/tflm_arduino_library.py carries them.
+TFLM_SHIM = ("embbert_tflm.h", "embbert_tflm.cc", "embbert_kernels.h", "embbert_kernels.cc")
+#: the define that makes embbert_tflm.cc register TFLM's stock kernels instead of the project's
+STOCK_KERNELS_DEFINE = "EMBBERT_STOCK_KERNELS"
 #: the Arduino library made by micro_app/tools/tflm_arduino_library.py: TFLM + the C shim, precompiled
 TFLM_LIBRARY = "EmbBERT_TFLM"
 #: the Arduino platforms the precompiled TFLM library is built for (the Nano 33 BLE's mbed core)
@@ -63,9 +66,19 @@ def _describe(facts: dict) -> str:
             f"{len(facts['labels']) or 'regression'} labels")
 
 
+def _project_kernels(facts: dict) -> str:
+    """One sentence for the READMEs: which of the model's operators run the project's kernels."""
+    ops = facts.get("project_kernel_ops") or []
+    if not ops:
+        return "Every operator runs TFLM's stock kernel (the model has no int8 LOGISTIC, SOFTMAX, MEAN or ADD)."
+    return (f"int8 {', '.join(ops)} run the project's kernels (embbert_kernels.h: TFLM's reference results bit for "
+            "bit, fewer instructions; docs/latency.md), the other operators TFLM's.")
+
+
 def _values(facts: dict, source: str) -> dict:
     """What the templates may name."""
-    return {"source": source, "describe": _describe(facts), "version": _version(), "library_name": LIBRARY_NAME,
+    return {"project_kernels": _project_kernels(facts), "stock_kernels_define": STOCK_KERNELS_DEFINE,
+            "source": source, "describe": _describe(facts), "version": _version(), "library_name": LIBRARY_NAME,
             "tflm_library": TFLM_LIBRARY, "architectures": ARDUINO_ARCHITECTURES, "esp_tflite_micro": ESP_TFLITE_MICRO,
             "labels": ", ".join(facts["labels"]) or "one regression output", "ops": ", ".join(facts["ops"]),
             "max_length": facts["max_length"],
@@ -130,10 +143,10 @@ def _esp_idf_package(generated: dict[str, str], values: dict) -> dict[str, str]:
 
 def _cmake_package(generated: dict[str, str], values: dict) -> dict[str, str]:
     core = _core(generated, ".cc")
-    with_tflm = ("embbert_classifier.c", "embbert_ops.c", "embbert_tflm.cc")
+    with_tflm = ("embbert_classifier.c", "embbert_ops.c", "embbert_tflm.cc", "embbert_kernels.cc")
     no_tflm = sorted(n for n in core if n.endswith((".c", ".cc")) and n not in with_tflm)
     files = {"CMakeLists.txt": _hash_comment("#", values["source"]) + render(
-        "cmake/CMakeLists.txt.in", core_sources="\n".join(f"  src/{n}" for n in no_tflm))}
+        "cmake/CMakeLists.txt.in", **values, core_sources="\n".join(f"  src/{n}" for n in no_tflm))}
     files.update({f"src/{n}": t for n, t in core.items()})
     files["examples/embbert_classify.cc"] = hand_written("host/embbert_classify.cc")
     files["tests/tokenize_main.c"] = hand_written("tests/tokenize_main.c")
@@ -162,4 +175,4 @@ def package_files(target: str, generated: dict[str, str], facts: dict) -> dict[s
 
 
 __all__ = ["TARGETS", "MANIFEST", "LIBRARY_NAME", "TFLM_LIBRARY", "ARDUINO_ARCHITECTURES", "CORE_SOURCES", "TFLM_SHIM",
-           "package_files"]
+           "STOCK_KERNELS_DEFINE", "package_files"]

@@ -19,9 +19,11 @@ Models: the run directory's `model_int8.tflite`, and with `--preset P --lengths 
 deployed graph of preset P at each length with random weights (`latency_models.py`: the
 instruction count depends on the graph, not on the weight values).
 
-`--table-kernels` registers LOGISTIC, SOFTMAX, MEAN and ADD with the project's faster kernels
-(`micro_app/profile/embbert_table_kernels.h`: TFLM's reference results bit for bit) and checks them
-element by element against TFLM's reference functions in a second build.
+`--table-kernels` registers LOGISTIC, SOFTMAX, MEAN and ADD with the project's faster kernels, the
+ones the exported packages register by default (`micro_app/src/embbert_kernels.h`, the same source
+file; TFLM's reference results bit for bit; for the operators `cgen.project_kernel_ops` picks: those
+whose tensors are all int8) and checks them element by element against TFLM's reference functions in
+a second build.
 """
 from __future__ import annotations
 
@@ -42,13 +44,14 @@ from embbert.core.errors import EmbBertError, UsageError
 from embbert.core.files import atomic_write_text
 from embbert.datasets.tokenizer.spec import CLS_ID
 from embbert.micro_app import ROOT as MICRO_APP
-from embbert.tflite.cgen import resolver_methods
+from embbert.tflite.cgen import project_kernel_ops, resolver_methods
 from embbert.tflite.graph import macs, op_macs, read_graph
 from embbert.tflite.latency import BOARDS, ESP_NN_OPS, board_estimates, esp_nn_like, estimate_ms  # noqa: F401
 
 from .latency_models import write_synthetic_run
 
 PROFILE_SRC = MICRO_APP / "profile"  # shipped with the package (embbert.micro_app)
+APP_SRC = MICRO_APP / "src"  # the application sources: the project's kernels the exported packages compile
 TFLM_MAKEFILE = "tensorflow/lite/micro/tools/make/Makefile"
 
 #: qemu `-icount shift=3`: 8 ns of virtual time per instruction; the MPS2 timer runs at 25 MHz (40 ns).
@@ -247,7 +250,8 @@ def model_array_sources(data: bytes) -> tuple[str, str]:
     return header, source
 
 
-#: --table-kernels: the operators registered with the project's table kernels (micro_app/profile/embbert_table_kernels.h)
+#: --table-kernels: the registrations of the project's kernels (micro_app/src/embbert_kernels.h, the exported packages'
+#: default; embbert_tflm.cc registers the same ones), for the operators `project_kernel_ops` picks
 TABLE_KERNELS = {"LOGISTIC": "embbert::Register_LOGISTIC_INT8_TABLE()", "SOFTMAX": "embbert::Register_SOFTMAX_INT8_TABLE()",
                  "MEAN": "embbert::Register_MEAN_INT8_LAST_AXIS()", "ADD": "embbert::Register_ADD_INT8_TABLE()"}
 
@@ -256,7 +260,7 @@ def profile_config(graph, vocab_size: int, *, runs: int, arena_bytes: int = AREN
                    table_kernels: bool = False) -> str:
     """embbert_profile_config.h for one model: length, vocabulary, inputs, the operators to register."""
     ops = graph.op_names
-
+    project = set(project_kernel_ops(graph)) if table_kernels else set()
     methods = resolver_methods()  # the C interface's table: one list of the operators a package can register
     unknown = [o for o in ops if o not in methods]
     if unknown:
@@ -270,7 +274,7 @@ def profile_config(graph, vocab_size: int, *, runs: int, arena_bytes: int = AREN
              f"#define EMBBERT_PROFILE_SEGMENT_IDS_INPUT {seg}", f"#define EMBBERT_PROFILE_ARENA_BYTES {arena_bytes}",
              f"#define EMBBERT_PROFILE_RUNS {runs}", f"#define EMBBERT_PROFILE_NUM_OPS {len(ops)}",
              "#define EMBBERT_PROFILE_FOR_EACH_OP(X) "
-             + " ".join(f"X({methods[o]}, {TABLE_KERNELS.get(o, '') if table_kernels else ''})" for o in ops),
+             + " ".join(f"X({methods[o]}, {TABLE_KERNELS.get(o, '') if o in project else ''})" for o in ops),
              "#endif", ""]
     return "\n".join(lines)
 
@@ -279,7 +283,7 @@ def _compile_flags(tflm: Path, target: str) -> tuple[list[str], list[str]]:
     """(C++ flags, include flags) matching the library's ABI (TF_LITE_STATIC_MEMORY changes structs)."""
     dl = tflm / "tensorflow/lite/micro/tools/make/downloads"
     inc = [f"-I{tflm}", f"-I{dl / 'flatbuffers/include'}", f"-I{dl / 'gemmlowp'}", f"-I{dl / 'ruy'}",
-           f"-I{PROFILE_SRC}"]
+           f"-I{PROFILE_SRC}", f"-I{APP_SRC}"]
     common = ["-O2", "-DTF_LITE_STATIC_MEMORY", "-DNDEBUG", "-DEMBBERT_PROFILE_MAIN", "-fno-exceptions",
               "-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter"]
     if target == "cortex-m4":
@@ -292,7 +296,7 @@ def build_profile(build_dir: Path, tflm: Path, lib: Path, target: str, data: byt
                   table_kernels: str | None = None) -> Path:
     """Compile the driver, the platform and the model array, link with TFLM: the executable.
 
-    `table_kernels`: None, "on" (LOGISTIC/SOFTMAX table kernels) or "verify" (the same, each element also
+    `table_kernels`: None, "on" (the project's kernels of micro_app/src/embbert_kernels.cc, as the packages) or "verify" (the same, each element also
     compared with TFLM's reference function: for the check, not for timing)."""
     build_dir.mkdir(parents=True, exist_ok=True)
     header, source = model_array_sources(data)
@@ -310,7 +314,7 @@ def build_profile(build_dir: Path, tflm: Path, lib: Path, target: str, data: byt
     units = [(cxx, PROFILE_SRC / "embbert_profile.cc", ["-std=c++17", "-fno-rtti", "-fno-threadsafe-statics"]),
              (cxx, build_dir / "model_data.cc", ["-std=c++17"])]
     if table_kernels:
-        units.append((cxx, PROFILE_SRC / "embbert_table_kernels.cc", ["-std=c++17", "-fno-rtti"]))
+        units.append((cxx, APP_SRC / "embbert_kernels.cc", ["-std=c++17", "-fno-rtti"]))
     if target == "cortex-m4":
         units += [(cxx, PROFILE_SRC / "platform_mps2_an386.cc", ["-std=c++17", "-fno-rtti"]),
                   (cc, PROFILE_SRC / "startup_mps2_an386.c", ["-std=c99"])]
@@ -574,8 +578,9 @@ def register(bench_subparsers) -> None:
     p.add_argument("--out", default="runs/bench/latency", help="output folder (default runs/bench/latency)")
     p.add_argument("--jobs", type=positive_int, default=2, help="make -j (default 2)")
     p.add_argument("--table-kernels", action="store_true",
-                   help="register LOGISTIC and SOFTMAX with the project's table kernels (bit-identical to TFLM's "
-                   "reference, checked element by element in a second build)")
+                   help="register int8 LOGISTIC, SOFTMAX, MEAN and ADD with the project's kernels, as the exported "
+                   "packages do by default (micro_app/src/embbert_kernels.cc; bit-identical to TFLM's reference, "
+                   "checked element by element in a second build)")
     p.add_argument("--kernel-opt", choices=("O2", "O3", "Os"), default=None,
                    help="optimisation level of TFLM's kernels and CMSIS-NN (default: TFLM's -O2); another level "
                    "builds into its own gen/ folder")

@@ -8,16 +8,16 @@ int embbert_register_ops(void) {
   if (embbert_tflm_add_gather() != 0) return -1; /* GATHER */
   if (embbert_tflm_add_strided_slice() != 0) return -1; /* STRIDED_SLICE */
   if (embbert_tflm_add_fully_connected() != 0) return -1; /* FULLY_CONNECTED */
-  if (embbert_tflm_add_add() != 0) return -1; /* ADD */
+  if (embbert_tflm_add_add_int8() != 0) return -1; /* ADD: int8, the project's kernel */
   if (embbert_tflm_add_mul() != 0) return -1; /* MUL */
-  if (embbert_tflm_add_mean() != 0) return -1; /* MEAN */
+  if (embbert_tflm_add_mean_int8() != 0) return -1; /* MEAN: int8, the project's kernel */
   if (embbert_tflm_add_rsqrt() != 0) return -1; /* RSQRT */
   if (embbert_tflm_add_batch_matmul() != 0) return -1; /* BATCH_MATMUL */
-  if (embbert_tflm_add_softmax() != 0) return -1; /* SOFTMAX */
+  if (embbert_tflm_add_softmax_int8() != 0) return -1; /* SOFTMAX: int8, the project's kernel */
   if (embbert_tflm_add_reshape() != 0) return -1; /* RESHAPE */
   if (embbert_tflm_add_transpose() != 0) return -1; /* TRANSPOSE */
   if (embbert_tflm_add_pad() != 0) return -1; /* PAD */
   if (embbert_tflm_add_depthwise_conv_2d() != 0) return -1; /* DEPTHWISE_CONV_2D */
-  if (embbert_tflm_add_logistic() != 0) return -1; /* LOGISTIC */
+  if (embbert_tflm_add_logistic_int8() != 0) return -1; /* LOGISTIC: int8, the project's kernel */
   return 0;
 }

@@ -41,7 +41,7 @@
 #include "tensorflow/lite/micro/cortex_m_generic/debug_log_callback.h"
 #endif
 #if defined(EMBBERT_PROFILE_TABLE_KERNELS)
-#include "embbert_table_kernels.h"
+#include "embbert_kernels.h"
 #endif
 
 #ifndef EMBBERT_PROFILE_RUNS

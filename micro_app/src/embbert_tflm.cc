@@ -4,6 +4,10 @@
 // arena_used_bytes. Compiled with TFLM (C++17).
 #include "embbert_tflm.h"
 
+#if !defined(EMBBERT_STOCK_KERNELS)
+#include "embbert_kernels.h"
+#endif
+
 #include "tensorflow/lite/c/common.h"
 #include "tensorflow/lite/micro/compatibility.h"
 #include "tensorflow/lite/micro/micro_interpreter.h"
@@ -251,5 +255,55 @@ EMBBERT_TFLM_OP(transpose, AddTranspose)
 EMBBERT_TFLM_OP(unpack, AddUnpack)
 
 #undef EMBBERT_TFLM_OP
+
+// The project's kernels (embbert_kernels.h: TFLM's reference results bit for bit, fewer instructions) for
+// operators whose tensors are all int8; the generated embbert_ops.c calls these for such operators.
+// -DEMBBERT_STOCK_KERNELS: TFLM's stock kernel of the build for all four. On ESP-IDF (ESP_PLATFORM)
+// ADD and SOFTMAX keep esp-tflite-micro's kernels: those are ESP-NN's (esp_nn_add_elementwise_s8,
+// esp_nn_softmax_s8), while its LOGISTIC and MEAN are TFLM's reference kernels.
+#if defined(EMBBERT_STOCK_KERNELS)
+#define EMBBERT_KERNEL_LOGISTIC
+#define EMBBERT_KERNEL_MEAN
+#define EMBBERT_KERNEL_SOFTMAX
+#define EMBBERT_KERNEL_ADD
+#else
+#define EMBBERT_KERNEL_LOGISTIC embbert::Register_LOGISTIC_INT8_TABLE()
+#define EMBBERT_KERNEL_MEAN embbert::Register_MEAN_INT8_LAST_AXIS()
+#if defined(ESP_PLATFORM)
+#define EMBBERT_KERNEL_SOFTMAX
+#define EMBBERT_KERNEL_ADD
+#else
+#define EMBBERT_KERNEL_SOFTMAX embbert::Register_SOFTMAX_INT8_TABLE()
+#define EMBBERT_KERNEL_ADD embbert::Register_ADD_INT8_TABLE()
+#endif
+#endif
+
+#define EMBBERT_TFLM_INT8_OP(name, method, registration)             \
+  int embbert_tflm_add_##name##_int8(void) {                         \
+    if (OpResolver().method(registration) != kTfLiteOk) {            \
+      MicroPrintf("embbert_tflm: cannot register " #name             \
+                  " (at most %d operators)", EMBBERT_TFLM_MAX_OPS);  \
+      return -1;                                                     \
+    }                                                                \
+    return 0;                                                        \
+  }
+
+EMBBERT_TFLM_INT8_OP(add, AddAdd, EMBBERT_KERNEL_ADD)
+EMBBERT_TFLM_INT8_OP(logistic, AddLogistic, EMBBERT_KERNEL_LOGISTIC)
+EMBBERT_TFLM_INT8_OP(mean, AddMean, EMBBERT_KERNEL_MEAN)
+EMBBERT_TFLM_INT8_OP(softmax, AddSoftmax, EMBBERT_KERNEL_SOFTMAX)
+
+#undef EMBBERT_TFLM_INT8_OP
+
+int embbert_tflm_project_kernels(void) {
+  int n = 0;
+#if !defined(EMBBERT_STOCK_KERNELS)
+  n |= EMBBERT_TFLM_KERNEL_LOGISTIC | EMBBERT_TFLM_KERNEL_MEAN;
+#if !defined(ESP_PLATFORM)
+  n |= EMBBERT_TFLM_KERNEL_SOFTMAX | EMBBERT_TFLM_KERNEL_ADD;
+#endif
+#endif
+  return n;
+}
 
 }  // extern "C"

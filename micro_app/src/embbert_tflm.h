@@ -126,6 +126,29 @@ int embbert_tflm_add_tanh(void);
 int embbert_tflm_add_transpose(void);
 int embbert_tflm_add_unpack(void);
 
+/* The same operators with the project's kernels (embbert_kernels.h: int8, TFLM's
+ * reference results bit for bit, fewer instructions), for operators whose
+ * tensors are all int8 (the generated embbert_ops.c calls these only then).
+ * Which operators get them is fixed when this library is compiled:
+ *   default                  LOGISTIC, SOFTMAX, MEAN and ADD;
+ *   ESP-IDF (ESP_PLATFORM)   LOGISTIC and MEAN (esp-tflite-micro's ADD and
+ *                            SOFTMAX are ESP-NN kernels and stay);
+ *   -DEMBBERT_STOCK_KERNELS  none: each registers TFLM's stock kernel. */
+int embbert_tflm_add_add_int8(void);
+int embbert_tflm_add_logistic_int8(void);
+int embbert_tflm_add_mean_int8(void);
+int embbert_tflm_add_softmax_int8(void);
+
+/* Which operators this build registers with the project's kernels: a mask of
+ * EMBBERT_TFLM_KERNEL_* (0 when compiled with -DEMBBERT_STOCK_KERNELS). */
+enum {
+  EMBBERT_TFLM_KERNEL_LOGISTIC = 1,
+  EMBBERT_TFLM_KERNEL_SOFTMAX = 2,
+  EMBBERT_TFLM_KERNEL_MEAN = 4,
+  EMBBERT_TFLM_KERNEL_ADD = 8
+};
+int embbert_tflm_project_kernels(void);
+
 #ifdef __cplusplus
 }  /* extern "C" */
 #endif

@@ -1,6 +1,6 @@
-/* Table-driven int8 LOGISTIC and SOFTMAX, bit-identical to TFLM's reference kernels
- * (embbert_table_kernels.h says why and how). */
-#include "embbert_table_kernels.h"
+// The project's int8 LOGISTIC, SOFTMAX, MEAN and ADD kernels, bit-identical to TFLM's reference
+// kernels (embbert_kernels.h says why and how). Compiled with TFLM (C++17).
+#include "embbert_kernels.h"
 
 #include <algorithm>
 #include <limits>

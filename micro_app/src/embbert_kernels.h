@@ -1,22 +1,32 @@
-/* Faster int8 LOGISTIC and SOFTMAX for TFLM, bit-identical to TFLM's reference kernels.
+/* The project's int8 LOGISTIC, SOFTMAX, MEAN and ADD kernels for TFLM: TFLM's reference results bit
+ * for bit, with fewer instructions (docs/latency.md: -31 % Cortex-M4 instructions on the main job's model).
  *
- * The profile (docs/latency.md) shows TFLM's int8 LOGISTIC at ~357 instructions per element and
- * int8 SOFTMAX at ~520 (CMSIS-NN) / ~450 (reference) on a Cortex-M4: both evaluate gemmlowp's
- * fixed-point exp/logistic for every element (SOFTMAX twice). Both results are functions of one
- * int8 value: LOGISTIC of the input byte, SOFTMAX's exp term of the difference to the row maximum
- * (-255..0). These registrations evaluate TFLM's own reference arithmetic once for each of the 256
- * possible values into a table on the stack at every Invoke (256 B / 1 KB of stack, no arena, no
- * persistent memory) and then look the elements up; everything else (row maximum, sum, TFLM's
- * GetReciprocal, rounding, clamping) is the reference kernel's arithmetic, in its order. So the
- * outputs are the reference outputs bit for bit, for any quantisation parameters.
+ * The exported packages register them by default (embbert_tflm.cc, embbert_tflm_add_<op>_int8(); the
+ * generated embbert_ops.c calls those only for operators whose tensors are all int8). Compile
+ * embbert_tflm.cc with -DEMBBERT_STOCK_KERNELS to register TFLM's stock kernels instead. The profiling
+ * driver (micro_app/profile, `embbert bench latency --table-kernels`) compiles this same file.
+ *
+ * Why they are faster: TFLM's int8 LOGISTIC costs ~357 instructions per element and int8 SOFTMAX ~520
+ * (CMSIS-NN) / ~450 (reference) on a Cortex-M4: both evaluate gemmlowp's fixed-point exp/logistic for
+ * every element (SOFTMAX twice). Both results are functions of one int8 value: LOGISTIC of the input
+ * byte, SOFTMAX's exp term of the difference to the row maximum (-255..0). These registrations evaluate
+ * TFLM's own reference arithmetic once for each of the 256 possible values into a table on the stack at
+ * every Invoke (256 B / 1 KB of stack, no arena, no persistent memory) and then look the elements up;
+ * everything else (row maximum, sum, TFLM's GetReciprocal, rounding, clamping) is the reference kernel's
+ * arithmetic, in its order. So the outputs are the reference outputs bit for bit, for any quantisation
+ * parameters.
  *
  * Use: the same builtin operators, another implementation, registered through TFLM's public API:
  *   resolver.AddLogistic(embbert::Register_LOGISTIC_INT8_TABLE());
  *   resolver.AddSoftmax(embbert::Register_SOFTMAX_INT8_TABLE());
- * Init and Prepare are TFLM's (LogisticPrepare, SoftmaxInit/SoftmaxPrepare); only int8 -> int8 is
- * handled (what EmbBERT graphs use); other types fail in Prepare with a message. */
-#ifndef EMBBERT_TABLE_KERNELS_H_
-#define EMBBERT_TABLE_KERNELS_H_
+ *   resolver.AddMean(embbert::Register_MEAN_INT8_LAST_AXIS());
+ *   resolver.AddAdd(embbert::Register_ADD_INT8_TABLE());
+ * Init and Prepare are TFLM's (LogisticPrepare, SoftmaxInit/SoftmaxPrepare, PrepareMeanOrSumHelper,
+ * AddPrepare). LOGISTIC and SOFTMAX handle int8 -> int8 only and ADD int8 only (what EmbBERT graphs
+ * use): other types fail with a message. Only TFLM's public headers are used; C++17, compiled with
+ * TFLM (for Arduino: in the precompiled EmbBERT_TFLM library). */
+#ifndef EMBBERT_KERNELS_H_
+#define EMBBERT_KERNELS_H_
 
 #include <stdint.h>
 
@@ -57,4 +67,4 @@ const TableKernelCheck& TableKernelCheckCounts();
 
 }  // namespace embbert
 
-#endif  // EMBBERT_TABLE_KERNELS_H_
+#endif  // EMBBERT_KERNELS_H_
