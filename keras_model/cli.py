@@ -121,6 +121,9 @@ def register(sub) -> None:
     p.add_argument("--rtd-weight", type=positive_float, default=pre.rtd_weight,
                    help=f"electra: weight of the detection loss against the generator's (default {pre.rtd_weight:g}, "
                    "the ELECTRA paper's)")
+    p.add_argument("--rtd-random", type=float, default=pre.rtd_random,
+                   help="electra: share of the replacements drawn uniformly from the vocabulary instead of from "
+                   f"the generator, in [0, 1] (default {pre.rtd_random:g}, the paper's)")
     p.add_argument("--tokenizer", default=None, help="tokenizer directory (default: train one on the corpus)")
     p.add_argument("--init", default=None, help="continue from a pretrained directory or preset name (e.g. tiny_en)")
     again = p.add_mutually_exclusive_group()
@@ -304,9 +307,11 @@ def _check_pretrain_resume(out, args) -> None:
     steps = args.steps if "steps" in given else saved.get("steps", args.steps)
     saved.setdefault("objective", "mlm")  # a record written before objectives existed
     saved.setdefault("rtd_weight", PretrainSettings.rtd_weight)
+    saved.setdefault("rtd_random", PretrainSettings.rtd_random)
     now = {name: getattr(args, name) for name in ("steps", "learning_rate", "schedule", "warmup_steps", "packing",
                                                  "summary_slots", "jit", "preset", "max_length", "batch_size",
-                                                 "seed", "weight_decay", "strategy", "objective", "rtd_weight")}
+                                                 "seed", "weight_decay", "strategy", "objective", "rtd_weight",
+                                                 "rtd_random")}
     now.update(eval_every=min(args.eval_every, steps), corpus=[str(Path(c).resolve()) for c in args.corpus or ()])
     preflight.same_settings(out, now, saved, given, "drop them to continue it, or start a new pretraining with "
                             "another --out")
@@ -327,6 +332,7 @@ def cmd_pretrain(args) -> int:
         warmup_steps=args.warmup_steps if args.warmup_steps is not None else args.steps // 20,
         packing=args.packing, eval_every=min(args.eval_every, args.steps), jit_compile=args.jit,
         summary_slots=args.summary_slots, objective=args.objective, rtd_weight=args.rtd_weight,
+        rtd_random=args.rtd_random,
     )
     config = _config_from_args(args)
     out = Path(args.out)

@@ -15,6 +15,11 @@ target is always "original").
   size makes an untied copy cheap), trained with the masked-LM loss on the masked positions;
 * corruption: the masked positions take a token sampled from the generator's softmax (no gradient
   through the sample); a sampled token equal to the original counts as original, as in the paper;
+* `random_fraction` (0 in the paper): that share of the replacements is a token drawn uniformly from
+  the vocabulary instead of the generator's sample. Measured here (docs/pretraining.md): with the
+  generator's samples only, a small discriminator stays at the prior ("nothing replaced") for the
+  whole short run, because the generator reaches the frequent tokens within the warm-up and its
+  replacements are hard from the start; uniform draws keep easy cases to learn from;
 * discriminator: the backbone + a linear d -> 1 head on every non-padding position; sigmoid
   cross-entropy, averaged over those positions, weighted by `rtd_weight` (the paper's 50) against
   the generator's loss.
@@ -56,9 +61,10 @@ class ElectraPretrainer(keras.Model):
     """Generator (masked LM) + discriminator (replaced-token detection) trained together."""
 
     def __init__(self, config: EmbBertConfig, rtd_weight: float = 50.0, clean_fraction: float = CLEAN_FRACTION,
-                 **kwargs):
+                 random_fraction: float = 0.0, **kwargs):
         super().__init__(name="embbert_electra", **kwargs)
         self.rtd_weight = float(rtd_weight)
+        self.random_fraction = float(random_fraction)
         self.clean_fraction = float(clean_fraction)
         self.vocab_size = config.model.vocab_size
         self.generator = EmbBertBackbone.create(generator_config(config), name="generator_backbone")
@@ -96,6 +102,11 @@ class ElectraPretrainer(keras.Model):
         real = weights > 0
         logits = tf.reshape(tf.stop_gradient(gen_logits), [-1, self.vocab_size])
         sampled = tf.reshape(tf.random.categorical(logits, 1, dtype=tf.int32), [B, P])
+        if self.random_fraction > 0:  # a share of the replacements drawn uniformly from the non-special ids
+            from embbert.datasets.tokenizer import NUM_SPECIAL_TOKENS
+
+            uniform = tf.random.uniform([B, P], NUM_SPECIAL_TOKENS, self.vocab_size, dtype=tf.int32)
+            sampled = tf.where(tf.random.uniform([B, P]) < self.random_fraction, uniform, sampled)
         corrupt_window = tf.random.uniform([B]) >= self.clean_fraction
         use_sample = real & corrupt_window[:, None]
         new_ids = tf.where(use_sample, sampled, ids)
@@ -134,9 +145,10 @@ class ElectraPretrainer(keras.Model):
         return {m.name: m.result() for m in self.metrics}
 
 
-def build_electra(config: EmbBertConfig, max_predictions: int, rtd_weight: float = 50.0) -> ElectraPretrainer:
+def build_electra(config: EmbBertConfig, max_predictions: int, rtd_weight: float = 50.0,
+                  random_fraction: float = 0.0) -> ElectraPretrainer:
     """The ELECTRA pretrainer, built (its weights exist) for sequences of config.max_length."""
-    model = ElectraPretrainer(config, rtd_weight=rtd_weight)
+    model = ElectraPretrainer(config, rtd_weight=rtd_weight, random_fraction=random_fraction)
     L = config.max_length
     tok = tf.zeros([1, L], tf.int32)
     model({TOKEN_IDS: tok, SEGMENT_IDS: tf.ones([1, L], tf.int32),

@@ -446,7 +446,7 @@ def pretrain(
     with make_strategy(config.train.strategy).scope():
         optimizer = keras.optimizers.AdamW(learning_rate=make_schedule(settings), weight_decay=config.train.weight_decay)
         if electra:
-            model = build_electra(config, P, settings.rtd_weight)
+            model = build_electra(config, P, settings.rtd_weight, settings.rtd_random)
             if init_dir is not None and not resume:  # the discriminator starts from the given backbone
                 load_backbone_into(model.discriminator, init_dir, config)
             model.compile(optimizer=optimizer, jit_compile=settings.jit_compile)

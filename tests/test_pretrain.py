@@ -329,6 +329,15 @@ def test_electra_corruption_replaces_only_masked_positions_and_labels_them():
     corrupted, labels, _ = (t.numpy() for t in model.corrupt(x, tf.constant(ids), tf.constant(weights),
                                                               tf.constant(logits)))
     assert (corrupted == original).all() and not labels.any()
+    # random_fraction 1: every replacement is drawn uniformly from the non-special ids, none from the generator
+    from embbert.datasets.tokenizer import NUM_SPECIAL_TOKENS
+
+    model.clean_fraction, model.random_fraction = 0.0, 1.0
+    logits[...] = -1e9
+    logits[..., 7] = 0.0
+    draws = np.concatenate([model.corrupt(x, tf.constant(ids), tf.constant(weights), tf.constant(logits))[0].numpy()
+                            [np.arange(2)[:, None], positions][weights > 0] for _ in range(20)])
+    assert (draws >= NUM_SPECIAL_TOKENS).all() and (draws < V).all() and (draws != 7).mean() > 0.9
 
 
 def test_electra_pretraining_learns_to_detect_and_its_backbone_fine_tunes(tmp_path):
@@ -362,3 +371,5 @@ def test_electra_pretraining_learns_to_detect_and_its_backbone_fine_tunes(tmp_pa
         PretrainSettings(objective="electra", summary_slots=1)
     with pytest.raises(EmbBertError, match="unknown pretraining objective"):
         PretrainSettings(objective="rtd")
+    with pytest.raises(EmbBertError, match="random replacement share"):
+        PretrainSettings(objective="electra", rtd_random=1.5)

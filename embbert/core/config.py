@@ -190,12 +190,15 @@ class PretrainSettings:
     summary_slots: int = 0  # predictions from token 0 of a random word of its window (0: MLM only)
     objective: str = "mlm"  # mlm | electra (replaced-token detection, keras_model/electra.py)
     rtd_weight: float = 50.0  # electra: weight of the discriminator's loss against the generator's
+    rtd_random: float = 0.0  # electra: share of the replacements drawn uniformly instead of from the generator
 
     def __post_init__(self) -> None:
         if self.objective not in ("mlm", "electra"):
             raise EmbBertError(f"unknown pretraining objective {self.objective!r}; choose mlm or electra")
         if self.objective == "electra" and self.summary_slots:
             raise EmbBertError("summary slots are a masked-LM option; electra trains token 0 on its own target")
+        if not 0.0 <= self.rtd_random <= 1.0:
+            raise EmbBertError(f"random replacement share must be in [0, 1], got {self.rtd_random}")
         if not self.rtd_weight > 0:
             raise EmbBertError(f"replaced-token-detection weight must be > 0, got {self.rtd_weight}")
         if self.summary_slots < 0:
