@@ -8,8 +8,12 @@ Two uses:
   the graph's work per operator type (MACs for the matrix operators, elements for the rest) times
   the instructions per unit that `embbert bench latency` measured for each operator type
   (`INSTRUCTIONS_PER_UNIT`, CMSIS-NN and reference kernels, docs/latency.md), then the same
-  board arithmetic. Both are estimates: the instruction counts of the emulator are exact, the
-  cycles per instruction (CPI) of a real chip are an assumption stated with a range.
+  board arithmetic. It is for what the exported package runs: TFLM's kernels, and the project's
+  int8 LOGISTIC/SOFTMAX/MEAN/ADD kernels (micro_app/src/embbert_kernels.h, `PROJECT_KERNEL_COST`)
+  where the package registers them (all four for the Nano 33 BLE; LOGISTIC and MEAN on ESP-IDF,
+  whose ADD and SOFTMAX are ESP-NN's). The stock-TFLM figures are kept beside it. Both are
+  estimates: the instruction counts of the emulator are exact, the cycles per instruction (CPI)
+  of a real chip are an assumption stated with a range.
 """
 from __future__ import annotations
 
@@ -128,36 +132,150 @@ INSTRUCTIONS_PER_UNIT = {
 UNMEASURED_PER_UNIT = 50.0
 
 
+#: The project's kernels (micro_app/src/embbert_kernels.h): (Cortex-M4 instructions per call, per unit of `graph_work`),
+#: measured with `embbert bench latency --table-kernels` (qemu mps2-an386, TFLM 90b983c2, CMSIS-NN build; the kernels
+#: are the same code in every build). The per-call part is the 256-entry tables built at every Invoke (LOGISTIC: 256
+#: reference evaluations). LOGISTIC, SOFTMAX, MEAN: fitted on one operator each of the main job's model (L=64) and the
+#: per-type totals of the embbert graph at L=256; ADD per element on the main job, for same-shape inputs ("ADD") and
+#: one input repeated along the rows, the attention mask ("ADD_ROW"); docs/latency.md.
+PROJECT_KERNEL_COST = {"LOGISTIC": (91620.0, 6.987), "SOFTMAX": (32375.0, 64.99), "MEAN": (370.0, 4.375),
+                       "ADD": (0.0, 40.98), "ADD_ROW": (0.0, 52.21)}
+#: Below these sizes (output elements) the kernels hand the work to TFLM's reference functions (embbert_kernels.cc).
+PROJECT_KERNEL_MIN_ELEMENTS = {"LOGISTIC": 256, "SOFTMAX": 256, "ADD": 512, "MEAN": 1}
+#: Which operators each board's exported package registers with the project's kernels (embbert_tflm.cc): every
+#: target but ESP-IDF all four; ESP-IDF LOGISTIC and MEAN (esp-tflite-micro's ADD and SOFTMAX are ESP-NN kernels).
+_ALL_PROJECT_OPS = frozenset({"LOGISTIC", "SOFTMAX", "MEAN", "ADD"})
+PACKAGE_PROJECT_OPS = {"cmsis-nn": _ALL_PROJECT_OPS, "reference": _ALL_PROJECT_OPS,
+                       "esp-nn-like": frozenset({"LOGISTIC", "MEAN"})}
+
+
+def _shape(graph, index: int) -> list[int]:
+    return list(graph.tensors[index].shape or [1])
+
+
+def _add_form(graph, op) -> str | None:
+    """The ADD shapes the project's kernel handles itself (embbert_kernels.cc): "same" (both inputs of the output's
+    shape) or "row" (one of them a row of it: right-aligned, every dimension but the last 1); None otherwise."""
+    out = _shape(graph, op.outputs[0])
+
+    def right(s, rank):
+        return [1] * (rank - len(s)) + s
+    ins = [_shape(graph, i) for i in op.inputs[:2]]
+    rank = max(len(out), *(len(s) for s in ins))
+    o = right(out, rank)
+    same = [right(s, rank) == o for s in ins]
+    row = [right(s, rank)[-1] == o[-1] and all(d == 1 for d in right(s, rank)[:-1]) for s in ins]
+    if same[0] and same[1]:
+        return "same"
+    return "row" if (same[0] and row[1]) or (same[1] and row[0]) else None
+
+
+def _project_kernel_mode(graph, op) -> str | None:
+    """How the package runs `op` when it registers the project's kernel for its type: "table" (the project's code),
+    "reference" (int8 but too small or a broadcast the kernel hands to TFLM's reference functions), or None (not
+    int8: the package registers TFLM's kernel for the type, `cgen.project_kernel_ops`)."""
+    name = op.name
+    if name not in _ALL_PROJECT_OPS or not op.outputs:
+        return None
+    data = list(op.inputs[:2] if name == "ADD" else op.inputs[:1]) + [op.outputs[0]]
+    if any(i < 0 or graph.tensors[i].dtype != "int8" for i in data):
+        return None
+    if int(np.prod(_shape(graph, op.outputs[0]))) < PROJECT_KERNEL_MIN_ELEMENTS[name]:
+        return "reference"
+    return "table" if name != "ADD" or _add_form(graph, op) else "reference"
+
+
+def _registered_project_ops(graph) -> set[str]:
+    """The operator types the package registers with the project's kernels: every instance int8 (the rule of
+    `cgen.project_kernel_ops`)."""
+    modes: dict[str, bool] = {}
+    for op in graph.ops:
+        if op.name in _ALL_PROJECT_OPS:
+            modes[op.name] = modes.get(op.name, True) and _project_kernel_mode(graph, op) is not None
+    return {name for name, ok in modes.items() if ok}
+
+
+def _op_units(graph, op) -> int:
+    if op.name in MAC_OPS:
+        return int(op_macs(graph, op))
+    if op.name == "MEAN":
+        return int(np.prod(_shape(graph, op.inputs[0])))
+    return int(np.prod(_shape(graph, op.outputs[0]))) if op.outputs else 0
+
+
+def _per_tag(graph, coef: dict[str, float], project: frozenset = frozenset()) -> dict[str, int]:
+    """Predicted instructions per operator type with the coefficients `coef`, the operators in `project` with the
+    project's kernels where they apply."""
+    per_tag: dict[str, float] = {}
+    registered = _registered_project_ops(graph) & set(project)
+    for op in graph.ops:
+        units = _op_units(graph, op)
+        mode = _project_kernel_mode(graph, op) if op.name in registered else None
+        if mode == "table":
+            call, unit = PROJECT_KERNEL_COST["ADD_ROW" if op.name == "ADD" and _add_form(graph, op) == "row" else op.name]
+            n = call + unit * units
+        elif mode == "reference":
+            n = units * INSTRUCTIONS_PER_UNIT["reference"].get(op.name, UNMEASURED_PER_UNIT)
+        else:
+            n = units * coef.get(op.name, UNMEASURED_PER_UNIT)
+        per_tag[op.name] = per_tag.get(op.name, 0.0) + n
+    return {t: int(round(v)) for t, v in per_tag.items()}
+
+
 def estimate_graph(graph) -> dict[str, Any]:
-    """An estimate without any build: the graph's work per operator type x the measured instructions per
-    unit, for both kernel sets, and the board arithmetic of `board_estimates`."""
+    """An estimate without any build, for what the exported package runs (`instructions`, `boards`: TFLM's kernels
+    and the project's kernels where the package registers them) and for stock TFLM (`stock_instructions`,
+    `stock_boards`): the graph's work per operator x the measured instructions per unit, then the board arithmetic
+    of `board_estimates`."""
     work = graph_work(graph)
-    per_tag = {k: {t: int(round(u * coef.get(t, UNMEASURED_PER_UNIT))) for t, u in work.items()}
-               for k, coef in INSTRUCTIONS_PER_UNIT.items()}
-    counts = {k: sum(v.values()) for k, v in per_tag.items()}
-    counts["esp-nn-like"] = esp_nn_like(per_tag)
-    return {"instructions": counts, "per_op_cmsis_nn": dict(sorted(per_tag["cmsis-nn"].items(), key=lambda kv: -kv[1])),
+    stock = {k: _per_tag(graph, coef) for k, coef in INSTRUCTIONS_PER_UNIT.items()}
+    package = {k: _per_tag(graph, coef, PACKAGE_PROJECT_OPS[k]) for k, coef in INSTRUCTIONS_PER_UNIT.items()}
+    stock_counts = {k: sum(v.values()) for k, v in stock.items()}
+    stock_counts["esp-nn-like"] = esp_nn_like(stock)
+    counts = {k: sum(v.values()) for k, v in package.items()}
+    # ESP-IDF: ESP-NN's operators (CMSIS-NN counts as their proxy) stay; LOGISTIC and MEAN run the project's kernels
+    esp = {**{t: stock["cmsis-nn" if t in ESP_NN_OPS else "reference"][t] for t in work},
+           **{t: package["reference"][t] for t in PACKAGE_PROJECT_OPS["esp-nn-like"] if t in work}}
+    counts["esp-nn-like"] = int(sum(esp.values()))
+    project_ops = sorted(_registered_project_ops(graph))
+    return {"instructions": counts, "stock_instructions": stock_counts,
+            "per_op_cmsis_nn": dict(sorted(package["cmsis-nn"].items(), key=lambda kv: -kv[1])),
+            "stock_per_op_cmsis_nn": dict(sorted(stock["cmsis-nn"].items(), key=lambda kv: -kv[1])),
+            "project_kernel_ops": project_ops,
             "unmeasured_ops": sorted(t for t in work if t not in INSTRUCTIONS_PER_UNIT["cmsis-nn"]),
             "macs_per_op": macs(graph)["per_op"], "boards": board_estimates(counts),
-            "method": "work per operator type x Cortex-M4 instructions per unit measured by `embbert bench "
-                      "latency` (docs/latency.md) x an assumed CPI range / clock; not a measurement"}
+            "stock_boards": board_estimates(stock_counts),
+            "kernels": "the exported package's: TFLM's kernels (CMSIS-NN on the Nano 33 BLE, ESP-NN on the ESP32s) "
+                       f"and the project's int8 kernels for {', '.join(project_ops) or 'no operator'} "
+                       "(LOGISTIC and MEAN only on ESP-IDF; micro_app/src/embbert_kernels.h)",
+            "method": "work per operator x Cortex-M4 instructions per unit (and per call for the project's kernels) "
+                      "measured by `embbert bench latency` (docs/latency.md) x an assumed CPI range / clock; "
+                      "not a measurement"}
 
 
 def estimate_markdown(est: dict[str, Any]) -> list[str]:
     """The arena report's latency section (lines)."""
     lines = ["## Latency (an estimate, not a measurement)", "",
-             f"Method: {est['method']}. Predicted Cortex-M4 instructions per inference: "
-             f"{est['instructions']['cmsis-nn']:,} with CMSIS-NN kernels, {est['instructions']['reference']:,} with "
-             "the reference kernels.", "",
-             "| board | clock | CPI assumed | instructions (basis) | estimated ms |", "|---|---:|---|---:|---:|"]
+             f"Method: {est['method']}. Kernels: {est['kernels']}. Predicted Cortex-M4 instructions per inference "
+             f"of the exported package: {est['instructions']['cmsis-nn']:,} with CMSIS-NN (stock TFLM: "
+             f"{est['stock_instructions']['cmsis-nn']:,}), {est['instructions']['reference']:,} with TFLM's reference "
+             f"kernels (stock: {est['stock_instructions']['reference']:,}).", "",
+             "| board | clock | CPI assumed | instructions (basis) | estimated ms, exported package | stock TFLM |",
+             "|---|---:|---|---:|---:|---:|"]
+    stock = {b["board"]: b for b in est.get("stock_boards", [])}
     for b in est["boards"]:
+        s = stock.get(b["board"])
+        stock_ms = f"{s['ms_low']:.0f}-{s['ms_high']:.0f}" if s else "-"
         lines.append(f"| {b['board']} | {b['mhz']:.0f} MHz | {b['cpi_low']}-{b['cpi_high']} | {b['instructions']:,} "
-                     f"({b['basis']}) | {b['ms_low']:.0f}-{b['ms_high']:.0f} |")
+                     f"({b['basis']}) | {b['ms_low']:.0f}-{b['ms_high']:.0f} | {stock_ms} |")
     total = max(est["instructions"]["cmsis-nn"], 1)
-    lines += ["", "| operator (CMSIS-NN) | MACs | instructions | share |", "|---|---:|---:|---:|"]
+    stock_ops = est.get("stock_per_op_cmsis_nn", {})
+    lines += ["", "| operator (CMSIS-NN build) | MACs | instructions, exported package | share | stock TFLM |",
+              "|---|---:|---:|---:|---:|"]
     for t, n in est["per_op_cmsis_nn"].items():
         m = est["macs_per_op"].get(t)
-        lines.append(f"| {t} | {f'{m:,}' if m else '-'} | {n:,} | {100 * n / total:.1f} % |")
+        lines.append(f"| {t}{' (project kernel)' if t in est.get('project_kernel_ops', []) else ''} | "
+                     f"{f'{m:,}' if m else '-'} | {n:,} | {100 * n / total:.1f} % | {stock_ops.get(t, n):,} |")
     if est["unmeasured_ops"]:
         lines += ["", f"Not measured, counted at {UNMEASURED_PER_UNIT:g} instructions per element: "
                   f"{', '.join(est['unmeasured_ops'])}."]
