@@ -255,6 +255,9 @@ def estimate_graph(graph) -> dict[str, Any]:
 
 def estimate_markdown(est: dict[str, Any]) -> list[str]:
     """The arena report's latency section (lines)."""
+    if "stock_instructions" not in est:  # an arena_report.json written before the package estimate: stock TFLM only
+        est = {**est, "stock_instructions": est["instructions"], "stock_boards": est["boards"],
+               "kernels": "TFLM's stock kernels (a report written before issue 27)"}
     lines = ["## Latency (an estimate, not a measurement)", "",
              f"Method: {est['method']}. Kernels: {est['kernels']}. Predicted Cortex-M4 instructions per inference "
              f"of the exported package: {est['instructions']['cmsis-nn']:,} with CMSIS-NN (stock TFLM: "
