@@ -140,13 +140,15 @@ def _regression(tflite_bytes: bytes) -> bool:
 
 
 def check(tflite_bytes: bytes, texts, labels: Sequence, *, preprocessor: EmbBertPreprocessor | None = None,
-          metric: str | None = None) -> dict[str, Any]:
+          metric: str | None = None, jobs: int | None = None) -> dict[str, Any]:
     """The int8 model in the TFLite interpreter (reference kernels) and in TFLM on `texts` with `labels`:
     {"metric", "examples", "models": {"int8_tflite": {"metric", "seconds"}, "int8_tflm": ...},
     "tflm_vs_tflite": {"agreement", "max_logit_diff_lsb", ...}} — `embbert check`'s interpreter part.
     `metric`: accuracy (default), matthews, f1_weighted, or spearman (default for regression); `labels`:
     class ids or label names.
-    `preprocessor`: needed only for bytes that did not come from `convert`."""
+    `preprocessor`: needed only for bytes that did not come from `convert`.
+    `jobs`: worker processes for the interpreters (default: every usable CPU; 1: in this process), as
+    `embbert check --jobs`; a small set stays in this process, and the figures are the same whatever `jobs`."""
     pre = preprocessor or getattr(tflite_bytes, "preprocessor", None)
     if pre is None:
         raise EmbBertError("give preprocessor= (the model's EmbBertPreprocessor) for bytes not made by embbert.convert")
@@ -160,7 +162,7 @@ def check(tflite_bytes: bytes, texts, labels: Sequence, *, preprocessor: EmbBert
     if labels.shape[0] != tok.shape[0]:
         raise EmbBertError(f"{tok.shape[0]} texts but {labels.shape[0]} labels")
     metric = _metric_for(regression, metric)
-    models, agreement = compare_interpreters(bytes(tflite_bytes), tok, seg, labels, metric, regression)
+    models, agreement = compare_interpreters(bytes(tflite_bytes), tok, seg, labels, metric, regression, jobs=jobs)
     return {"metric": metric, "examples": int(tok.shape[0]), "models": models, "tflm_vs_tflite": agreement}
 
 
