@@ -803,6 +803,63 @@ def test_tflm_tool_compiles_the_project_kernels_unless_stock_kernels(tmp_path):
             assert ("-DEMBBERT_STOCK_KERNELS" in cmd) == stock
 
 
+#: a create_tflm_tree.py tree for TARGET=cortex_m_generic OPTIMIZED_KERNEL_DIR=cmsis_nn (docs/arduino.md), and a folder
+#: for the tool's kept objects (optional; reused across runs)
+TFLM_CM4_TREE = os.environ.get("EMBBERT_TFLM_CM4_TREE")
+TFLM_CM4_OBJECTS = os.environ.get("EMBBERT_TFLM_CM4_OBJECTS")
+
+
+def _link_sketch(packages, lib: Path, tmp_path: Path) -> set[str]:
+    """The exported Arduino library + sketch (core stubs) compiled with the core's flags and linked against the
+    precompiled archive as the board's link does (softfp, --gc-sections): the ELF's symbols."""
+    root = packages["arduino"]
+    stub = REPO / "micro_app" / "tests" / "arduino_stub"
+    sketch = tmp_path / "sketch.cpp"
+    sketch.write_text((root / "examples" / "EmbBertClassifier" / "EmbBertClassifier.ino").read_text() + _ARDUINO_STUBS)
+    objs = []
+    for unit in [p for p in sorted((root / "src").iterdir()) if p.suffix in (".c", ".cpp")] + [sketch]:
+        compiler, std = ("arm-none-eabi-gcc", "-std=gnu11") if unit.suffix == ".c" else (
+            "arm-none-eabi-g++", "-std=gnu++14")
+        obj = tmp_path / (unit.name + ".o")
+        subprocess.run([compiler, std, *MBED_NANO_FLAGS, f"-I{root / 'src'}", f"-I{lib / 'src'}", f"-I{stub}", "-c",
+                        str(unit), "-o", str(obj)], check=True, capture_output=True)
+        objs.append(str(obj))
+    elf = tmp_path / "sketch.elf"
+    archive = lib / "src" / "cortex-m4" / "fpv4-sp-d16-softfp"
+    res = subprocess.run(["arm-none-eabi-g++", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=softfp", "-mfpu=fpv4-sp-d16",
+                          "--specs=nosys.specs", "-Wl,--gc-sections", "-o", str(elf), *objs, f"-L{archive}",
+                          "-lEmbBERT_TFLM", "-lm"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    nm = subprocess.run(["arm-none-eabi-nm", "-C", str(elf)], capture_output=True, text=True, check=True).stdout
+    return {line.split(maxsplit=2)[-1] for line in nm.splitlines() if line.strip()}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not TFLM_CM4_TREE or not have("arm-none-eabi-g++"),
+                    reason="needs EMBBERT_TFLM_CM4_TREE (a cortex_m_generic + cmsis_nn create_tflm_tree.py tree)")
+def test_tflm_tool_on_a_real_tree_links_the_project_kernels_into_the_sketch(packages, tmp_path):
+    """The precompiled library made from real TFLM holds the project's kernels; the exported sketch links against it
+    for the Nano 33 BLE's softfp ABI and keeps them (and not TFLM's reference LOGISTIC); --stock-kernels leaves them
+    out."""
+    tool = REPO / "micro_app" / "tools" / "tflm_arduino_library.py"
+    build = Path(TFLM_CM4_OBJECTS) if TFLM_CM4_OBJECTS else tmp_path / "objects"
+    found = {}
+    for stock in (False, True):
+        lib = tmp_path / ("stock" if stock else "project") / "EmbBERT_TFLM"
+        res = subprocess.run([sys.executable, str(tool), TFLM_CM4_TREE, str(lib), "--jobs", "2", "--build-dir",
+                              str(build), *(["--stock-kernels"] if stock else [])], capture_output=True, text=True,
+                             timeout=7200)
+        assert res.returncode == 0, res.stderr[-3000:]
+        (tmp_path / str(stock)).mkdir()
+        found[stock] = _link_sketch(packages, lib, tmp_path / str(stock))
+    project, stock = found[False], found[True]
+    for name in ("embbert::Register_LOGISTIC_INT8_TABLE()", "embbert::Register_SOFTMAX_INT8_TABLE()",
+                 "embbert::Register_MEAN_INT8_LAST_AXIS()", "embbert::Register_ADD_INT8_TABLE()"):
+        assert name in project and name not in stock, name
+    assert {"embbert_tflm_add_logistic_int8", "embbert_tflm_add_softmax_int8", "embbert_register_ops"} <= project & stock
+    assert "tflite::Register_LOGISTIC()" in stock
+
+
 @pytest.mark.skipif(not have("arm-none-eabi-g++"), reason="arm-none-eabi-gcc not installed")
 def test_tflm_tool_refuses_what_it_cannot_build(tmp_path):
     tool = REPO / "micro_app" / "tools" / "tflm_arduino_library.py"
