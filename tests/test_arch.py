@@ -233,3 +233,31 @@ def test_run_tune_runs_the_winner_and_summarises_it(tmp_path, capsys, monkeypatc
     summary = (out / "best" / "summary.txt").read_text()
     assert "TFLM vs TFLite" in summary and "Arduino Nano 33 BLE: fits" in summary
     assert (out / "tune.md").is_file() and (out / "best" / "run.json").is_file()
+
+
+def test_bench_arch_merge_keeps_earlier_rows_of_the_same_recipe_only(tmp_path):
+    """--merge: rows of presets not run now come from an earlier arch.json of the same recipe; another recipe is a
+    one-line error before anything runs."""
+    import argparse
+    import json
+
+    from embbert.bench.arch import merge_results, read_merge
+    from embbert.core.errors import EmbBertError
+
+    recipe = {"lr_grid": [1e-3, 3e-3], "seeds": [0, 1, 2], "epochs": 3, "qat_epochs": 1, "batch_size": 32,
+              "max_train_examples": None, "max_test_examples": None}
+    row = {"preset": "tiny", "task": "emotion", "tflm": 85.8}
+    (tmp_path / "arch.json").write_text(json.dumps({**recipe, "presets": ["tiny", "bert"], "tasks": ["emotion"],
+                                                    "duration_s": 10.0, "skipped": [],
+                                                    "rows": [row, {**row, "preset": "bert", "tflm": 89.7}]}))
+    args = argparse.Namespace(merge=str(tmp_path / "arch.json"), **recipe)
+    earlier = read_merge(args)
+    now = {**recipe, "presets": ["bert", "embbert"], "tasks": ["emotion"], "duration_s": 5.0, "skipped": [],
+           "rows": [{**row, "preset": "bert", "tflm": 90.0}, {**row, "preset": "embbert", "tflm": 89.7}]}
+    merged = merge_results(now, earlier)
+    assert [(r["preset"], r["tflm"]) for r in merged["rows"]] == [("tiny", 85.8), ("bert", 90.0), ("embbert", 89.7)]
+    assert merged["presets"] == ["tiny", "bert", "embbert"] and merged["duration_s"] == 15.0
+    with pytest.raises(EmbBertError, match=r"another recipe \(epochs 3 != 10\)"):
+        read_merge(argparse.Namespace(**{**vars(args), "epochs": 10}))
+    with pytest.raises(EmbBertError, match="no such file"):
+        read_merge(argparse.Namespace(**{**vars(args), "merge": str(tmp_path / "none.json")}))

@@ -53,7 +53,47 @@ def register(bsub) -> None:
     a.add_argument("--data-dir", default=None, help="data directory (default $EMBBERT_DATA_DIR, else the hub)")
     a.add_argument("--runs-dir", default="runs/bench-arch", help="where the run directories go (default runs/bench-arch)")
     a.add_argument("--docs-dir", default=None, help="where arch.md/.json/.png go (default RUNS_DIR/results)")
+    a.add_argument("--merge", default=None, metavar="ARCH_JSON",
+                   help="an earlier arch.json of the same recipe (learning-rate grid, seeds, epochs, batch, subsets): "
+                   "its rows for the (preset, task) pairs not run now are kept in the table, so a comparison "
+                   "made on another machine goes on without its run directories")
     a.set_defaults(func=cmd_arch)
+
+
+MERGE_KEYS = ("lr_grid", "seeds", "epochs", "qat_epochs", "batch_size", "max_train_examples", "max_test_examples")
+
+
+def read_merge(args) -> dict[str, Any] | None:
+    """The earlier arch.json of --merge, read before anything is written (it may be the file being replaced),
+    checked to be of this recipe."""
+    if args.merge is None:
+        return None
+    path = args.merge
+    try:
+        earlier = json.loads(Path(path).read_text())
+        earlier["rows"], earlier["path"] = list(earlier["rows"]), path
+    except FileNotFoundError:
+        raise EmbBertError(f"--merge {path}: no such file") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise EmbBertError(f"--merge {path}: not an arch.json ({exc})") from None
+    mine = {k: getattr(args, k) for k in MERGE_KEYS}
+    diff = [f"{k} {earlier.get(k)} != {v}" for k, v in mine.items() if earlier.get(k) != v]
+    if diff:
+        raise EmbBertError(f"--merge {path}: another recipe ({'; '.join(diff)})")
+    return earlier
+
+
+def merge_results(results: dict[str, Any], earlier: dict[str, Any]) -> dict[str, Any]:
+    """`results` with the rows of an earlier arch.json of the same recipe for the (preset, task) pairs it lacks."""
+    rows = earlier["rows"]
+    have = {(r["preset"], r["task"]) for r in results["rows"]}
+    kept = [r for r in rows if (r["preset"], r["task"]) not in have]
+    return {**results, "rows": kept + results["rows"],
+            "presets": list(dict.fromkeys(earlier.get("presets", []) + results["presets"])),
+            "tasks": list(dict.fromkeys(earlier.get("tasks", []) + results["tasks"])),
+            "duration_s": round(earlier.get("duration_s", 0) + results["duration_s"], 1),
+            "skipped": [s for s in earlier.get("skipped", []) if (s["preset"], s["task"]) not in have]
+            + results["skipped"], "merged_from": earlier["path"]}
 
 
 def _accuracy_args(args, preset: str) -> argparse.Namespace:
@@ -108,10 +148,12 @@ def _out_dir(args) -> Path:
 
 
 def _results(args, rows, skipped, started) -> dict[str, Any]:
-    return {"tasks": args.tasks, "presets": args.presets, "lr_grid": args.lr_grid, "seeds": args.seeds,
-            "epochs": args.epochs, "qat_epochs": args.qat_epochs, "batch_size": args.batch_size,
-            "max_train_examples": args.max_train_examples, "max_test_examples": args.max_test_examples,
-            "duration_s": round(time.time() - started, 1), "rows": rows, "skipped": skipped}
+    results = {"tasks": args.tasks, "presets": args.presets, "lr_grid": args.lr_grid, "seeds": args.seeds,
+               "epochs": args.epochs, "qat_epochs": args.qat_epochs, "batch_size": args.batch_size,
+               "max_train_examples": args.max_train_examples, "max_test_examples": args.max_test_examples,
+               "duration_s": round(time.time() - started, 1), "rows": rows, "skipped": skipped}
+    earlier = getattr(args, "merged", None)
+    return merge_results(results, earlier) if earlier else results
 
 
 def _cell(mean, sd) -> str:
@@ -128,7 +170,9 @@ def write_results(results: dict[str, Any], out: Path) -> None:
              f"train examples: {results['max_train_examples'] or 'whole split'}, test examples: "
              f"{results['max_test_examples'] or 'whole split'}. Metric: the int8 model in the TFLM interpreter "
              "(mean ± sample sd over the seeds). Memory: model FlatBuffer + recommended arena (32-bit board), "
-             "measured on the converted graph. Pareto: no other row of the task is both smaller and better.", ""]
+             "measured on the converted graph. Pareto: no other row of the task is both smaller and better."
+             + (f" Rows of presets not run by the last call come from `{results['merged_from']}` (same recipe)."
+                if results.get("merged_from") else ""), ""]
     by_task: dict[str, list[dict]] = {}
     for row in results["rows"]:
         by_task.setdefault(row["task"], []).append(row)
@@ -205,6 +249,7 @@ def check_arch_args(args) -> None:
 
 def cmd_arch(args) -> int:
     check_arch_args(args)
+    args.merged = read_merge(args)
     results = run_arch(args)
     if not results["rows"]:
         first = results["skipped"][0] if results["skipped"] else None
