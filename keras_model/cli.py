@@ -89,9 +89,11 @@ def register(sub) -> None:
     pre = PretrainSettings()  # the defaults of `embbert pretrain`
     p = sub.add_parser(
         "pretrain",
-        help="masked-language-model pretraining of the backbone on text corpora",
-        description="MLM pretraining (15%% of tokens; 80%% [MASK], 10%% random, 10%% unchanged) with AdamW, "
-        "warm-up + cosine decay, corpus lines packed into full L-token sequences; 1%% of the lines held out "
+        help="pretraining of the backbone on text corpora (masked LM, or ELECTRA's replaced-token detection)",
+        description="MLM pretraining (15% of tokens; 80% [MASK], 10% random, 10% unchanged), or with "
+        "--objective electra replaced-token detection on every position (a half-size generator fills the masked "
+        "positions), with AdamW, "
+        "warm-up + cosine decay, corpus lines packed into full L-token sequences; 1% of the lines held out "
         "and scored every --eval-every steps. Trains the tokenizer first if none is given. Resumable "
         "(--resume); `embbert train --init OUT` starts from the result (docs/pretraining.md).",
     )
