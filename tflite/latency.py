@@ -256,8 +256,7 @@ def estimate_graph(graph) -> dict[str, Any]:
 def estimate_markdown(est: dict[str, Any]) -> list[str]:
     """The arena report's latency section (lines)."""
     if "stock_instructions" not in est:  # an arena_report.json written before the package estimate: stock TFLM only
-        est = {**est, "stock_instructions": est["instructions"], "stock_boards": est["boards"],
-               "kernels": "TFLM's stock kernels (a report written before issue 27)"}
+        return _stock_estimate_markdown(est)
     lines = ["## Latency (an estimate, not a measurement)", "",
              f"Method: {est['method']}. Kernels: {est['kernels']}. Predicted Cortex-M4 instructions per inference "
              f"of the exported package: {est['instructions']['cmsis-nn']:,} with CMSIS-NN (stock TFLM: "
@@ -279,6 +278,28 @@ def estimate_markdown(est: dict[str, Any]) -> list[str]:
         m = est["macs_per_op"].get(t)
         lines.append(f"| {t}{' (project kernel)' if t in est.get('project_kernel_ops', []) else ''} | "
                      f"{f'{m:,}' if m else '-'} | {n:,} | {100 * n / total:.1f} % | {stock_ops.get(t, n):,} |")
+    if est["unmeasured_ops"]:
+        lines += ["", f"Not measured, counted at {UNMEASURED_PER_UNIT:g} instructions per element: "
+                  f"{', '.join(est['unmeasured_ops'])}."]
+    return lines
+
+
+def _stock_estimate_markdown(est: dict[str, Any]) -> list[str]:
+    """The latency section of a report written before the package estimate (stock TFLM figures only), rendered as it
+    was then: a committed report and its Markdown stay one rendering."""
+    lines = ["## Latency (an estimate, not a measurement)", "",
+             f"Method: {est['method']}. Predicted Cortex-M4 instructions per inference: "
+             f"{est['instructions']['cmsis-nn']:,} with CMSIS-NN kernels, {est['instructions']['reference']:,} with "
+             "the reference kernels.", "",
+             "| board | clock | CPI assumed | instructions (basis) | estimated ms |", "|---|---:|---|---:|---:|"]
+    for b in est["boards"]:
+        lines.append(f"| {b['board']} | {b['mhz']:.0f} MHz | {b['cpi_low']}-{b['cpi_high']} | {b['instructions']:,} "
+                     f"({b['basis']}) | {b['ms_low']:.0f}-{b['ms_high']:.0f} |")
+    total = max(est["instructions"]["cmsis-nn"], 1)
+    lines += ["", "| operator (CMSIS-NN) | MACs | instructions | share |", "|---|---:|---:|---:|"]
+    for t, n in est["per_op_cmsis_nn"].items():
+        m = est["macs_per_op"].get(t)
+        lines.append(f"| {t} | {f'{m:,}' if m else '-'} | {n:,} | {100 * n / total:.1f} % |")
     if est["unmeasured_ops"]:
         lines += ["", f"Not measured, counted at {UNMEASURED_PER_UNIT:g} instructions per element: "
                   f"{', '.join(est['unmeasured_ops'])}."]
