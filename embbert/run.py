@@ -205,8 +205,11 @@ def summarise(config: EmbBertConfig, out: Path, result: dict) -> str:
                      f"flash headroom {b['flash_headroom_bytes'] / 1024:.0f} KiB)")
     est = arena.get("latency_estimate")
     if est:  # tflite/latency.py: predicted Cortex-M4 instructions x an assumed CPI range, not a measurement
+        stock = est.get("stock_instructions")  # absent from reports written before the package estimate
+        what = ("the exported package: CMSIS-NN + the project's kernels; stock TFLM "
+                f"{stock['cmsis-nn']:,}" if stock else "CMSIS-NN")
         lines.append(f"  latency per inference, ESTIMATED (not measured; docs/latency.md): ~{est['instructions']['cmsis-nn']:,} "
-                     "Cortex-M4 instructions (CMSIS-NN), at the assumed cycles per instruction:")
+                     f"Cortex-M4 instructions ({what}), at the assumed cycles per instruction:")
         for b in est["boards"]:
             lines.append(f"    {b['board'].split(' (')[0]}: {b['ms_low']:.0f}-{b['ms_high']:.0f} ms "
                          f"(CPI {b['cpi_low']:g}-{b['cpi_high']:g} at {b['mhz']:.0f} MHz)")

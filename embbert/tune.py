@@ -87,7 +87,7 @@ def measure_candidate(preset: str, length: int, num_labels: int, tokenizer_dir: 
 
     from embbert.keras_model._tf import keras
     from embbert.keras_model.model import build_classifier, parameter_counts
-    from embbert.keras_model.quantize import quantize_model
+    from embbert.keras_model.quantize import perturb_like_trained, quantize_model
     from embbert.tflite.arena import measure_arena, table_bytes
     from embbert.tflite.convert import convert_qat
 
@@ -102,10 +102,7 @@ def measure_candidate(preset: str, length: int, num_labels: int, tokenizer_dir: 
         used = int(rng.integers(2, length + 1))
         tok[i, used:], seg[i, used:] = 0, 0
     tok[:, 0] = 2
-    # trained weights are never exactly their initial values (a gain of exactly 1 lets the converter drop a
-    # MUL), and the activation ranges come from a forward pass: the graph is then the trained one's
-    qat.set_weights([w + rng.normal(0, 0.05, w.shape).astype(w.dtype) if w.dtype.kind == "f" and w.ndim else w
-                     for w in qat.get_weights()])
+    perturb_like_trained(qat, seed=0)  # the trained graph's operators; activation ranges from a forward pass
     qat({"token_ids": tok, "segment_ids": seg}, training=True)
     data, info = convert_qat(qat, config, tok, seg)
     tables = table_bytes(tokenizer_dir)

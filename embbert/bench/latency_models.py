@@ -5,7 +5,8 @@ an inference depends on the graph (operators, shapes, kernels), not on what the 
 So the latency of, say, the embbert preset at L = 64/128/256 is measured on a graph converted
 exactly as `embbert convert` converts a trained run (QAT model -> deployed graph -> full int8 ->
 the smaller-arena form of the causal convolution, `tflite.convert._smallest_arena`), from a
-classifier whose weights are Keras's random initialisation and whose activation ranges come from
+classifier whose weights are Keras's random initialisation plus small seeded noise (so that no gain or
+bias sits at a value the converter folds away: `quantize.perturb_like_trained`) and whose activation ranges come from
 one training-mode batch of random token ids. Its logits mean nothing; its operators, shapes and
 kernels are those of a trained model of the same preset and length.
 """
@@ -34,7 +35,7 @@ def synthetic_int8(preset: str, length: int, *, seed: int = 0, calibration: int 
 
     from embbert.keras_model._tf import tf
     from embbert.keras_model.model import build_classifier
-    from embbert.keras_model.quantize import quantize_model
+    from embbert.keras_model.quantize import perturb_like_trained, quantize_model
     from embbert.keras_model.forms import DEFAULT
     from embbert.tflite.convert import _smallest_arena, build_int8
 
@@ -50,6 +51,7 @@ def synthetic_int8(preset: str, length: int, *, seed: int = 0, calibration: int 
         return tok, seg
 
     qat = quantize_model(build_classifier(config))
+    perturb_like_trained(qat, seed)  # the trained graph's operators (initial gains and biases fold away)
     tok, seg = batch(calibration)
     qat({"token_ids": tf.constant(tok), "segment_ids": tf.constant(seg)}, training=True)  # activation ranges
 
