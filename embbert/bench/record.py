@@ -176,8 +176,8 @@ def accuracy_namespace(args, init: str) -> argparse.Namespace:
 
 def measure_memory(preset: str, length: int) -> dict[str, Any]:
     """Model bytes, recommended arena and MACs of the current deployed graph of `preset` at L=`length`,
-    converted from random weights exactly as `embbert convert` converts a trained run (the bytes do not
-    depend on the weights' values; the head has 6 labels)."""
+    converted from perturbed random weights exactly as `embbert convert` converts a trained run (the bytes
+    do not depend on the weights' values once no gain or bias can be folded away; the head has 6 labels)."""
     from embbert.bench.latency_models import synthetic_int8
     from embbert.tflite.arena import measure_arena
 
@@ -340,8 +340,9 @@ def markdown(results: dict) -> str:
     lines.append("")
     memory = results.get("memory")
     if memory:
-        lines += [f"Memory of the current deployed `{recipe['preset']}` graph (full int8; converted by today's "
-                  "converter; 6-label head), in bytes:", "",
+        lines += [f"Memory of the current deployed `{recipe['preset']}` graph (full int8, converted by today's "
+                  "converter from untrained weights made to look trained, `quantize.perturb_like_trained`, so the "
+                  "graph is a trained model's; 6-label head), in bytes:", "",
                   "| L | model | arena (recommended) | total | MACs | fits |", "|---:|---:|---:|---:|---:|---|"]
         lines += [f"| {m['max_length']} | {m['model_bytes']:,} | {m['arena_bytes']:,} | {m['total_bytes']:,} | "
                   f"{m['macs']:,} | {', '.join(m['fits']) or '–'} |" for m in memory]
