@@ -753,27 +753,7 @@ def test_tflm_tool_makes_a_precompiled_library_the_sketch_links_against(packages
     assert "EMBBERT_STOCK_KERNELS" in facts["kernels"]
     # link the exported library + sketch (core stubs) against the archive, as the board's link does: the float
     # ABI must match the core's (softfp) and --gc-sections must drop the operators the model does not register
-    root = packages["arduino"]
-    stub = REPO / "micro_app" / "tests" / "arduino_stub"
-    sketch = tmp_path / "sketch.cpp"  # with the opt-in profile, so that its functions must link too
-    sketch.write_text("#define EMBBERT_PROFILE 1\n"
-                      + (root / "examples" / "EmbBertClassifier" / "EmbBertClassifier.ino").read_text()
-                      + _ARDUINO_STUBS)
-    objs = []
-    for unit in [p for p in sorted((root / "src").iterdir()) if p.suffix in (".c", ".cpp")] + [sketch]:
-        compiler, std = ("arm-none-eabi-gcc", "-std=gnu11") if unit.suffix == ".c" else (
-            "arm-none-eabi-g++", "-std=gnu++14")
-        obj = tmp_path / (unit.name + ".o")
-        subprocess.run([compiler, std, *MBED_NANO_FLAGS, f"-I{root / 'src'}", f"-I{lib / 'src'}", f"-I{stub}", "-c",
-                        str(unit), "-o", str(obj)], check=True, capture_output=True)
-        objs.append(str(obj))
-    elf = tmp_path / "sketch.elf"
-    res = subprocess.run(["arm-none-eabi-g++", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=softfp", "-mfpu=fpv4-sp-d16",
-                          "--specs=nosys.specs", "-Wl,--gc-sections", "-o", str(elf), *objs,
-                          f"-L{archive.parent}", "-lEmbBERT_TFLM"], capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr
-    nm = subprocess.run(["arm-none-eabi-nm", str(elf)], capture_output=True, text=True, check=True).stdout
-    symbols = {line.split()[-1] for line in nm.splitlines()}
+    symbols = _link_sketch(packages, lib, tmp_path, profile=True)  # the opt-in profile's functions must link too
     assert {"embbert_tflm_add_batch_matmul", "embbert_tflm_init", "embbert_register_ops",
             "embbert_tflm_enable_profiling"} <= symbols
     assert not {"embbert_tflm_add_tanh", "embbert_tflm_add_conv_2d"} & symbols
@@ -809,13 +789,15 @@ TFLM_CM4_TREE = os.environ.get("EMBBERT_TFLM_CM4_TREE")
 TFLM_CM4_OBJECTS = os.environ.get("EMBBERT_TFLM_CM4_OBJECTS")
 
 
-def _link_sketch(packages, lib: Path, tmp_path: Path) -> set[str]:
-    """The exported Arduino library + sketch (core stubs) compiled with the core's flags and linked against the
-    precompiled archive as the board's link does (softfp, --gc-sections): the ELF's symbols."""
+def _link_sketch(packages, lib: Path, tmp_path: Path, *, profile: bool = False) -> set[str]:
+    """The exported Arduino library + sketch (core stubs; `profile`: with EMBBERT_PROFILE) compiled with the core's
+    flags and linked against the precompiled archive as the board's link does (softfp, --gc-sections): the ELF's
+    (demangled) symbols."""
     root = packages["arduino"]
     stub = REPO / "micro_app" / "tests" / "arduino_stub"
     sketch = tmp_path / "sketch.cpp"
-    sketch.write_text((root / "examples" / "EmbBertClassifier" / "EmbBertClassifier.ino").read_text() + _ARDUINO_STUBS)
+    sketch.write_text(("#define EMBBERT_PROFILE 1\n" if profile else "")
+                      + (root / "examples" / "EmbBertClassifier" / "EmbBertClassifier.ino").read_text() + _ARDUINO_STUBS)
     objs = []
     for unit in [p for p in sorted((root / "src").iterdir()) if p.suffix in (".c", ".cpp")] + [sketch]:
         compiler, std = ("arm-none-eabi-gcc", "-std=gnu11") if unit.suffix == ".c" else (
