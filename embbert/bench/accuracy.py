@@ -50,8 +50,8 @@ def register(bsub) -> None:
     a.add_argument("--data-dir", default=None, help="data directory (default $EMBBERT_DATA_DIR, else the hub)")
     a.add_argument("--runs-dir", default="runs/bench", help="where the run directories go (default runs/bench)")
     a.add_argument("--docs-dir", default=None,
-                   help="where results.md/.json/.png go (default RUNS_DIR/results; give docs to update the "
-                   "project's docs/results.md)")
+                   help="where results.md/.json/.png go (default RUNS_DIR/results; the project's docs/results.md "
+                   "is the benchmark of record, written by `embbert bench record`)")
     a.set_defaults(func=cmd_accuracy)
 
 
