@@ -340,6 +340,7 @@ def test_electra_corruption_replaces_only_masked_positions_and_labels_them():
     assert (draws >= NUM_SPECIAL_TOKENS).all() and (draws < V).all() and (draws != 7).mean() > 0.9
 
 
+@pytest.mark.slow
 def test_electra_pretraining_learns_to_detect_and_its_backbone_fine_tunes(tmp_path):
     from embbert.datasets.tokenizer import train_tokenizer
     from embbert.keras_model.model import build_classifier, load_backbone_into
