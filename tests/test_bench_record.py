@@ -130,3 +130,15 @@ def test_readme_results_table_is_the_record():
         return lines[start:end]
 
     assert table((root / "README.md").read_text()) == table((root / "docs" / "results.md").read_text())
+
+
+def test_a_start_of_another_size_and_a_damaged_memory_table_are_one_line_errors(tmp_path, capsys):
+    code = main(["bench", "record", "--tasks", "emotion", "--inits", "tiny_en", "--report-only",
+                 "--runs-dir", str(tmp_path / "runs"), "--docs-dir", str(tmp_path / "docs")])
+    err = capsys.readouterr().err.strip()
+    assert code != 0 and len(err.splitlines()) == 1 and "tiny_en" in err
+    (tmp_path / "docs" / "results_cells").mkdir(parents=True)
+    (tmp_path / "docs" / "results_cells" / "memory.json").write_text("[1, 2]")
+    code = _record(tmp_path)
+    err = capsys.readouterr().err.strip()
+    assert code != 0 and len(err.splitlines()) == 1 and "not the record's memory table" in err

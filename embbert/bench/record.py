@@ -195,8 +195,11 @@ def memory_rows(docs_dir: Path, preset: str, lengths: list[int], *, measure: boo
     """The memory table, one row per L of the record's tasks, kept in results_cells/memory.json; a length not
     in it is measured (when `measure`)."""
     path = docs_dir / CELLS / "memory.json"
-    rows = json.loads(path.read_text())["rows"] if path.is_file() else []
-    have = {(r["preset"], r["max_length"]) for r in rows}
+    try:
+        rows = json.loads(path.read_text())["rows"] if path.is_file() else []
+        have = {(r["preset"], r["max_length"]) for r in rows}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise EmbBertError(f"{path}: not the record's memory table ({exc}); remove it to measure again") from None
     missing = [L for L in lengths if (preset, L) not in have]
     if measure and missing:
         rows += [measure_memory(preset, L) for L in missing]
@@ -225,7 +228,7 @@ def check_record_args(args) -> None:
         task_arg(task)
     for init in args.inits:
         if init != "none":
-            init_arg(init)
+            preflight.fits_preset(args.preset, init_arg(init), None)  # a start of another size: refused now
     for name in args.imports:
         if not Path(name).is_file():
             raise EmbBertError(f"--import {name}: no such file")
