@@ -302,7 +302,7 @@ def check_run_args(args) -> tuple[EmbBertConfig, Path]:
 def tune_namespace(args) -> argparse.Namespace:
     """`embbert tune`'s settings for `run --tune`: its default search, this run's task, board, data and recipe;
     refuses the options the tuner chooses or does not take."""
-    from embbert.tune import DEFAULT_PRESETS
+    from embbert.tune import register as register_tune
 
     if not args.board:
         raise UsageError("--tune needs --board (the board whose RAM and flash bound the search)")
@@ -318,12 +318,14 @@ def tune_namespace(args) -> argparse.Namespace:
         raise UsageError(f"{', '.join(others)}: not taken with --tune (the tuner trains from scratch, resumes the "
                          "tuning folder by itself and exports the winner into OUT/best)")
     task_name = Path(args.task).name if Path(args.task).is_dir() else args.task
-    return argparse.Namespace(
-        task=args.task, board=args.board, presets=list(DEFAULT_PRESETS), lengths=None, max_macs=None,
-        budget_minutes=None, rung_epochs=1, epochs=args.epochs, qat_epochs=args.qat_epochs,
-        learning_rate=args.learning_rate, qat_learning_rate=args.qat_learning_rate, batch_size=args.batch_size,
-        seed=args.seed, max_train_examples=args.max_train_examples, data_dir=args.data_dir,
-        out=args.out or f"runs/{task_name}-tune-{args.board}")
+    parser = argparse.ArgumentParser(prog="embbert")  # `embbert tune`'s own flags and defaults, one definition
+    register_tune(parser.add_subparsers())
+    targs = parser.parse_args(["tune", f"--task={args.task}", f"--board={args.board}",
+                               f"--out={args.out or f'runs/{task_name}-tune-{args.board}'}"])
+    for name in ("epochs", "qat_epochs", "learning_rate", "qat_learning_rate", "batch_size", "seed",
+                 "max_train_examples", "data_dir"):  # this run's recipe and data
+        setattr(targs, name, getattr(args, name))
+    return targs
 
 
 def cmd_run_tuned(args) -> int:

@@ -37,10 +37,10 @@ from embbert.core.errors import EmbBertError
 from ._tf import keras, tf
 from .backbone import SEGMENT_IDS, TOKEN_IDS, EmbBertBackbone
 from .layers import MaskedLMHead
+from .model import MASK_POSITIONS
 
 #: Share of windows left uncorrupted (position 0 then learns "this window holds a replacement" or not).
 CLEAN_FRACTION = 0.25
-MASK_POSITIONS = "mask_positions"
 
 
 def generator_config(config: EmbBertConfig) -> EmbBertConfig:

@@ -290,7 +290,7 @@ def _load_finished(run_dir: Path) -> dict:
 
 def _results(args, rows, skipped, started) -> dict:
     return {
-        "command": "embbert " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("embbert") else None,
+        "command": invoked_command(),
         "preset": args.preset, "seed": args.seed, "seeds": seeds_of(args), "epochs": args.epochs,
         "qat_epochs": args.qat_epochs, "learning_rate": args.learning_rate,
         "qat_learning_rate": args.qat_learning_rate, "lr_grid": [lr for lr, _ in learning_rates(args)]
@@ -303,6 +303,12 @@ def _results(args, rows, skipped, started) -> dict:
 
 def _pct(check: dict, key: str):
     return round(100.0 * float(check["models"][key]["metric"]), 2)
+
+
+def invoked_command() -> str | None:
+    """The `embbert ...` command line of this process (None when not run as the `embbert` command), recorded
+    in a benchmark's results."""
+    return "embbert " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("embbert") else None
 
 
 def _versions() -> dict:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -275,10 +274,9 @@ def summarise(records: list[dict], seeds: list[int]) -> list[dict]:
 
 
 def results_of(args, records: list[dict], started: float) -> dict:
-    from .accuracy import _versions
+    from .accuracy import _versions, invoked_command
 
-    cmd = "embbert " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("embbert") else None
-    return {"command": cmd, "name": args.name, "preset": args.preset, "max_length": args.max_length, "epochs": args.epochs,
+    return {"command": invoked_command(), "name": args.name, "preset": args.preset, "max_length": args.max_length, "epochs": args.epochs,
             "qat_epochs": args.qat_epochs, "learning_rate": args.learning_rate,
             "qat_learning_rate": args.qat_learning_rate, "batch_size": args.batch_size,
             "tasks": [task_name(t) for t in args.tasks], "sizes": [size_tag(s) for s in args.size_values],

@@ -399,12 +399,9 @@ def plot(results: dict) -> bytes:
 
 
 def write_record(docs_dir: Path, recipe: dict, tasks: list[str], inits: list[str], memory) -> dict[str, Any]:
-    from embbert.bench.accuracy import _versions, published
+    from embbert.bench.accuracy import _versions, invoked_command, published
 
-    import sys
-
-    command = "embbert " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("embbert") else None
-    results = {"command": command, "recipe": recipe, "inits": inits, "tasks": tasks,
+    results = {"command": invoked_command(), "recipe": recipe, "inits": inits, "tasks": tasks,
                "rows": collect(docs_dir, recipe, tasks, inits),
                "memory": memory, "published_source": published()["source"], "versions": _versions()}
     docs_dir.mkdir(parents=True, exist_ok=True)
