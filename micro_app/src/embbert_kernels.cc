@@ -82,19 +82,27 @@ void SoftmaxRowsWithTable(const tflite::SoftmaxParams& params, const int32_t exp
   }
 }
 
-TfLiteStatus LogisticTablePrepare(TfLiteContext* context, TfLiteNode* node) {
-  TF_LITE_ENSURE_OK(context, tflite::LogisticPrepare(context, node));
+// After TFLM's own Prepare: the table kernels take int8 input and output only (`what` names the kernel and
+// the TFLM registration to use instead in the one-line error).
+TfLiteStatus RequireInt8(TfLiteContext* context, TfLiteNode* node, int input_index, int output_index,
+                         const char* what) {
   tflite::MicroContext* micro_context = tflite::GetMicroContext(context);
-  TfLiteTensor* input = micro_context->AllocateTempInputTensor(node, tflite::kLogisticInputTensor);
-  TfLiteTensor* output = micro_context->AllocateTempOutputTensor(node, tflite::kLogisticOutputTensor);
+  TfLiteTensor* input = micro_context->AllocateTempInputTensor(node, input_index);
+  TfLiteTensor* output = micro_context->AllocateTempOutputTensor(node, output_index);
   const bool int8 = input->type == kTfLiteInt8 && output->type == kTfLiteInt8;
   micro_context->DeallocateTempTfLiteTensor(input);
   micro_context->DeallocateTempTfLiteTensor(output);
   if (!int8) {
-    MicroPrintf("embbert LOGISTIC table kernel: int8 only; register TFLM's Register_LOGISTIC() instead");
+    MicroPrintf("%s", what);
     return kTfLiteError;
   }
   return kTfLiteOk;
+}
+
+TfLiteStatus LogisticTablePrepare(TfLiteContext* context, TfLiteNode* node) {
+  TF_LITE_ENSURE_OK(context, tflite::LogisticPrepare(context, node));
+  return RequireInt8(context, node, tflite::kLogisticInputTensor, tflite::kLogisticOutputTensor,
+                     "embbert LOGISTIC table kernel: int8 only; register TFLM's Register_LOGISTIC() instead");
 }
 
 void* LogisticTableInit(TfLiteContext* context, const char* buffer, size_t length) {
@@ -130,17 +138,8 @@ TfLiteStatus LogisticTableEval(TfLiteContext* context, TfLiteNode* node) {
 
 TfLiteStatus SoftmaxTablePrepare(TfLiteContext* context, TfLiteNode* node) {
   TF_LITE_ENSURE_OK(context, tflite::SoftmaxPrepare(context, node));
-  tflite::MicroContext* micro_context = tflite::GetMicroContext(context);
-  TfLiteTensor* input = micro_context->AllocateTempInputTensor(node, 0);
-  TfLiteTensor* output = micro_context->AllocateTempOutputTensor(node, 0);
-  const bool int8 = input->type == kTfLiteInt8 && output->type == kTfLiteInt8;
-  micro_context->DeallocateTempTfLiteTensor(input);
-  micro_context->DeallocateTempTfLiteTensor(output);
-  if (!int8) {
-    MicroPrintf("embbert SOFTMAX table kernel: int8 -> int8 only; register TFLM's Register_SOFTMAX() instead");
-    return kTfLiteError;
-  }
-  return kTfLiteOk;
+  return RequireInt8(context, node, 0, 0,
+                     "embbert SOFTMAX table kernel: int8 -> int8 only; register TFLM's Register_SOFTMAX() instead");
 }
 
 TfLiteStatus SoftmaxTableEval(TfLiteContext* context, TfLiteNode* node) {
